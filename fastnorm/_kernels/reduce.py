@@ -1,0 +1,152 @@
+"""Reductions: per-row and per-column moments, and the two sums of every backward pass.
+
+"Row" kernels reduce contiguous runs of a 2-D array (rows, length): one result per row. Long rows
+are cut into chunks (``schedule.row_chunk``) merged in order. "Column" kernels reduce a 3-D array
+(P, A, B) over A: one result per (p, b); blocks of rows write their own partials, merged in block
+order.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ._flags import PARALLEL_KERNEL, KERNEL
+from ._loops import (
+    run_add,
+    run_add_grad_sums,
+    run_add_sq_dev,
+    run_centred_sumsq,
+    run_grad_sums,
+    run_sum,
+)
+from .merge import merge_moments
+
+
+@njit(**PARALLEL_KERNEL)
+def row_moments(x, chunk):
+    """Mean and centred sum of squares (M2) of each row of ``x`` (rows, length), length >= 1."""
+    rows, length = x.shape
+    per_row = (length + chunk - 1) // chunk
+    n_tasks = rows * per_row
+    count = np.empty(n_tasks)
+    mean = np.empty(n_tasks)
+    m2 = np.empty(n_tasks)
+    for t in prange(n_tasks):
+        r = t // per_row
+        lo = (t % per_row) * chunk
+        hi = min(lo + chunk, length)
+        seg = x[r, lo:hi]
+        mu = run_sum(seg) / (hi - lo)
+        count[t] = hi - lo
+        mean[t] = mu
+        m2[t] = run_centred_sumsq(seg, mu)
+    if per_row == 1:
+        return mean, m2
+    row_mean = np.empty(rows)
+    row_m2 = np.empty(rows)
+    for r in range(rows):
+        t0 = r * per_row
+        n, mu, s = count[t0], mean[t0], m2[t0]
+        for t in range(t0 + 1, t0 + per_row):
+            n, mu, s = merge_moments(n, mu, s, count[t], mean[t], m2[t])
+        row_mean[r] = mu
+        row_m2[r] = s
+    return row_mean, row_m2
+
+
+@njit(**PARALLEL_KERNEL)
+def row_grad_sums(dy, x, centre, chunk):
+    """Per row r: sum(dy) and sum(dy * (x - centre[r])) over the row."""
+    rows, length = x.shape
+    per_row = (length + chunk - 1) // chunk
+    n_tasks = rows * per_row
+    part_dy = np.empty(n_tasks)
+    part_dyx = np.empty(n_tasks)
+    for t in prange(n_tasks):
+        r = t // per_row
+        lo = (t % per_row) * chunk
+        hi = min(lo + chunk, length)
+        part_dy[t], part_dyx[t] = run_grad_sums(dy[r, lo:hi], x[r, lo:hi], centre[r])
+    if per_row == 1:
+        return part_dy, part_dyx
+    sum_dy = np.zeros(rows)
+    sum_dyx = np.zeros(rows)
+    for t in range(n_tasks):
+        sum_dy[t // per_row] += part_dy[t]
+        sum_dyx[t // per_row] += part_dyx[t]
+    return sum_dy, sum_dyx
+
+
+@njit(**KERNEL)
+def _block_moments(x, p, r0, r1, c0, c1, mean_out, m2_out):
+    mean_out[:] = 0.0
+    for a in range(r0, r1):
+        run_add(mean_out, x[p, a, c0:c1])
+    mean_out *= 1.0 / (r1 - r0)
+    m2_out[:] = 0.0
+    for a in range(r0, r1):
+        run_add_sq_dev(m2_out, x[p, a, c0:c1], mean_out)
+
+
+@njit(**PARALLEL_KERNEL)
+def column_moments(x, row_block, col_block):
+    """Mean and M2 over axis 1 of ``x`` (P, A, B), A >= 1: arrays of shape (P, B)."""
+    P, A, B = x.shape
+    n_rb = (A + row_block - 1) // row_block
+    n_cb = (B + col_block - 1) // col_block
+    part_mean = np.empty((P, n_rb, B))
+    part_m2 = np.empty((P, n_rb, B))
+    for t in prange(P * n_rb * n_cb):
+        p = t // (n_rb * n_cb)
+        i = (t // n_cb) % n_rb
+        c0 = (t % n_cb) * col_block
+        c1 = min(B, c0 + col_block)
+        r0 = i * row_block
+        _block_moments(
+            x, p, r0, min(A, r0 + row_block), c0, c1, part_mean[p, i, c0:c1], part_m2[p, i, c0:c1]
+        )
+    mean = np.empty((P, B))
+    m2 = np.empty((P, B))
+    for p in range(P):
+        for b in range(B):
+            n, mu, s = float(min(row_block, A)), part_mean[p, 0, b], part_m2[p, 0, b]
+            for i in range(1, n_rb):
+                n_i = float(min(A, (i + 1) * row_block) - i * row_block)
+                n, mu, s = merge_moments(n, mu, s, n_i, part_mean[p, i, b], part_m2[p, i, b])
+            mean[p, b] = mu
+            m2[p, b] = s
+    return mean, m2
+
+
+@njit(**KERNEL)
+def _block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, dy_out, dyx_out):
+    dy_out[:] = 0.0
+    dyx_out[:] = 0.0
+    for a in range(r0, r1):
+        run_add_grad_sums(dy_out, dyx_out, dy[p, a, c0:c1], x[p, a, c0:c1], centre[p, c0:c1])
+
+
+@njit(**PARALLEL_KERNEL)
+def column_grad_sums(dy, x, centre, row_block, col_block):
+    """Over axis 1 of (P, A, B) arrays: sum(dy) and sum(dy * (x - centre[p, b])), each (P, B)."""
+    P, A, B = x.shape
+    n_rb = (A + row_block - 1) // row_block
+    n_cb = (B + col_block - 1) // col_block
+    part_dy = np.empty((P, n_rb, B))
+    part_dyx = np.empty((P, n_rb, B))
+    for t in prange(P * n_rb * n_cb):
+        p = t // (n_rb * n_cb)
+        i = (t // n_cb) % n_rb
+        c0 = (t % n_cb) * col_block
+        c1 = min(B, c0 + col_block)
+        r0 = i * row_block
+        _block_grad_sums(
+            dy, x, centre, p, r0, min(A, r0 + row_block), c0, c1,
+            part_dy[p, i, c0:c1], part_dyx[p, i, c0:c1],
+        )
+    sum_dy = part_dy[:, 0, :].copy()
+    sum_dyx = part_dyx[:, 0, :].copy()
+    for p in range(P):
+        for i in range(1, n_rb):
+            run_add(sum_dy[p], part_dy[p, i])
+            run_add(sum_dyx[p], part_dyx[p, i])
+    return sum_dy, sum_dyx

@@ -1,0 +1,77 @@
+"""Fused kernels for layer and RMS norm: statistics, normalization and the per-element affine of
+each row in one task, so a row is read from memory once. ``subtract_mean=False`` gives RMS norm."""
+
+import numpy as np
+from numba import njit, prange
+
+from ._flags import KERNEL, PARALLEL_KERNEL
+from ._loops import run_add, run_centred_sumsq, run_sum
+
+
+@njit(**KERNEL)
+def _run_normalize(x, mean, rstd, weight, bias, out):
+    for i in range(x.shape[0]):
+        out[i] = (x[i] - mean) * rstd * weight[i] + bias[i]
+
+
+@njit(**KERNEL)
+def _run_weighted_grad_sums(dy, x, mean, weight):
+    s_g = 0.0
+    s_gx = 0.0
+    for i in range(dy.shape[0]):
+        g = dy[i] * weight[i]
+        s_g += g
+        s_gx += g * (x[i] - mean)
+    return s_g, s_gx
+
+
+@njit(**KERNEL)
+def _run_grad_input(dy, x, mean, rstd, weight, c_mean, c_x, out):
+    for i in range(dy.shape[0]):
+        out[i] = rstd * (dy[i] * weight[i] - c_mean - (x[i] - mean) * c_x)
+
+
+@njit(**KERNEL)
+def _run_add_affine_grads(acc_w, acc_b, dy, x, mean, rstd):
+    for i in range(dy.shape[0]):
+        g = dy[i] * 1.0
+        acc_w[i] += g * ((x[i] - mean) * rstd)
+        acc_b[i] += g
+
+
+@njit(**PARALLEL_KERNEL)
+def rows_normalize(x, weight, bias, eps, subtract_mean, out):
+    """Normalize each row of ``x`` (rows, length); returns per-row (mean, rstd)."""
+    rows, length = x.shape
+    mean = np.zeros(rows)
+    rstd = np.empty(rows)
+    for r in prange(rows):
+        row = x[r]
+        mu = run_sum(row) / length if subtract_mean else 0.0
+        rs = 1.0 / np.sqrt(run_centred_sumsq(row, mu) / length + eps)
+        mean[r] = mu
+        rstd[r] = rs
+        _run_normalize(row, mu, rs, weight, bias, out[r])
+    return mean, rstd
+
+
+@njit(**PARALLEL_KERNEL)
+def rows_normalize_backward(dy, x, mean, rstd, weight, subtract_mean, rows_per_block, dx):
+    """Input gradient into ``dx``; returns the gradients of the per-element weight and bias."""
+    rows, length = x.shape
+    n_blocks = (rows + rows_per_block - 1) // rows_per_block
+    part_w = np.zeros((n_blocks, length))
+    part_b = np.zeros((n_blocks, length))
+    for k in prange(n_blocks):
+        for r in range(k * rows_per_block, min(rows, (k + 1) * rows_per_block)):
+            s_g, s_gx = _run_weighted_grad_sums(dy[r], x[r], mean[r], weight)
+            c_mean = s_g / length if subtract_mean else 0.0
+            c_x = s_gx * rstd[r] * rstd[r] / length
+            _run_grad_input(dy[r], x[r], mean[r], rstd[r], weight, c_mean, c_x, dx[r])
+            _run_add_affine_grads(part_w[k], part_b[k], dy[r], x[r], mean[r], rstd[r])
+    grad_w = part_w[0].copy()
+    grad_b = part_b[0].copy()
+    for k in range(1, n_blocks):
+        run_add(grad_w, part_w[k])
+        run_add(grad_b, part_b[k])
+    return grad_w, grad_b

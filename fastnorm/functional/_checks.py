@@ -1,0 +1,138 @@
+"""Input validation shared by the functional API: clear errors before any kernel runs."""
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_float_array(x, name="input"):
+    """``x`` as a C-contiguous float32/float64 array; integers become float64."""
+    arr = np.asarray(x)
+    if arr.dtype in FLOAT_DTYPES:
+        return np.ascontiguousarray(arr)
+    if arr.dtype.kind in "iu":
+        return np.ascontiguousarray(arr, dtype=np.float64)
+    raise TypeError(
+        f"{name} has dtype {arr.dtype}; expected float32 or float64 (integers are converted to "
+        "float64)"
+    )
+
+
+def check_ndim(x, minimum, name="input"):
+    if x.ndim < minimum:
+        raise ValueError(f"{name} must have at least {minimum} dimensions, got shape {x.shape}")
+
+
+def check_eps(eps, allow_none=False):
+    if eps is None and allow_none:
+        return None
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps must be a positive real number, got {eps!r}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    return float(eps)
+
+
+def check_momentum(momentum):
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
+        raise TypeError(f"momentum must be a real number in [0, 1], got {momentum!r}")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
+    return float(momentum)
+
+
+def check_axis(axis, ndim, allowed=None):
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"axis must be an integer, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis={axis} is out of range for an input with {ndim} dimensions")
+    axis = int(axis) % ndim
+    if allowed is not None and axis not in [a % ndim for a in allowed]:
+        raise ValueError(f"axis must be 1 (channels first) or -1 (channels last), got {axis}")
+    return axis
+
+
+def vector_param(value, name, length, shape_text="(num_features,)"):
+    """A per-channel parameter as a float64 vector of ``length``, or None."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+        raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
+    if arr.shape != (length,):
+        raise ValueError(f"{name} must have shape {shape_text} = ({length},), got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def shaped_param(value, name, shape):
+    """A per-element parameter of exactly ``shape``, flattened to float64, or None."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape normalized_shape = {tuple(shape)}, got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
+
+
+def running_stat(value, name, length):
+    """A running statistic buffer: a writeable float array of shape (length,), updated in place."""
+    if value is None:
+        return None
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array (it is updated in place), got {type(value)}")
+    if value.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {value.dtype}")
+    if value.shape != (length,):
+        raise ValueError(f"{name} must have shape (num_features,) = ({length},), got {value.shape}")
+    return value
+
+
+def normalized_shape_of(normalized_shape, x_shape):
+    """``normalized_shape`` as a tuple that must equal the trailing dimensions of the input."""
+    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
+        shape = (int(normalized_shape),)
+    else:
+        try:
+            shape = tuple(int(s) for s in normalized_shape)
+        except TypeError:
+            raise TypeError(
+                f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}"
+            ) from None
+    if len(shape) == 0:
+        raise ValueError("normalized_shape must have at least one dimension")
+    if len(shape) > len(x_shape) or tuple(x_shape[len(x_shape) - len(shape):]) != shape:
+        raise ValueError(
+            f"normalized_shape={shape} must equal the trailing dimensions of the input, whose "
+            f"shape is {tuple(x_shape)}"
+        )
+    return shape
+
+
+def output_array(out, shape, dtype):
+    """Where to write the result: ``out`` when given (checked), else a new array."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out)}")
+    if out.shape != tuple(shape) or out.dtype != dtype:
+        raise ValueError(
+            f"out must have shape {tuple(shape)} and dtype {dtype}, got {out.shape} and {out.dtype}"
+        )
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    return out
+
+
+def contiguous_target(out):
+    """A C-contiguous array to compute into; copy back with ``finish`` if it is not ``out``."""
+    return out if out.flags.c_contiguous else np.empty(out.shape, dtype=out.dtype)
+
+
+def finish(result, out):
+    if result is not out:
+        out[...] = result
+    return out

@@ -1,0 +1,133 @@
+"""How batch, group and instance norm see their input, and which kernel schedule serves it.
+
+Parameters of the element-wise passes are (Np, C) float64 arrays: one value per channel
+(Np = 1, batch norm) or per sample and channel (Np = N, group and instance norm).
+"""
+
+import numpy as np
+
+from .._kernels import elementwise, reduce, schedule
+
+# Runs shorter than this are reduced as columns (vectorized across channels) instead of as rows.
+ROW_MIN = 64
+
+
+def merge_equal_counts(mean, m2, count, axis):
+    """Moments of the union of equal-sized sets (law of total variance, in float64)."""
+    grand = mean.mean(axis=axis, keepdims=True)
+    m2 = m2.sum(axis=axis) + count * np.square(mean - grand).sum(axis=axis)
+    return np.squeeze(grand, axis=axis), m2
+
+
+class ChannelsFirst:
+    """x seen as (N, C, D): the values of channel c in sample n are the contiguous run x[n, c, :]."""
+
+    def __init__(self, x3):
+        self.x = x3
+        self.n, self.c, self.d = x3.shape
+        self.use_rows = self.d >= ROW_MIN
+
+    def _rows(self, arr):
+        return arr.reshape(self.n * self.c, self.d)
+
+    def _columns(self, arr, n_p):
+        return arr.reshape(n_p, self.n // n_p, self.c * self.d)
+
+    def _per_row(self, param):
+        return np.ascontiguousarray(np.broadcast_to(param, (self.n, self.c))).reshape(-1)
+
+    def _per_column(self, param):
+        return np.repeat(param, self.d, axis=1)
+
+    def channel_moments(self):
+        """(mean, M2) of each channel over samples and positions; count N * D."""
+        if self.use_rows:
+            mean, m2 = reduce.row_moments(self._rows(self.x), schedule.row_chunk(self.d))
+            return merge_equal_counts(mean.reshape(self.n, self.c), m2.reshape(self.n, self.c),
+                                      self.d, axis=0)
+        x2 = self._columns(self.x, 1)
+        mean, m2 = reduce.column_moments(x2, *schedule.column_blocks(self.n, self.c * self.d))
+        return merge_equal_counts(mean.reshape(self.c, self.d), m2.reshape(self.c, self.d),
+                                  self.n, axis=1)
+
+    def group_moments(self, groups):
+        """(mean, M2) of each (sample, group of C / groups channels); shape (N, groups)."""
+        length = (self.c // groups) * self.d
+        mean, m2 = reduce.row_moments(self.x.reshape(self.n * groups, length),
+                                      schedule.row_chunk(length))
+        return mean.reshape(self.n, groups), m2.reshape(self.n, groups)
+
+    def affine(self, centre, scale, shift, out):
+        """out = (x - centre) * scale + shift, parameters of shape (Np, C)."""
+        if self.use_rows:
+            elementwise.rows_affine(self._rows(self.x), self._per_row(centre), self._per_row(scale),
+                                    self._per_row(shift), schedule.row_chunk(self.d),
+                                    self._rows(out))
+        else:
+            n_p = centre.shape[0]
+            elementwise.columns_affine(self._columns(self.x, n_p), self._per_column(centre),
+                                       self._per_column(scale), self._per_column(shift),
+                                       self._columns(out, n_p))
+
+    def grad_sums(self, dy, centre):
+        """sum(dy) and sum(dy * (x - centre)) per (Np, C) parameter slot."""
+        n_p = centre.shape[0]
+        if self.use_rows:
+            s_dy, s_dyx = reduce.row_grad_sums(self._rows(dy), self._rows(self.x),
+                                               self._per_row(centre), schedule.row_chunk(self.d))
+            s_dy = s_dy.reshape(self.n, self.c)
+            s_dyx = s_dyx.reshape(self.n, self.c)
+            if n_p == 1:
+                return s_dy.sum(axis=0, keepdims=True), s_dyx.sum(axis=0, keepdims=True)
+            return s_dy, s_dyx
+        s_dy, s_dyx = reduce.column_grad_sums(
+            self._columns(dy, n_p), self._columns(self.x, n_p), self._per_column(centre),
+            *schedule.column_blocks(self.n // n_p, self.c * self.d))
+        shape = (n_p, self.c, self.d)
+        return s_dy.reshape(shape).sum(axis=2), s_dyx.reshape(shape).sum(axis=2)
+
+    def grad_input(self, dy, centre, alpha, beta, gamma, out):
+        """out = alpha * dy + beta * (x - centre) + gamma, parameters of shape (Np, C)."""
+        if self.use_rows:
+            elementwise.rows_grad_input(
+                self._rows(dy), self._rows(self.x), self._per_row(centre), self._per_row(alpha),
+                self._per_row(beta), self._per_row(gamma), schedule.row_chunk(self.d),
+                self._rows(out))
+        else:
+            n_p = centre.shape[0]
+            elementwise.columns_grad_input(
+                self._columns(dy, n_p), self._columns(self.x, n_p), self._per_column(centre),
+                self._per_column(alpha), self._per_column(beta), self._per_column(gamma),
+                self._columns(out, n_p))
+
+
+class ChannelsLast:
+    """x seen as (N, S, C) for per-sample statistics (group and instance norm, channels last)."""
+
+    def __init__(self, x3):
+        self.x = x3
+        self.n, self.d, self.c = x3.shape
+
+    def _moments(self):
+        return reduce.column_moments(self.x, *schedule.column_blocks(self.d, self.c))
+
+    def group_moments(self, groups):
+        mean, m2 = self._moments()
+        shape = (self.n, groups, self.c // groups)
+        return merge_equal_counts(mean.reshape(shape), m2.reshape(shape), self.d, axis=2)
+
+    def affine(self, centre, scale, shift, out):
+        elementwise.columns_affine(self.x, centre, scale, shift, out)
+
+    def grad_sums(self, dy, centre):
+        return reduce.column_grad_sums(dy, self.x, centre, *schedule.column_blocks(self.d, self.c))
+
+    def grad_input(self, dy, centre, alpha, beta, gamma, out):
+        elementwise.columns_grad_input(dy, self.x, centre, alpha, beta, gamma, out)
+
+
+def channels_first_view(x, axis):
+    """x (C-contiguous) as (N, C, D) around the channel axis."""
+    shape = x.shape
+    return x.reshape(int(np.prod(shape[:axis], dtype=np.int64)), shape[axis],
+                     int(np.prod(shape[axis + 1:], dtype=np.int64)))

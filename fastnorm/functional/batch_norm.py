@@ -1,0 +1,138 @@
+"""Batch norm: per-channel statistics over the batch and every axis but the channel axis."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _checks as checks
+from ._layouts import ChannelsFirst, channels_first_view
+
+
+@dataclass
+class NormContext:
+    """What a forward pass saves for its backward pass (no statistic is recomputed)."""
+
+    layout: object  # ChannelsFirst or ChannelsLast over the forward input
+    shape: tuple
+    centre: np.ndarray  # (Np, C): the mean subtracted from each channel slot
+    rstd: np.ndarray  # (Np, C): 1 / sqrt(var + eps)
+    weight: np.ndarray  # (C,) float64, ones when absent
+    batch_stats: bool  # True when centre/rstd came from the input itself
+    count: int  # values behind each statistic
+    group_size: int = 1  # channels that share one statistic (group norm)
+
+
+def _update_running(running, value, momentum):
+    running[...] = (1.0 - momentum) * running + momentum * value
+
+
+def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias=None,
+                       training=False, momentum=0.1, eps=1e-5, *, axis=1, out=None):
+    """``batch_norm`` that also returns the context its backward pass needs."""
+    x = checks.as_float_array(x)
+    checks.check_ndim(x, 2)
+    axis = checks.check_axis(axis, x.ndim)
+    eps = checks.check_eps(eps)
+    momentum = checks.check_momentum(momentum) if training else momentum
+    channels = x.shape[axis]
+    running_mean = checks.running_stat(running_mean, "running_mean", channels)
+    running_var = checks.running_stat(running_var, "running_var", channels)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together")
+    w = checks.vector_param(weight, "weight", channels)
+    b = checks.vector_param(bias, "bias", channels)
+    if not training and running_mean is None:
+        raise ValueError("running_mean and running_var are required when training=False")
+    out = checks.output_array(out, x.shape, x.dtype)
+
+    layout = ChannelsFirst(channels_first_view(x, axis))
+    count = layout.n * layout.d
+    if training and count == 1:
+        raise ValueError(
+            f"Expected more than 1 value per channel when training, got input size {x.shape}")
+    w = np.ones(channels) if w is None else w
+    b = np.zeros(channels) if b is None else b
+
+    if training:
+        if count > 0:
+            mean, m2 = layout.channel_moments()
+            var = m2 / count
+            if running_mean is not None:
+                _update_running(running_mean, mean, momentum)
+                _update_running(running_var, m2 / (count - 1), momentum)
+        else:
+            mean = var = np.full(channels, np.nan)
+    else:
+        mean = running_mean.astype(np.float64)
+        var = running_var.astype(np.float64)
+    rstd = 1.0 / np.sqrt(var + eps)
+
+    ctx = NormContext(layout, x.shape, mean[None, :], rstd[None, :], w, training, count)
+    if count > 0:
+        target = checks.contiguous_target(out)
+        layout.affine(ctx.centre, (rstd * w)[None, :], b[None, :],
+                      channels_first_view(target, axis))
+        checks.finish(target, out)
+    return out, ctx
+
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5, *, axis=1, out=None):
+    """Batch normalization with PyTorch's semantics, on NumPy arrays.
+
+    Parameters
+    ----------
+    x : ndarray, shape (N, C, *)
+        float32 or float64 (integers are converted to float64). ``axis`` names the channel axis:
+        1 (default, channels first) or -1 for channels-last data such as NHWC.
+    running_mean, running_var : ndarray of shape (C,), optional
+        Updated in place when ``training``; used to normalize when not.
+    weight, bias : array-like of shape (C,), optional
+        Scale and shift applied after normalization.
+    training : bool
+        Use the batch's statistics (and update the running ones) instead of the running ones.
+    momentum : float
+        ``running = (1 - momentum) * running + momentum * batch``; the running variance is unbiased.
+    eps : float
+        Added to the variance for numerical stability; must be > 0.
+    out : ndarray, optional
+        Array of x's shape and dtype to write the result into.
+
+    Returns
+    -------
+    ndarray of x's shape and floating dtype.
+    """
+    return batch_norm_forward(x, running_mean, running_var, weight, bias, training, momentum, eps,
+                              axis=axis, out=out)[0]
+
+
+def channel_norm_backward(ctx, grad_out):
+    """Gradients (input, weight, bias) of batch, group or instance norm from a saved context."""
+    layout = ctx.layout
+    dy = np.ascontiguousarray(grad_out, dtype=layout.x.dtype)
+    if dy.shape != ctx.shape:
+        raise ValueError(f"grad_out must have the forward input's shape {ctx.shape}, got {dy.shape}")
+    dy3 = dy.reshape(layout.x.shape)
+    dx = np.empty_like(dy)
+    channels = ctx.weight.shape[0]
+    if ctx.count == 0 or dy.size == 0:
+        return dx, np.zeros(channels), np.zeros(channels)
+    s_dy, s_dyx = layout.grad_sums(dy3, ctx.centre)  # (Np, C)
+    grad_weight = (s_dyx * ctx.rstd).sum(axis=0)
+    grad_bias = s_dy.sum(axis=0)
+
+    alpha = ctx.rstd * ctx.weight  # (Np, C)
+    if ctx.batch_stats:
+        g = ctx.group_size
+        n_p = s_dy.shape[0]
+        # sums of (weight * dy) and (weight * dy * (x - mean)) over each statistic's values
+        sum_g = (s_dy * ctx.weight).reshape(n_p, -1, g).sum(axis=2)
+        sum_gx = (s_dyx * ctx.weight).reshape(n_p, -1, g).sum(axis=2)
+        rstd = ctx.rstd[:, ::g]
+        beta = np.repeat(-(rstd ** 3) * sum_gx / ctx.count, g, axis=1)
+        gamma = np.repeat(-rstd * sum_g / ctx.count, g, axis=1)
+    else:
+        beta = np.zeros_like(alpha)
+        gamma = np.zeros_like(alpha)
+    layout.grad_input(dy3, ctx.centre, alpha, beta, gamma, dx.reshape(layout.x.shape))
+    return dx, grad_weight, grad_bias

@@ -1,0 +1,129 @@
+"""Group and instance norm: statistics per sample, over channel groups and spatial positions."""
+
+import numbers
+
+import numpy as np
+
+from . import _checks as checks
+from ._layouts import ChannelsFirst, ChannelsLast, channels_first_view
+from .batch_norm import NormContext
+
+
+def _per_sample_layout(x, axis):
+    if axis == 1:
+        return ChannelsFirst(channels_first_view(x, 1))
+    n, c = x.shape[0], x.shape[-1]
+    return ChannelsLast(x.reshape(n, -1, c))
+
+
+def _normalize(x, layout, mean, var, weight, bias, eps, groups, out, axis):
+    """Apply per-(sample, group) statistics; returns the output and the backward context."""
+    channels = layout.c
+    group_size = channels // groups
+    w = np.ones(channels) if weight is None else weight
+    b = np.zeros(channels) if bias is None else bias
+    rstd = 1.0 / np.sqrt(var + eps)
+    centre = np.repeat(mean, group_size, axis=1)
+    rstd_c = np.repeat(rstd, group_size, axis=1)
+    count = group_size * layout.d
+    ctx = NormContext(layout, x.shape, centre, rstd_c, w, True, count, group_size)
+    target = checks.contiguous_target(out)
+    layout.affine(centre, rstd_c * w, np.broadcast_to(b, centre.shape).copy(),
+                  _same_view(target, layout))
+    checks.finish(target, out)
+    return out, ctx
+
+
+def _same_view(arr, layout):
+    return arr.reshape(layout.x.shape)
+
+
+def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=None):
+    """``group_norm`` that also returns the context its backward pass needs."""
+    x = checks.as_float_array(x)
+    checks.check_ndim(x, 2)
+    axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
+    eps = checks.check_eps(eps)
+    channels = x.shape[axis]
+    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral):
+        raise TypeError(f"num_groups must be an integer, got {num_groups!r}")
+    if num_groups <= 0 or channels % num_groups != 0:
+        raise ValueError(
+            f"num_groups={num_groups} must be a positive divisor of the number of channels "
+            f"({channels})")
+    w = checks.vector_param(weight, "weight", channels, "(num_channels,)")
+    b = checks.vector_param(bias, "bias", channels, "(num_channels,)")
+    out = checks.output_array(out, x.shape, x.dtype)
+    layout = _per_sample_layout(x, axis)
+    if x.size == 0:
+        w = np.ones(channels) if w is None else w
+        empty = np.zeros((layout.n, channels))
+        return out, NormContext(layout, x.shape, empty, empty, w, True, 0, channels // num_groups)
+    mean, m2 = layout.group_moments(int(num_groups))
+    count = (channels // num_groups) * layout.d
+    return _normalize(x, layout, mean, m2 / count, w, b, eps, int(num_groups), out, axis)
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=None):
+    """Group normalization with PyTorch's semantics, on NumPy arrays.
+
+    Each sample's channels are split into ``num_groups`` contiguous groups; each group is
+    normalized over its channels and all spatial positions, then ``weight``/``bias`` (shape (C,))
+    scale and shift each channel. ``axis`` is the channel axis: 1 (default) or -1 (channels last).
+    """
+    return group_norm_forward(x, num_groups, weight, bias, eps, axis=axis, out=out)[0]
+
+
+def instance_norm_forward(x, running_mean=None, running_var=None, weight=None, bias=None,
+                          use_input_stats=True, momentum=0.1, eps=1e-5, *, axis=1, out=None):
+    """``instance_norm`` that also returns the context its backward pass needs."""
+    x = checks.as_float_array(x)
+    checks.check_ndim(x, 2)
+    axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
+    eps = checks.check_eps(eps)
+    channels = x.shape[axis]
+    running_mean = checks.running_stat(running_mean, "running_mean", channels)
+    running_var = checks.running_stat(running_var, "running_var", channels)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together")
+    w = checks.vector_param(weight, "weight", channels)
+    b = checks.vector_param(bias, "bias", channels)
+    out = checks.output_array(out, x.shape, x.dtype)
+    layout = _per_sample_layout(x, axis)
+    spatial = layout.d
+    if use_input_stats:
+        if running_mean is not None:
+            momentum = checks.check_momentum(momentum)
+        if spatial <= 1:
+            raise ValueError(
+                f"Expected more than 1 spatial element when training, got input size {x.shape}")
+        if x.size == 0:
+            w = np.ones(channels) if w is None else w
+            empty = np.zeros((layout.n, channels))
+            return out, NormContext(layout, x.shape, empty, empty, w, True, 0, 1)
+        mean, m2 = layout.group_moments(channels)
+        if running_mean is not None:
+            running_mean[...] = (1 - momentum) * running_mean + momentum * mean.mean(axis=0)
+            running_var[...] = ((1 - momentum) * running_var
+                                + momentum * (m2 / (spatial - 1)).mean(axis=0))
+        return _normalize(x, layout, mean, m2 / spatial, w, b, eps, channels, out, axis)
+    if running_mean is None:
+        raise ValueError("running_mean and running_var are required when use_input_stats=False")
+    n = layout.n
+    mean = np.broadcast_to(running_mean.astype(np.float64), (n, channels))
+    var = np.broadcast_to(running_var.astype(np.float64), (n, channels))
+    out, ctx = _normalize(x, layout, mean, var, w, b, eps, channels, out, axis)
+    ctx.batch_stats = False
+    return out, ctx
+
+
+def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5, *, axis=1, out=None):
+    """Instance normalization with PyTorch's semantics, on NumPy arrays.
+
+    Each (sample, channel) is normalized over its spatial positions. With running statistics and
+    ``use_input_stats``, they are updated in place with the batch average of the instance
+    statistics; with ``use_input_stats=False`` the running statistics normalize instead.
+    """
+    return instance_norm_forward(x, running_mean, running_var, weight, bias, use_input_stats,
+                                 momentum, eps, axis=axis, out=out)[0]

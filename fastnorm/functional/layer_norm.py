@@ -1,0 +1,90 @@
+"""Layer and RMS norm: statistics per sample over the trailing ``normalized_shape`` dimensions."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._kernels import rows_fused, schedule
+from . import _checks as checks
+
+
+@dataclass
+class RowsContext:
+    """What a layer/RMS norm forward saves for its backward pass."""
+
+    x2: np.ndarray  # (rows, length) view of the input
+    shape: tuple
+    mean: np.ndarray  # (rows,), zeros for RMS norm
+    rstd: np.ndarray  # (rows,)
+    weight: np.ndarray  # (length,) float64, ones when absent
+    subtract_mean: bool
+
+
+def _rows_forward(x, normalized_shape, weight, bias, eps, out, subtract_mean):
+    shape = checks.normalized_shape_of(normalized_shape, x.shape)
+    w = checks.shaped_param(weight, "weight", shape)
+    b = checks.shaped_param(bias, "bias", shape) if subtract_mean else None
+    out = checks.output_array(out, x.shape, x.dtype)
+    length = int(np.prod(shape, dtype=np.int64))
+    rows = x.size // length if length else 0
+    x2 = x.reshape(rows, length)
+    w = np.ones(length) if w is None else w
+    b = np.zeros(length) if b is None else b
+    if x.size == 0:
+        empty = np.zeros(rows)
+        return out, RowsContext(x2, x.shape, empty, empty, w, subtract_mean)
+    target = checks.contiguous_target(out)
+    mean, rstd = rows_fused.rows_normalize(x2, w, b, eps, subtract_mean,
+                                           target.reshape(rows, length))
+    checks.finish(target, out)
+    return out, RowsContext(x2, x.shape, mean, rstd, w, subtract_mean)
+
+
+def layer_norm_forward(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=None):
+    """``layer_norm`` that also returns the context its backward pass needs."""
+    x = checks.as_float_array(x)
+    checks.check_ndim(x, 1)
+    eps = checks.check_eps(eps)
+    return _rows_forward(x, normalized_shape, weight, bias, eps, out, subtract_mean=True)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=None):
+    """Layer normalization with PyTorch's semantics, on NumPy arrays.
+
+    Each sample is normalized over its trailing dimensions ``normalized_shape``; ``weight`` and
+    ``bias`` (of shape ``normalized_shape``) then scale and shift each element.
+    """
+    return layer_norm_forward(x, normalized_shape, weight, bias, eps, out=out)[0]
+
+
+def rms_norm_forward(x, normalized_shape, weight=None, eps=None, *, out=None):
+    """``rms_norm`` that also returns the context its backward pass needs."""
+    x = checks.as_float_array(x)
+    checks.check_ndim(x, 1)
+    eps = checks.check_eps(eps, allow_none=True)
+    eps = float(np.finfo(x.dtype).eps) if eps is None else eps
+    return _rows_forward(x, normalized_shape, weight, None, eps, out, subtract_mean=False)
+
+
+def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None):
+    """Root-mean-square normalization with PyTorch's semantics, on NumPy arrays.
+
+    ``y = x / sqrt(mean(x**2) + eps) * weight`` over the trailing ``normalized_shape`` dimensions;
+    ``eps=None`` uses the machine epsilon of x's dtype.
+    """
+    return rms_norm_forward(x, normalized_shape, weight, eps, out=out)[0]
+
+
+def rows_norm_backward(ctx, grad_out):
+    """Gradients (input, weight, bias) of layer or RMS norm from a saved context."""
+    dy = np.ascontiguousarray(grad_out, dtype=ctx.x2.dtype)
+    if dy.shape != ctx.shape:
+        raise ValueError(f"grad_out must have the forward input's shape {ctx.shape}, got {dy.shape}")
+    rows, length = ctx.x2.shape
+    dx = np.empty_like(dy)
+    if dy.size == 0:
+        return dx, np.zeros(length), np.zeros(length)
+    grad_w, grad_b = rows_fused.rows_normalize_backward(
+        dy.reshape(rows, length), ctx.x2, ctx.mean, ctx.rstd, ctx.weight, ctx.subtract_mean,
+        schedule.rows_per_block(rows, length), dx.reshape(rows, length))
+    return dx, grad_w, grad_b

@@ -1,0 +1,255 @@
+"""Dense layers, activations and dropout with explicit forward and backward passes.
+
+Every layer follows the :class:`~fastnorm.nn._module.Module` contract: ``forward(x)`` saves what
+``backward(grad_out)`` needs, ``backward`` returns the gradient with respect to the input and
+overwrites ``grads``, ``params`` arrays are only ever updated in place.
+"""
+
+import math
+
+import numpy as np
+
+from ._module import Module
+
+__all__ = ["Linear", "ReLU", "GELU", "Tanh", "Sigmoid", "Identity", "Dropout", "init_bound"]
+
+_INITS = ("he", "glorot", "torch")
+
+
+def init_bound(init, fan_in, fan_out):
+    """Half-width of the uniform initialisation ``U(-bound, bound)``.
+
+    ``"he"`` (Kaiming uniform, gain sqrt(2), for ReLU-like activations): ``sqrt(6 / fan_in)``;
+    ``"glorot"`` (Xavier uniform, for tanh / sigmoid): ``sqrt(6 / (fan_in + fan_out))``;
+    ``"torch"`` (``torch.nn.Linear``'s default): ``1 / sqrt(fan_in)``.
+    """
+    if init == "he":
+        return math.sqrt(6.0 / fan_in)
+    if init == "glorot":
+        return math.sqrt(6.0 / (fan_in + fan_out))
+    if init == "torch":
+        return 1.0 / math.sqrt(fan_in)
+    raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+
+
+class Linear(Module):
+    """``y = x @ weight.T + bias`` with ``weight`` of shape ``(out_features, in_features)``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool, default True
+    init : {"he", "glorot", "torch"}, default "he"
+        Uniform initialisation of the weight (see :func:`init_bound`); the bias starts at zero
+        (``"torch"`` draws it from the same uniform as the weight, like PyTorch).
+    random_state : int, numpy.random.Generator or None
+        Seed or generator for the initialisation.
+    dtype : numpy dtype, default float32
+
+    The matrix products go to BLAS through ``numpy.matmul``; the weight and bias gradients are
+    written into the existing ``grads`` arrays. Set ``input_grad = False`` on a first layer to
+    skip computing the gradient with respect to the data (``backward`` then returns ``None``).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, init="he", random_state=None,
+                 dtype=np.float32):
+        super().__init__()
+        in_features, out_features = int(in_features), int(out_features)
+        if in_features < 1 or out_features < 1:
+            raise ValueError("in_features and out_features must be positive")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.dtype = np.dtype(dtype)
+        self.init = init
+        self.input_grad = True
+        rng = np.random.default_rng(random_state)
+        bound = init_bound(init, in_features, out_features)
+        self.params["weight"] = rng.uniform(-bound, bound, (out_features, in_features)).astype(self.dtype)
+        if bias:
+            if init == "torch":
+                b = rng.uniform(-bound, bound, out_features).astype(self.dtype)
+            else:
+                b = np.zeros(out_features, self.dtype)
+            self.params["bias"] = b
+        self.zero_grad()
+        self._x = None
+
+    @property
+    def weight(self):
+        return self.params["weight"]
+
+    @property
+    def bias(self):
+        return self.params.get("bias")
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear expects {self.in_features} input features, got {x.shape[-1]}")
+        self._x = x
+        out = np.matmul(x, self.params["weight"].T)
+        b = self.params.get("bias")
+        if b is not None:
+            out += b
+        return out
+
+    def backward(self, grad_out):
+        x = self._x
+        if x is None:
+            raise RuntimeError("backward called before forward")
+        g2 = grad_out.reshape(-1, self.out_features)
+        x2 = x.reshape(-1, self.in_features)
+        gw = self.grads.get("weight")
+        if gw is None or gw.shape != self.params["weight"].shape or gw.dtype != self.dtype:
+            gw = self.grads["weight"] = np.empty_like(self.params["weight"])
+        np.matmul(g2.T, x2, out=gw)
+        if "bias" in self.params:
+            gb = self.grads.get("bias")
+            if gb is None or gb.shape != self.params["bias"].shape or gb.dtype != self.dtype:
+                gb = self.grads["bias"] = np.empty_like(self.params["bias"])
+            np.sum(g2, axis=0, out=gb)
+        if not self.input_grad:
+            return None
+        return np.matmul(grad_out, self.params["weight"])
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={'bias' in self.params}")
+
+
+class _Activation(Module):
+    """Elementwise activation without parameters."""
+
+    def forward(self, x):
+        raise NotImplementedError
+
+
+class Identity(_Activation):
+    """``y = x``."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+class ReLU(_Activation):
+    """``y = max(x, 0)``; the gradient at 0 is 0 (as in PyTorch)."""
+
+    def forward(self, x):
+        out = np.maximum(x, 0)
+        self._out = out
+        return out
+
+    def backward(self, grad_out):
+        # where out == 0 (x <= 0) the gradient is 0
+        return np.where(self._out > 0, grad_out, grad_out.dtype.type(0))
+
+
+class GELU(_Activation):
+    """``y = x * Phi(x)`` (exact, with erf) or the tanh approximation, like ``torch.nn.GELU``."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError("approximate must be 'none' or 'tanh'")
+        self.approximate = approximate
+
+    def forward(self, x):
+        x = np.asarray(x)
+        self._x = x
+        if self.approximate == "tanh":
+            c = math.sqrt(2.0 / math.pi)
+            t = np.tanh(c * (x + 0.044715 * x ** 3))
+            self._t = t
+            return 0.5 * x * (1 + t)
+        from scipy.special import erf
+
+        cdf = 0.5 * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))
+        self._cdf = cdf
+        return x * cdf
+
+    def backward(self, grad_out):
+        x = self._x
+        if self.approximate == "tanh":
+            c = math.sqrt(2.0 / math.pi)
+            t = self._t
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x)
+        else:
+            pdf = np.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+            d = self._cdf + x * pdf
+        return (grad_out * d).astype(grad_out.dtype, copy=False)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+
+class Tanh(_Activation):
+    """``y = tanh(x)``."""
+
+    def forward(self, x):
+        out = np.tanh(x)
+        self._out = out
+        return out
+
+    def backward(self, grad_out):
+        out = self._out
+        return grad_out * (1 - out * out)
+
+
+class Sigmoid(_Activation):
+    """``y = 1 / (1 + exp(-x))``, computed without overflow."""
+
+    def forward(self, x):
+        from scipy.special import expit
+
+        out = expit(x)
+        self._out = out
+        return out
+
+    def backward(self, grad_out):
+        out = self._out
+        return grad_out * out * (1 - out)
+
+
+class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability ``p`` and scale the rest
+    by ``1 / (1 - p)``; in eval mode, the identity.
+
+    ``random_state`` (int, Generator or None) seeds the masks.
+    """
+
+    def __init__(self, p=0.5, *, random_state=None):
+        super().__init__()
+        p = float(p)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        self.p = p
+        self.rng = np.random.default_rng(random_state)
+        self._mask = None
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return x
+        x = np.asarray(x)
+        dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
+        if self.p == 1.0:
+            mask = np.zeros(x.shape, dtype)
+        else:
+            keep = self.rng.random(x.shape, dtype=dtype) >= self.p
+            mask = keep.astype(dtype)
+            mask *= dtype.type(1.0 / (1.0 - self.p)) if hasattr(dtype, "type") else 1.0 / (1.0 - self.p)
+        self._mask = mask
+        return x * mask
+
+    def backward(self, grad_out):
+        if self._mask is None:
+            return grad_out
+        return grad_out * self._mask
+
+    def extra_repr(self):
+        return f"p={self.p}"

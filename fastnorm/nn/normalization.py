@@ -1,0 +1,206 @@
+"""Normalization layers: the functional API plus parameters, buffers and a backward pass."""
+
+import numbers
+
+import numpy as np
+
+from .. import functional as F
+from ._module import Module
+
+
+def _float_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _shape_tuple(normalized_shape):
+    if isinstance(normalized_shape, numbers.Integral):
+        return (_positive_int(normalized_shape, "normalized_shape"),)
+    return tuple(_positive_int(s, "normalized_shape") for s in normalized_shape)
+
+
+class _Norm(Module):
+    """Shared parts: affine parameters, and a backward that fills ``grads``."""
+
+    def __init__(self, param_shape, affine, dtype, with_bias=True):
+        super().__init__()
+        self.dtype = _float_dtype(dtype)
+        self.affine = bool(affine)
+        if self.affine:
+            self.params["weight"] = np.ones(param_shape, dtype=self.dtype)
+            if with_bias:
+                self.params["bias"] = np.zeros(param_shape, dtype=self.dtype)
+            self.zero_grad()
+        self._ctx = None
+
+    def _weight(self):
+        return self.params.get("weight")
+
+    def _bias(self):
+        return self.params.get("bias")
+
+    def _backward_fn(self, ctx, grad_out):
+        raise NotImplementedError
+
+    def backward(self, grad_out):
+        if self._ctx is None:
+            raise RuntimeError("backward() called before forward()")
+        grad_x, grad_w, grad_b = self._backward_fn(self._ctx, grad_out)
+        if self.affine:
+            shape = self.params["weight"].shape
+            self.grads["weight"] = grad_w.reshape(shape).astype(self.dtype)
+            if "bias" in self.params:
+                self.grads["bias"] = grad_b.reshape(shape).astype(self.dtype)
+        return grad_x
+
+
+class _RunningStats(_Norm):
+    """Batch-statistics layers with optional running averages (batch and instance norm)."""
+
+    def __init__(self, num_features, eps, momentum, affine, track_running_stats, dtype):
+        self.num_features = _positive_int(num_features, "num_features")
+        super().__init__((self.num_features,), affine, dtype)
+        self.eps = F._checks.check_eps(eps)
+        if momentum is not None:
+            F._checks.check_momentum(momentum)
+        self.momentum = momentum
+        self.track_running_stats = bool(track_running_stats)
+        if self.track_running_stats:
+            self.running_mean = np.zeros(self.num_features, dtype=self.dtype)
+            self.running_var = np.ones(self.num_features, dtype=self.dtype)
+            self.num_batches_tracked = 0
+        else:
+            self.running_mean = self.running_var = None
+            self.num_batches_tracked = None
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked = 0
+
+    def _momentum_for_step(self):
+        """PyTorch's rule: count the batch, then momentum=None means a cumulative average."""
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked += 1
+            if self.momentum is None:
+                return 1.0 / self.num_batches_tracked
+        return 0.0 if self.momentum is None else self.momentum
+
+    def _backward_fn(self, ctx, grad_out):
+        return F.channel_norm_backward(ctx, grad_out)
+
+
+class BatchNorm(_RunningStats):
+    """Batch normalization over the channel axis (``axis=1``, or -1 for channels last)."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, *, axis=1, dtype=np.float32):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
+        self.axis = axis
+
+    def forward(self, x):
+        momentum = self._momentum_for_step()
+        use_batch_stats = self.training or not self.track_running_stats
+        track = self.track_running_stats and (self.training or not use_batch_stats)
+        y, self._ctx = F.batch_norm_forward(
+            x, self.running_mean if track else None, self.running_var if track else None,
+            self._weight(), self._bias(), use_batch_stats, momentum, self.eps, axis=self.axis)
+        return y
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class InstanceNorm(_RunningStats):
+    """Instance normalization: each (sample, channel) over its spatial positions."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
+                 track_running_stats=False, *, axis=1, dtype=np.float32):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
+        self.axis = axis
+
+    def forward(self, x):
+        momentum = self._momentum_for_step()
+        use_input_stats = self.training or not self.track_running_stats
+        y, self._ctx = F.instance_norm_forward(
+            x, self.running_mean, self.running_var, self._weight(), self._bias(),
+            use_input_stats, momentum, self.eps, axis=self.axis)
+        return y
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class GroupNorm(_Norm):
+    """Group normalization: each sample's channels in ``num_groups`` groups."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, *, axis=1,
+                 dtype=np.float32):
+        self.num_groups = _positive_int(num_groups, "num_groups")
+        self.num_channels = _positive_int(num_channels, "num_channels")
+        if self.num_channels % self.num_groups:
+            raise ValueError(f"num_groups={num_groups} must divide num_channels={num_channels}")
+        super().__init__((self.num_channels,), affine, dtype)
+        self.eps = F._checks.check_eps(eps)
+        self.axis = axis
+
+    def forward(self, x):
+        y, self._ctx = F.group_norm_forward(x, self.num_groups, self._weight(), self._bias(),
+                                            self.eps, axis=self.axis)
+        return y
+
+    def _backward_fn(self, ctx, grad_out):
+        return F.channel_norm_backward(ctx, grad_out)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class LayerNorm(_Norm):
+    """Layer normalization over the trailing ``normalized_shape`` dimensions."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, *, dtype=np.float32):
+        self.normalized_shape = _shape_tuple(normalized_shape)
+        super().__init__(self.normalized_shape, elementwise_affine, dtype)
+        self.eps = F._checks.check_eps(eps)
+
+    def forward(self, x):
+        y, self._ctx = F.layer_norm_forward(x, self.normalized_shape, self._weight(),
+                                            self._bias(), self.eps)
+        return y
+
+    def _backward_fn(self, ctx, grad_out):
+        return F.rows_norm_backward(ctx, grad_out)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.affine}"
+
+
+class RMSNorm(_Norm):
+    """Root-mean-square normalization over the trailing ``normalized_shape`` dimensions."""
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, *, dtype=np.float32):
+        self.normalized_shape = _shape_tuple(normalized_shape)
+        super().__init__(self.normalized_shape, elementwise_affine, dtype, with_bias=False)
+        self.eps = F._checks.check_eps(eps, allow_none=True)
+
+    def forward(self, x):
+        y, self._ctx = F.rms_norm_forward(x, self.normalized_shape, self._weight(), self.eps)
+        return y
+
+    def _backward_fn(self, ctx, grad_out):
+        return F.rows_norm_backward(ctx, grad_out)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.affine}"
