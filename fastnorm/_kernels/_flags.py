@@ -1,7 +1,40 @@
-"""Compilation flags shared by every kernel."""
+"""Compilation flags shared by every kernel, and the parallel/serial kernel pair."""
+
+import types
+
+from numba import njit
 
 # Reassociation lets reductions vectorize; never "fast" (its nnan/ninf flags delete NaN handling).
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 KERNEL = {"fastmath": FASTMATH, "cache": True, "nogil": True}
 PARALLEL_KERNEL = {**KERNEL, "parallel": True}
+
+# Below this many elements a parallel region costs more than it saves (and, on a busy machine,
+# waits for a descheduled thread), so the same code runs compiled without threads.
+PARALLEL_MIN_ELEMENTS = 1 << 18
+
+
+class ParallelKernel:
+    """One kernel compiled twice, with and without threads, picked by the size of its first
+    argument. Blocks and merge order are the same in both, so the choice never changes a result."""
+
+    def __init__(self, py_func):
+        self.parallel = njit(**PARALLEL_KERNEL)(py_func)
+        serial = types.FunctionType(py_func.__code__, py_func.__globals__,
+                                    py_func.__name__ + "_serial", py_func.__defaults__,
+                                    py_func.__closure__)
+        serial.__qualname__ = py_func.__qualname__ + "_serial"  # its own cache file
+        serial.__module__ = py_func.__module__
+        self.serial = njit(**KERNEL)(serial)
+        self.__doc__ = py_func.__doc__
+        self.__name__ = py_func.__name__
+
+    def __call__(self, *args):
+        if args[0].size >= PARALLEL_MIN_ELEMENTS:
+            return self.parallel(*args)
+        return self.serial(*args)
+
+
+def parallel_kernel(py_func):
+    return ParallelKernel(py_func)

@@ -4,13 +4,13 @@ Row kernels take one (centre, scale, shift) per row of a (rows, length) array; c
 one per (p, b) of a (P, A, B) array. Work is cut into fixed tasks; no reduction, so any order is exact.
 """
 
-from numba import njit, prange
+from numba import prange
 
-from ._flags import PARALLEL_KERNEL
+from ._flags import parallel_kernel
 from ._loops import run_affine, run_column_affine, run_column_grad_input, run_grad_input
 
 
-@njit(**PARALLEL_KERNEL)
+@parallel_kernel
 def rows_affine(x, centre, scale, shift, chunk, out):
     """out[r] = (x[r] - centre[r]) * scale[r] + shift[r]."""
     rows, length = x.shape
@@ -22,7 +22,7 @@ def rows_affine(x, centre, scale, shift, chunk, out):
         run_affine(x[r, lo:hi], centre[r], scale[r], shift[r], out[r, lo:hi])
 
 
-@njit(**PARALLEL_KERNEL)
+@parallel_kernel
 def rows_grad_input(dy, x, centre, alpha, beta, gamma, chunk, out):
     """out[r] = alpha[r] * dy[r] + beta[r] * (x[r] - centre[r]) + gamma[r]."""
     rows, length = x.shape
@@ -36,7 +36,7 @@ def rows_grad_input(dy, x, centre, alpha, beta, gamma, chunk, out):
         )
 
 
-@njit(**PARALLEL_KERNEL)
+@parallel_kernel
 def columns_affine(x, centre, scale, shift, out):
     """out[p, a, b] = (x[p, a, b] - centre[p, b]) * scale[p, b] + shift[p, b]."""
     P, A, B = x.shape
@@ -46,7 +46,7 @@ def columns_affine(x, centre, scale, shift, out):
         run_column_affine(x[p, a], centre[p], scale[p], shift[p], out[p, a])
 
 
-@njit(**PARALLEL_KERNEL)
+@parallel_kernel
 def columns_grad_input(dy, x, centre, alpha, beta, gamma, out):
     """out[p, a, b] = alpha[p, b] * dy + beta[p, b] * (x - centre[p, b]) + gamma[p, b]."""
     P, A, B = x.shape

@@ -9,7 +9,7 @@ order.
 import numpy as np
 from numba import njit, prange
 
-from ._flags import PARALLEL_KERNEL, KERNEL
+from ._flags import KERNEL, parallel_kernel
 from ._loops import (
     run_add,
     run_add_grad_sums,
@@ -21,7 +21,7 @@ from ._loops import (
 from .merge import merge_moments
 
 
-@njit(**PARALLEL_KERNEL)
+@parallel_kernel
 def row_moments(x, chunk):
     """Mean and centred sum of squares (M2) of each row of ``x`` (rows, length), length >= 1."""
     rows, length = x.shape
@@ -53,7 +53,7 @@ def row_moments(x, chunk):
     return row_mean, row_m2
 
 
-@njit(**PARALLEL_KERNEL)
+@parallel_kernel
 def row_grad_sums(dy, x, centre, chunk):
     """Per row r: sum(dy) and sum(dy * (x - centre[r])) over the row."""
     rows, length = x.shape
@@ -87,7 +87,7 @@ def _block_moments(x, p, r0, r1, c0, c1, mean_out, m2_out):
         run_add_sq_dev(m2_out, x[p, a, c0:c1], mean_out)
 
 
-@njit(**PARALLEL_KERNEL)
+@parallel_kernel
 def column_moments(x, row_block, col_block):
     """Mean and M2 over axis 1 of ``x`` (P, A, B), A >= 1: arrays of shape (P, B)."""
     P, A, B = x.shape
@@ -125,7 +125,7 @@ def _block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, dy_out, dyx_out):
         run_add_grad_sums(dy_out, dyx_out, dy[p, a, c0:c1], x[p, a, c0:c1], centre[p, c0:c1])
 
 
-@njit(**PARALLEL_KERNEL)
+@parallel_kernel
 def column_grad_sums(dy, x, centre, row_block, col_block):
     """Over axis 1 of (P, A, B) arrays: sum(dy) and sum(dy * (x - centre[p, b])), each (P, B)."""
     P, A, B = x.shape

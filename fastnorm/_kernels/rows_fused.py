@@ -4,7 +4,7 @@ each row in one task, so a row is read from memory once. ``subtract_mean=False``
 import numpy as np
 from numba import njit, prange
 
-from ._flags import KERNEL, PARALLEL_KERNEL
+from ._flags import KERNEL, parallel_kernel
 from ._loops import run_add, run_centred_sumsq, run_sum
 
 
@@ -39,7 +39,7 @@ def _run_add_affine_grads(acc_w, acc_b, dy, x, mean, rstd):
         acc_b[i] += g
 
 
-@njit(**PARALLEL_KERNEL)
+@parallel_kernel
 def rows_normalize(x, weight, bias, eps, subtract_mean, out):
     """Normalize each row of ``x`` (rows, length); returns per-row (mean, rstd)."""
     rows, length = x.shape
@@ -55,7 +55,7 @@ def rows_normalize(x, weight, bias, eps, subtract_mean, out):
     return mean, rstd
 
 
-@njit(**PARALLEL_KERNEL)
+@parallel_kernel
 def rows_normalize_backward(dy, x, mean, rstd, weight, subtract_mean, rows_per_block, dx):
     """Input gradient into ``dx``; returns the gradients of the per-element weight and bias."""
     rows, length = x.shape

@@ -37,6 +37,8 @@ class ChannelsFirst:
         return np.ascontiguousarray(np.broadcast_to(param, (self.n, self.c))).reshape(-1)
 
     def _per_column(self, param):
+        if self.d == 1:
+            return np.ascontiguousarray(param)
         return np.repeat(param, self.d, axis=1)
 
     def channel_moments(self):
@@ -47,6 +49,8 @@ class ChannelsFirst:
                                       self.d, axis=0)
         x2 = self._columns(self.x, 1)
         mean, m2 = reduce.column_moments(x2, *schedule.column_blocks(self.n, self.c * self.d))
+        if self.d == 1:
+            return mean[0], m2[0]
         return merge_equal_counts(mean.reshape(self.c, self.d), m2.reshape(self.c, self.d),
                                   self.n, axis=1)
 
@@ -83,6 +87,8 @@ class ChannelsFirst:
         s_dy, s_dyx = reduce.column_grad_sums(
             self._columns(dy, n_p), self._columns(self.x, n_p), self._per_column(centre),
             *schedule.column_blocks(self.n // n_p, self.c * self.d))
+        if self.d == 1:
+            return s_dy, s_dyx
         shape = (n_p, self.c, self.d)
         return s_dy.reshape(shape).sum(axis=2), s_dyx.reshape(shape).sum(axis=2)
 
