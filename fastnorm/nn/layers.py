@@ -236,13 +236,13 @@ class Dropout(Module):
             self._mask = None
             return x
         x = np.asarray(x)
-        dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
+        dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
         if self.p == 1.0:
             mask = np.zeros(x.shape, dtype)
         else:
             keep = self.rng.random(x.shape, dtype=dtype) >= self.p
             mask = keep.astype(dtype)
-            mask *= dtype.type(1.0 / (1.0 - self.p)) if hasattr(dtype, "type") else 1.0 / (1.0 - self.p)
+            mask *= dtype.type(1.0 / (1.0 - self.p))
         self._mask = mask
         return x * mask
 

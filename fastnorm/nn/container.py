@@ -1,0 +1,146 @@
+"""``Sequential``: a chain of layers with one forward and one backward pass."""
+
+import numpy as np
+
+from ._module import Module
+
+__all__ = ["Sequential", "fold_batchnorm"]
+
+
+class Sequential(Module):
+    """Apply ``layers`` in order; ``backward`` runs them in reverse.
+
+    ``params`` and ``grads`` are flattened views with PyTorch ``state_dict``-style keys
+    (``"0.weight"``, ``"2.bias"``, ``"1.0.weight"`` for nested containers). They are rebuilt on each
+    access from the children's dictionaries, so they always hold the children's current arrays:
+    updating ``seq.params[key]`` in place updates the layer.
+    """
+
+    def __init__(self, *layers):
+        # Module.__init__ would assign self.params / self.grads, which are properties here
+        self.training = True
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for layer in layers:
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential takes Module instances, got {type(layer).__name__}")
+        self.layers = list(layers)
+
+    # container protocol
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(*self.layers[index])
+        return self.layers[index]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def append(self, layer):
+        if not isinstance(layer, Module):
+            raise TypeError(f"Sequential takes Module instances, got {type(layer).__name__}")
+        self.layers.append(layer)
+        return self
+
+    # flattened views
+    @property
+    def params(self):
+        return {f"{i}.{key}": value for i, layer in enumerate(self.layers)
+                for key, value in layer.params.items()}
+
+    @property
+    def grads(self):
+        return {f"{i}.{key}": value for i, layer in enumerate(self.layers)
+                for key, value in layer.grads.items()}
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_out):
+        g = grad_out
+        for layer in reversed(self.layers):
+            g = layer.backward(g)
+            if g is None:  # a first Linear with input_grad=False: nothing below needs it
+                break
+        return g
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def zero_grad(self):
+        for layer in self.layers:
+            layer.zero_grad()
+
+    def fold_batchnorm(self):
+        """Return a new ``Sequential`` with each eval-mode batch norm folded into the linear
+        layer before it; see :func:`fold_batchnorm`."""
+        return fold_batchnorm(self)
+
+    def __repr__(self):
+        lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
+        return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
+
+
+def _is_batchnorm(layer):
+    return type(layer).__name__ == "BatchNorm"
+
+
+def fold_batchnorm(seq):
+    """Fold every ``Linear -> BatchNorm`` pair of ``seq`` into one ``Linear``.
+
+    In eval mode a batch norm with running statistics is an affine map per feature,
+    ``y = (x - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``, so
+    ``BN(W x + b) = (s[:, None] * W) x + (b - mean) * s + beta``. The products are formed in
+    float64 and cast to the layer's dtype. Returns a new ``Sequential`` (the input is not modified)
+    in eval mode; nested ``Sequential`` containers are folded recursively. A batch norm that is not
+    preceded by a ``Linear`` (or that does not track running statistics) is kept as it is.
+    """
+    from .layers import Linear
+
+    if not isinstance(seq, Sequential):
+        raise TypeError("fold_batchnorm expects a Sequential")
+    if seq.training:
+        raise ValueError("fold_batchnorm needs a Sequential in eval mode: call .eval() first "
+                         "(in training mode batch norm uses batch statistics and cannot be folded)")
+    out = []
+    for layer in seq.layers:
+        if isinstance(layer, Sequential):
+            out.append(fold_batchnorm(layer))
+            continue
+        prev = out[-1] if out else None
+        if (_is_batchnorm(layer) and isinstance(prev, Linear)
+                and getattr(layer, "track_running_stats", True)
+                and getattr(layer, "running_mean", None) is not None
+                and np.ndim(layer.running_mean) == 1
+                and getattr(layer, "axis", 1) in (1, -1)):
+            out[-1] = _fold_pair(prev, layer)
+        else:
+            out.append(layer)
+    return Sequential(*out).eval()
+
+
+def _fold_pair(linear, bn):
+    from .layers import Linear
+
+    mean = np.asarray(bn.running_mean, np.float64)
+    var = np.asarray(bn.running_var, np.float64)
+    scale = 1.0 / np.sqrt(var + float(bn.eps))
+    beta = np.zeros_like(mean)
+    if "weight" in bn.params:
+        scale = scale * np.asarray(bn.params["weight"], np.float64)
+    if "bias" in bn.params:
+        beta = np.asarray(bn.params["bias"], np.float64)
+    w = np.asarray(linear.params["weight"], np.float64)
+    b = np.asarray(linear.params["bias"], np.float64) if "bias" in linear.params else 0.0
+    folded = Linear(linear.in_features, linear.out_features, bias=True, dtype=linear.dtype)
+    folded.params["weight"][...] = scale[:, None] * w
+    folded.params["bias"][...] = (b - mean) * scale + beta
+    folded.input_grad = linear.input_grad
+    return folded.eval()

@@ -1,0 +1,92 @@
+"""Losses: ``forward(prediction, target)`` returns the mean loss as a Python float and saves what
+``backward()`` needs; ``backward()`` returns the gradient of that mean with respect to the
+prediction."""
+
+import numpy as np
+
+__all__ = ["CrossEntropyLoss", "MSELoss", "softmax", "log_softmax"]
+
+
+def log_softmax(logits, axis=-1):
+    """``log(softmax(logits))`` with the log-sum-exp shift (no overflow for large logits)."""
+    z = logits - np.max(logits, axis=axis, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
+def softmax(logits, axis=-1):
+    """Row-wise softmax, shifted by the row maximum so that it never overflows."""
+    e = np.exp(logits - np.max(logits, axis=axis, keepdims=True))
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+class CrossEntropyLoss:
+    """Softmax cross-entropy on integer class labels, averaged over the batch
+    (``torch.nn.CrossEntropyLoss()`` with ``reduction="mean"``).
+
+    ``forward(logits, target)``: ``logits`` of shape ``(N, K)``, ``target`` integers in
+    ``[0, K)`` of shape ``(N,)``. Computed as ``logsumexp(z) - z[target]`` with ``z`` shifted by
+    the row maximum; the per-row losses are summed in float64.
+    """
+
+    def __init__(self):
+        self._p = None
+        self._target = None
+
+    def __call__(self, logits, target):
+        return self.forward(logits, target)
+
+    def forward(self, logits, target):
+        logits = np.asarray(logits)
+        if logits.ndim != 2:
+            raise ValueError(f"logits must be 2-D (N, K), got shape {logits.shape}")
+        target = np.asarray(target)
+        if target.shape != (logits.shape[0],):
+            raise ValueError(f"target must have shape ({logits.shape[0]},), got {target.shape}")
+        if not np.issubdtype(target.dtype, np.integer):
+            raise TypeError("target must hold integer class indices")
+        n, k = logits.shape
+        if n and (target.min() < 0 or target.max() >= k):
+            raise ValueError(f"target values must be in [0, {k})")
+        z = logits - np.max(logits, axis=1, keepdims=True)
+        e = np.exp(z)
+        s = np.sum(e, axis=1, keepdims=True)
+        rows = np.arange(n)
+        per_row = np.log(s[:, 0]) - z[rows, target]
+        e /= s
+        self._p = e
+        self._target = target
+        return float(np.sum(per_row, dtype=np.float64) / max(n, 1))
+
+    def backward(self):
+        if self._p is None:
+            raise RuntimeError("backward called before forward")
+        g = self._p.copy()
+        n = g.shape[0]
+        g[np.arange(n), self._target] -= 1
+        g *= g.dtype.type(1.0 / max(n, 1))
+        return g
+
+
+class MSELoss:
+    """Mean squared error over all elements (``torch.nn.MSELoss()``)."""
+
+    def __init__(self):
+        self._diff = None
+
+    def __call__(self, prediction, target):
+        return self.forward(prediction, target)
+
+    def forward(self, prediction, target):
+        prediction = np.asarray(prediction)
+        target = np.asarray(target, dtype=prediction.dtype)
+        if target.shape != prediction.shape:
+            raise ValueError(f"target shape {target.shape} != prediction shape {prediction.shape}")
+        diff = prediction - target
+        self._diff = diff
+        return float(np.sum(np.square(diff, dtype=np.float64)) / max(diff.size, 1))
+
+    def backward(self):
+        if self._diff is None:
+            raise RuntimeError("backward called before forward")
+        return self._diff * self._diff.dtype.type(2.0 / max(self._diff.size, 1))

@@ -1,0 +1,231 @@
+"""Optimizers with PyTorch's update formulas, updating parameter arrays in place.
+
+An optimizer is built from a :class:`~fastnorm.nn._module.Module` (its flattened ``params`` are
+used, and ``step()`` reads its ``grads``) or from a dict ``name -> array`` (then pass the gradients
+to ``step(grads)`` as a dict with the same keys). Contiguous float32/float64 arrays are updated by
+one fused Numba loop per array; anything else falls back to NumPy with the same formula.
+"""
+
+import math
+
+import numpy as np
+
+from ._module import Module
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+
+try:  # numba is a runtime dependency; the fallback only keeps the module importable without it
+    from numba import njit
+except ImportError:  # pragma: no cover
+    njit = None
+
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+def _kernel(fn):
+    if njit is None:  # pragma: no cover
+        return None
+    return njit(cache=True, fastmath=_FASTMATH, nogil=True)(fn)
+
+
+def _adam_loop(p, g, m, v, lr, beta1, beta2, eps, step_size, bc2_sqrt, wd, decoupled):
+    one_m_b1 = 1.0 - beta1
+    one_m_b2 = 1.0 - beta2
+    inv_bc2 = 1.0 / bc2_sqrt
+    shrink = 1.0 - lr * wd
+    for i in range(p.size):
+        gi = g[i]
+        if decoupled:
+            p[i] = p[i] * shrink
+        elif wd != 0.0:
+            gi = gi + wd * p[i]
+        mi = m[i] + one_m_b1 * (gi - m[i])
+        vi = beta2 * v[i] + one_m_b2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] - step_size * mi / (math.sqrt(vi) * inv_bc2 + eps)
+
+
+def _sgd_loop(p, g, buf, lr, momentum, dampening, wd, nesterov, first):
+    for i in range(p.size):
+        gi = g[i]
+        if wd != 0.0:
+            gi = gi + wd * p[i]
+        if momentum != 0.0:
+            if first:
+                b = gi
+            else:
+                b = momentum * buf[i] + (1.0 - dampening) * gi
+            buf[i] = b
+            if nesterov:
+                gi = gi + momentum * b
+            else:
+                gi = b
+        p[i] = p[i] - lr * gi
+
+
+_adam_kernel = _kernel(_adam_loop)
+_sgd_kernel = _kernel(_sgd_loop)
+
+
+def _flat(a):
+    """A 1-D view of ``a`` if it is contiguous and float, else ``None``."""
+    if a.flags.c_contiguous and a.dtype in (np.float32, np.float64):
+        return a.reshape(-1)
+    return None
+
+
+class Optimizer:
+    """Base class: holds the parameters (by name) and per-parameter state."""
+
+    def __init__(self, params, defaults):
+        if isinstance(params, Module):
+            self.module = params
+            named = params.params
+        elif isinstance(params, dict):
+            self.module = None
+            named = dict(params)
+        else:
+            self.module = None
+            named = {str(i): p for i, p in enumerate(params)}
+        for name, p in named.items():
+            if not isinstance(p, np.ndarray):
+                raise TypeError(f"parameter {name!r} is not a numpy array")
+        self.params = named
+        self.defaults = dict(defaults)
+        self.state = {name: {} for name in named}
+        self.step_count = 0
+
+    def _grads(self, grads):
+        if grads is None:
+            if self.module is None:
+                raise ValueError("pass the gradients to step() when the optimizer was built "
+                                 "from a dict of arrays")
+            grads = self.module.grads
+        return grads
+
+    def step(self, grads=None):
+        grads = self._grads(grads)
+        self.step_count += 1
+        for name, p in self.params.items():
+            g = grads.get(name)
+            if g is None:
+                continue
+            if g.shape != p.shape:
+                raise ValueError(f"gradient {name!r} has shape {g.shape}, parameter {p.shape}")
+            self._update(name, p, g, self.state[name])
+
+    def _update(self, name, p, g, state):
+        raise NotImplementedError
+
+    def state_dict(self):
+        return {"step_count": self.step_count,
+                "state": {k: {s: (v.copy() if isinstance(v, np.ndarray) else v)
+                              for s, v in st.items()} for k, st in self.state.items()}}
+
+    def load_state_dict(self, state):
+        self.step_count = state["step_count"]
+        self.state = {k: dict(v) for k, v in state["state"].items()}
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, ``torch.optim.SGD``'s update:
+
+    ``g += weight_decay * p``; with momentum ``buf = momentum * buf + (1 - dampening) * g``
+    (``buf = g`` on the first step), ``g = g + momentum * buf`` if ``nesterov`` else ``buf``;
+    ``p -= lr * g``.
+    """
+
+    def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError("lr, momentum and weight_decay must be non-negative")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov))
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.dampening = float(dampening)
+        self.weight_decay = float(weight_decay)
+        self.nesterov = bool(nesterov)
+
+    def _update(self, name, p, g, state):
+        first = "momentum_buffer" not in state
+        if self.momentum != 0.0 and first:
+            state["momentum_buffer"] = np.zeros_like(p)
+        buf = state.get("momentum_buffer")
+        pf, gf = _flat(p), _flat(np.ascontiguousarray(g, dtype=p.dtype))
+        if _sgd_kernel is not None and pf is not None and gf is not None:
+            bf = buf.reshape(-1) if buf is not None else pf
+            _sgd_kernel(pf, gf, bf, self.lr, self.momentum, self.dampening,
+                        self.weight_decay, self.nesterov, first)
+            return
+        g = np.asarray(g, dtype=p.dtype)
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            if first:
+                buf[...] = g
+            else:
+                buf *= self.momentum
+                buf += (1 - self.dampening) * g
+            g = g + self.momentum * buf if self.nesterov else buf
+        p -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam with ``torch.optim.Adam``'s update (L2 penalty added to the gradient):
+
+    ``g += weight_decay * p``; ``m = m + (1 - beta1) (g - m)``; ``v = beta2 v + (1 - beta2) g^2``;
+    ``p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)``.
+    """
+
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        if lr < 0 or eps < 0 or weight_decay < 0:
+            raise ValueError("lr, eps and weight_decay must be non-negative")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError("betas must be in [0, 1)")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self.lr = float(lr)
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = float(eps)
+        self.weight_decay = float(weight_decay)
+
+    def _update(self, name, p, g, state):
+        if "exp_avg" not in state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p)
+            state["exp_avg_sq"] = np.zeros_like(p)
+        state["step"] += 1
+        t = state["step"]
+        b1, b2 = self.betas
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        step_size = self.lr / (1.0 - b1 ** t)
+        bc2_sqrt = math.sqrt(1.0 - b2 ** t)
+        pf, gf = _flat(p), _flat(np.ascontiguousarray(g, dtype=p.dtype))
+        if _adam_kernel is not None and pf is not None and gf is not None:
+            _adam_kernel(pf, gf, m.reshape(-1), v.reshape(-1), self.lr, b1, b2, self.eps,
+                         step_size, bc2_sqrt, self.weight_decay, self._decoupled)
+            return
+        g = np.asarray(g, dtype=p.dtype)
+        if self._decoupled:
+            p *= 1 - self.lr * self.weight_decay
+        elif self.weight_decay:
+            g = g + self.weight_decay * p
+        m += (1 - b1) * (g - m)
+        v *= b2
+        v += (1 - b2) * g * g
+        p -= step_size * m / (np.sqrt(v) / bc2_sqrt + self.eps)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (``torch.optim.AdamW``): ``p *= 1 - lr * weight_decay``
+    before the Adam step, and no L2 term in the gradient."""
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
