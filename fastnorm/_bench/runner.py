@@ -27,6 +27,7 @@ def load_cases(groups=None):
 
 
 def best_time(fn, repeat):
+    time.sleep(0.3)  # let the previous library's spinning worker threads go idle
     fn()  # warm-up: compilation, page faults, caches
     best = float("inf")
     for _ in range(repeat):
