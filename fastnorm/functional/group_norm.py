@@ -27,6 +27,8 @@ def _normalize(x, layout, mean, var, weight, bias, eps, groups, out, axis):
     rstd_c = np.repeat(rstd, group_size, axis=1)
     count = group_size * layout.d
     ctx = NormContext(layout, x.shape, centre, rstd_c, w, True, count, group_size)
+    if x.size == 0:
+        return out, ctx
     target = checks.contiguous_target(out)
     layout.affine(centre, rstd_c * w, np.broadcast_to(b, centre.shape).copy(),
                   _same_view(target, layout))
@@ -56,9 +58,8 @@ def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=
     out = checks.output_array(out, x.shape, x.dtype)
     layout = _per_sample_layout(x, axis)
     if x.size == 0:
-        w = np.ones(channels) if w is None else w
-        empty = np.zeros((layout.n, channels))
-        return out, NormContext(layout, x.shape, empty, empty, w, True, 0, channels // num_groups)
+        empty = np.zeros((layout.n, num_groups))
+        return _normalize(x, layout, empty, empty, w, b, eps, int(num_groups), out, axis)
     mean, m2 = layout.group_moments(int(num_groups))
     count = (channels // num_groups) * layout.d
     return _normalize(x, layout, mean, m2 / count, w, b, eps, int(num_groups), out, axis)
@@ -98,9 +99,8 @@ def instance_norm_forward(x, running_mean=None, running_var=None, weight=None, b
             raise ValueError(
                 f"Expected more than 1 spatial element when training, got input size {x.shape}")
         if x.size == 0:
-            w = np.ones(channels) if w is None else w
             empty = np.zeros((layout.n, channels))
-            return out, NormContext(layout, x.shape, empty, empty, w, True, 0, 1)
+            return _normalize(x, layout, empty, empty, w, b, eps, channels, out, axis)
         mean, m2 = layout.group_moments(channels)
         if running_mean is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean.mean(axis=0)
