@@ -82,3 +82,18 @@ def run_column_affine(x, centre, scale, shift, out):
 def run_column_grad_input(dy, x, centre, alpha, beta, gamma, out):
     for i in range(dy.shape[0]):
         out[i] = alpha[i] * dy[i] + beta[i] * (x[i] - centre[i]) + gamma[i]
+
+
+
+@njit(**KERNEL)
+def run_add_scaled(acc, v, scale):
+    for i in range(acc.shape[0]):
+        acc[i] += v[i] * scale
+
+
+@njit(**KERNEL)
+def run_add_block_m2(acc, m2_block, mean_block, mean, n_block):
+    """Law of total variance: a block adds its own M2 plus n * (its mean - grand mean)^2."""
+    for i in range(acc.shape[0]):
+        d = mean_block[i] - mean[i]
+        acc[i] += m2_block[i] + n_block * d * d

@@ -14,6 +14,8 @@ from ._loops import (
     run_add,
     run_add_grad_sums,
     run_add_sq_dev,
+    run_add_block_m2,
+    run_add_scaled,
     run_centred_sumsq,
     run_grad_sums,
     run_sum,
@@ -104,16 +106,16 @@ def column_moments(x, row_block, col_block):
         _block_moments(
             x, p, r0, min(A, r0 + row_block), c0, c1, part_mean[p, i, c0:c1], part_m2[p, i, c0:c1]
         )
-    mean = np.empty((P, B))
-    m2 = np.empty((P, B))
+    # merge blocks in order: grand mean, then within- plus between-block squares
+    mean = np.zeros((P, B))
+    m2 = np.zeros((P, B))
     for p in range(P):
-        for b in range(B):
-            n, mu, s = float(min(row_block, A)), part_mean[p, 0, b], part_m2[p, 0, b]
-            for i in range(1, n_rb):
-                n_i = float(min(A, (i + 1) * row_block) - i * row_block)
-                n, mu, s = merge_moments(n, mu, s, n_i, part_mean[p, i, b], part_m2[p, i, b])
-            mean[p, b] = mu
-            m2[p, b] = s
+        for i in range(n_rb):
+            n_i = min(A, (i + 1) * row_block) - i * row_block
+            run_add_scaled(mean[p], part_mean[p, i], n_i / A)
+        for i in range(n_rb):
+            n_i = min(A, (i + 1) * row_block) - i * row_block
+            run_add_block_m2(m2[p], part_m2[p, i], part_mean[p, i], mean[p], float(n_i))
     return mean, m2
 
 

@@ -2,7 +2,7 @@
 count, and partial results are merged in block order: results are bitwise independent of threads."""
 
 ROW_CHUNK = 1 << 15  # elements of one contiguous run reduced by one task
-BLOCK_ELEMENTS = 1 << 14  # elements of one (rows x columns) block in the column schedule
+BLOCK_ELEMENTS = 1 << 15  # elements of one (rows x columns) block in the column schedule
 COLUMN_BLOCK = 2048  # columns of one block
 
 
