@@ -96,6 +96,8 @@ def _check_sample_weight(sample_weight, n_samples):
             )
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError("sample_weight must be finite and non-negative")
+    if not np.any(w > 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
     return np.ascontiguousarray(w, dtype=np.float64)
 
 

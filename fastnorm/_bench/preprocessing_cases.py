@@ -1,0 +1,108 @@
+"""Benchmark cases for the scikit-learn transformers, against StandardScaler and plain NumPy."""
+
+import numpy as np
+
+from .case import BenchCase
+
+N_ROWS = 1_000_000
+N_FEATURES = 64
+CHUNK = 10_000
+_BYTES = N_ROWS * N_FEATURES * 4  # float32
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    return rng.normal(3.0, 2.0, (N_ROWS, N_FEATURES)).astype(np.float32)
+
+
+def _numpy_moments(chunk):
+    """NumPy's float64-accumulated count, mean and M2 of each column (no NaN handling)."""
+    mean = chunk.mean(axis=0, dtype=np.float64)
+    m2 = chunk.var(axis=0, dtype=np.float64) * chunk.shape[0]
+    return np.full(chunk.shape[1], float(chunk.shape[0])), mean, m2
+
+
+def _make_partial_fit():
+    from sklearn.preprocessing import StandardScaler
+
+    from .._kernels.merge import merge_moment_arrays
+    from ..preprocessing import BatchNormalizer
+
+    X = _data()
+    starts = range(0, N_ROWS, CHUNK)
+
+    def fastnorm():
+        est = BatchNormalizer()
+        for i in starts:
+            est.partial_fit(X[i:i + CHUNK])
+
+    def sklearn():
+        est = StandardScaler()
+        for i in starts:
+            est.partial_fit(X[i:i + CHUNK])
+
+    def numpy():
+        state = _numpy_moments(X[:CHUNK])
+        for i in starts[1:]:
+            state = merge_moment_arrays(*state, *_numpy_moments(X[i:i + CHUNK]))
+        return state
+
+    return {"fastnorm": fastnorm, "sklearn": sklearn, "numpy": numpy}
+
+
+def _make_fit():
+    from sklearn.preprocessing import StandardScaler
+
+    from ..preprocessing import BatchNormalizer
+
+    X = _data()
+    return {
+        "fastnorm": lambda: BatchNormalizer().fit(X),
+        "sklearn": lambda: StandardScaler().fit(X),
+        "numpy": lambda: _numpy_moments(X),
+    }
+
+
+def _make_transform():
+    from sklearn.preprocessing import StandardScaler
+
+    from ..preprocessing import BatchNormalizer
+
+    X = _data()
+    bn = BatchNormalizer().fit(X)
+    ss = StandardScaler().fit(X)
+    mean = bn.mean_.astype(np.float32)
+    factor = (1.0 / np.sqrt(bn.var_ + bn.eps)).astype(np.float32)
+    return {
+        "fastnorm": lambda: bn.transform(X),
+        "sklearn": lambda: ss.transform(X),
+        "numpy": lambda: (X - mean) * factor,
+    }
+
+
+CASES = [
+    BenchCase(
+        name="BatchNormalizer.partial_fit 1M x 64, 10k chunks",
+        group="preprocessing",
+        make=_make_partial_fit,
+        bytes_moved=_BYTES,
+        target=">= 5x sklearn",
+        repeat=5,
+    ),
+    BenchCase(
+        name="BatchNormalizer.fit 1M x 64",
+        group="preprocessing",
+        make=_make_fit,
+        bytes_moved=_BYTES,
+        target=">= 5x sklearn",
+        repeat=5,
+    ),
+    BenchCase(
+        name="BatchNormalizer.transform 1M x 64",
+        group="preprocessing",
+        make=_make_transform,
+        bytes_moved=2 * _BYTES,
+        target=">= 2x sklearn",
+        repeat=5,
+    ),
+]
