@@ -97,3 +97,34 @@ def run_add_block_m2(acc, m2_block, mean_block, mean, n_block):
     for i in range(acc.shape[0]):
         d = mean_block[i] - mean[i]
         acc[i] += m2_block[i] + n_block * d * d
+
+
+# Four rows per pass over the accumulator: a quarter of its loads and stores. Each value is widened
+# to float64 (``* 1.0``) before any addition.
+@njit(**KERNEL)
+def run_add4(acc, a, b, c, d):
+    for i in range(acc.shape[0]):
+        acc[i] += (a[i] * 1.0 + b[i]) + (c[i] * 1.0 + d[i])
+
+
+@njit(**KERNEL)
+def run_add_sq_dev4(acc, a, b, c, d, centre):
+    for i in range(acc.shape[0]):
+        m = centre[i]
+        da = a[i] - m
+        db = b[i] - m
+        dc = c[i] - m
+        dd = d[i] - m
+        acc[i] += (da * da + db * db) + (dc * dc + dd * dd)
+
+
+@njit(**KERNEL)
+def run_add_grad_sums4(acc_dy, acc_dyx, dy0, dy1, dy2, dy3, x0, x1, x2, x3, centre):
+    for i in range(acc_dy.shape[0]):
+        m = centre[i]
+        g0 = dy0[i] * 1.0
+        g1 = dy1[i] * 1.0
+        g2 = dy2[i] * 1.0
+        g3 = dy3[i] * 1.0
+        acc_dy[i] += (g0 + g1) + (g2 + g3)
+        acc_dyx[i] += (g0 * (x0[i] - m) + g1 * (x1[i] - m)) + (g2 * (x2[i] - m) + g3 * (x3[i] - m))

@@ -12,6 +12,9 @@ from numba import njit, prange
 from ._flags import KERNEL, parallel_kernel
 from ._loops import (
     run_add,
+    run_add4,
+    run_add_grad_sums4,
+    run_add_sq_dev4,
     run_add_grad_sums,
     run_add_sq_dev,
     run_add_block_m2,
@@ -81,11 +84,21 @@ def row_grad_sums(dy, x, centre, chunk):
 @njit(**KERNEL)
 def _block_moments(x, p, r0, r1, c0, c1, mean_out, m2_out):
     mean_out[:] = 0.0
-    for a in range(r0, r1):
+    a = r0
+    while a + 4 <= r1:
+        run_add4(mean_out, x[p, a, c0:c1], x[p, a + 1, c0:c1], x[p, a + 2, c0:c1],
+                 x[p, a + 3, c0:c1])
+        a += 4
+    for a in range(a, r1):
         run_add(mean_out, x[p, a, c0:c1])
     mean_out *= 1.0 / (r1 - r0)
     m2_out[:] = 0.0
-    for a in range(r0, r1):
+    a = r0
+    while a + 4 <= r1:
+        run_add_sq_dev4(m2_out, x[p, a, c0:c1], x[p, a + 1, c0:c1], x[p, a + 2, c0:c1],
+                        x[p, a + 3, c0:c1], mean_out)
+        a += 4
+    for a in range(a, r1):
         run_add_sq_dev(m2_out, x[p, a, c0:c1], mean_out)
 
 
@@ -123,8 +136,15 @@ def column_moments(x, row_block, col_block):
 def _block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, dy_out, dyx_out):
     dy_out[:] = 0.0
     dyx_out[:] = 0.0
-    for a in range(r0, r1):
-        run_add_grad_sums(dy_out, dyx_out, dy[p, a, c0:c1], x[p, a, c0:c1], centre[p, c0:c1])
+    m = centre[p, c0:c1]
+    a = r0
+    while a + 4 <= r1:
+        run_add_grad_sums4(dy_out, dyx_out, dy[p, a, c0:c1], dy[p, a + 1, c0:c1],
+                           dy[p, a + 2, c0:c1], dy[p, a + 3, c0:c1], x[p, a, c0:c1],
+                           x[p, a + 1, c0:c1], x[p, a + 2, c0:c1], x[p, a + 3, c0:c1], m)
+        a += 4
+    for a in range(a, r1):
+        run_add_grad_sums(dy_out, dyx_out, dy[p, a, c0:c1], x[p, a, c0:c1], m)
 
 
 @parallel_kernel
