@@ -4,7 +4,8 @@ The ``*_forward`` variants also return a context from which ``channel_norm_backw
 group, instance norm) or ``rows_norm_backward`` (layer, RMS norm) compute the gradients.
 """
 
-from .batch_norm import batch_norm, batch_norm_forward, channel_norm_backward
+from ._channel_context import channel_norm_backward
+from .batch_norm import batch_norm, batch_norm_forward
 from .group_norm import group_norm, group_norm_forward, instance_norm, instance_norm_forward
 from .layer_norm import (
     layer_norm,

@@ -5,8 +5,8 @@ import numbers
 import numpy as np
 
 from . import _checks as checks
+from ._channel_context import NormContext
 from ._layouts import ChannelsFirst, ChannelsLast, channels_first_view
-from .batch_norm import NormContext
 
 
 def _per_sample_layout(x, axis):
@@ -16,7 +16,7 @@ def _per_sample_layout(x, axis):
     return ChannelsLast(x.reshape(n, -1, c))
 
 
-def _normalize(x, layout, mean, var, weight, bias, eps, groups, out, axis):
+def _normalize(x, layout, mean, var, weight, bias, eps, groups, out):
     """Apply per-(sample, group) statistics; returns the output and the backward context."""
     channels = layout.c
     group_size = channels // groups
@@ -59,10 +59,10 @@ def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=
     layout = _per_sample_layout(x, axis)
     if x.size == 0:
         empty = np.zeros((layout.n, num_groups))
-        return _normalize(x, layout, empty, empty, w, b, eps, int(num_groups), out, axis)
+        return _normalize(x, layout, empty, empty, w, b, eps, int(num_groups), out)
     mean, m2 = layout.group_moments(int(num_groups))
     count = (channels // num_groups) * layout.d
-    return _normalize(x, layout, mean, m2 / count, w, b, eps, int(num_groups), out, axis)
+    return _normalize(x, layout, mean, m2 / count, w, b, eps, int(num_groups), out)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=None):
@@ -100,19 +100,19 @@ def instance_norm_forward(x, running_mean=None, running_var=None, weight=None, b
                 f"Expected more than 1 spatial element when training, got input size {x.shape}")
         if x.size == 0:
             empty = np.zeros((layout.n, channels))
-            return _normalize(x, layout, empty, empty, w, b, eps, channels, out, axis)
+            return _normalize(x, layout, empty, empty, w, b, eps, channels, out)
         mean, m2 = layout.group_moments(channels)
         if running_mean is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean.mean(axis=0)
             running_var[...] = ((1 - momentum) * running_var
                                 + momentum * (m2 / (spatial - 1)).mean(axis=0))
-        return _normalize(x, layout, mean, m2 / spatial, w, b, eps, channels, out, axis)
+        return _normalize(x, layout, mean, m2 / spatial, w, b, eps, channels, out)
     if running_mean is None:
         raise ValueError("running_mean and running_var are required when use_input_stats=False")
     n = layout.n
     mean = np.broadcast_to(running_mean.astype(np.float64), (n, channels))
     var = np.broadcast_to(running_var.astype(np.float64), (n, channels))
-    out, ctx = _normalize(x, layout, mean, var, w, b, eps, channels, out, axis)
+    out, ctx = _normalize(x, layout, mean, var, w, b, eps, channels, out)
     ctx.batch_stats = False
     return out, ctx
 
