@@ -360,24 +360,24 @@ def test_backward_uses_last_forward(rng):
 # ------------------------------------------------------------------------------ accuracy
 
 ACCURACY_LAYERS = [
-    ("batch", lambda: BatchNorm(8), (64, 8, 10),
+    ("batch", lambda d=np.float32: BatchNorm(8, dtype=d), (64, 8, 10),
      lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True),
                           ref.batch_norm_backward(dy, x, None, None, w, b, True))),
-    ("batch-last", lambda: BatchNorm(8, axis=-1), (64, 10, 8),
+    ("batch-last", lambda d=np.float32: BatchNorm(8, axis=-1, dtype=d), (64, 10, 8),
      lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True, axis=-1),
                           ref.batch_norm_backward(dy, x, None, None, w, b, True, axis=-1))),
-    ("batch-2d", lambda: BatchNorm(16), (512, 16),
+    ("batch-2d", lambda d=np.float32: BatchNorm(16, dtype=d), (512, 16),
      lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True),
                           ref.batch_norm_backward(dy, x, None, None, w, b, True))),
-    ("layer", lambda: LayerNorm((256,)), (16, 256),
+    ("layer", lambda d=np.float32: LayerNorm((256,), dtype=d), (16, 256),
      lambda x, w, b, dy: (ref.layer_norm(x, (256,), w, b),
                           ref.layer_norm_backward(dy, x, (256,), w, b))),
-    ("group", lambda: GroupNorm(4, 8), (8, 8, 40),
+    ("group", lambda d=np.float32: GroupNorm(4, 8, dtype=d), (8, 8, 40),
      lambda x, w, b, dy: (ref.group_norm(x, 4, w, b), ref.group_norm_backward(dy, x, 4, w, b))),
-    ("instance", lambda: InstanceNorm(8, affine=True), (4, 8, 200),
+    ("instance", lambda d=np.float32: InstanceNorm(8, affine=True, dtype=d), (4, 8, 200),
      lambda x, w, b, dy: (ref.instance_norm(x, None, None, w, b),
                           ref.instance_norm_backward(dy, x, None, None, w, b))),
-    ("rms", lambda: RMSNorm((256,)), (16, 256),
+    ("rms", lambda d=np.float32: RMSNorm((256,), dtype=d), (16, 256),
      lambda x, w, b, dy: (ref.rms_norm(x, (256,), w), ref.rms_norm_backward(dy, x, (256,), w))),
 ]
 
@@ -401,3 +401,68 @@ def test_float32_accuracy_at_large_offset(name, factory, shape, reference, rng):
     if b is not None:
         np.testing.assert_allclose(layer.grads["bias"], grads[2], rtol=0, atol=1e-3,
                                    err_msg="dbias")
+
+
+# ------------------------------------------------------------------------------ bigger shapes, layouts
+
+BIG = [
+    ("batch-features", lambda d: BatchNorm(64, dtype=d), (4099, 64),
+     lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True),
+                          ref.batch_norm_backward(dy, x, None, None, w, b, True))),
+    ("batch-nhwc", lambda d: BatchNorm(48, axis=-1, dtype=d), (9, 21, 19, 48),
+     lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True, axis=-1),
+                          ref.batch_norm_backward(dy, x, None, None, w, b, True, axis=-1))),
+    ("batch-nchw", lambda d: BatchNorm(6, dtype=d), (33, 6, 37, 29),
+     lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True),
+                          ref.batch_norm_backward(dy, x, None, None, w, b, True))),
+    ("batch-wide", lambda d: BatchNorm(2051, dtype=d), (37, 2051),
+     lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True),
+                          ref.batch_norm_backward(dy, x, None, None, w, b, True))),
+    ("layer", lambda d: LayerNorm((1031,), dtype=d), (257, 1031),
+     lambda x, w, b, dy: (ref.layer_norm(x, (1031,), w, b),
+                          ref.layer_norm_backward(dy, x, (1031,), w, b))),
+    ("layer-long-row", lambda d: LayerNorm((70001,), dtype=d), (3, 70001),
+     lambda x, w, b, dy: (ref.layer_norm(x, (70001,), w, b),
+                          ref.layer_norm_backward(dy, x, (70001,), w, b))),
+    ("group", lambda d: GroupNorm(4, 12, dtype=d), (5, 12, 61, 17),
+     lambda x, w, b, dy: (ref.group_norm(x, 4, w, b), ref.group_norm_backward(dy, x, 4, w, b))),
+    ("instance", lambda d: InstanceNorm(3, affine=True, dtype=d), (2, 3, 211, 97),
+     lambda x, w, b, dy: (ref.instance_norm(x, None, None, w, b),
+                          ref.instance_norm_backward(dy, x, None, None, w, b))),
+    ("rms", lambda d: RMSNorm((1031,), dtype=d), (257, 1031),
+     lambda x, w, b, dy: (ref.rms_norm(x, (1031,), w), ref.rms_norm_backward(dy, x, (1031,), w))),
+]
+
+
+@DTYPE
+@pytest.mark.parametrize("name,factory,shape,reference", BIG, ids=[c[0] for c in BIG])
+def test_multi_block_shapes(name, factory, shape, reference, dtype, rng):
+    """Shapes large enough to be split into several parallel blocks / chunks, with odd sizes so
+    the last block is partial: forward and every gradient still match the reference."""
+    layer = factory(dtype)
+    w, b = set_params(layer, rng, dtype, with_bias="bias" in layer.params)
+    x = make_input(rng, shape, dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    y, dx = run(layer, x, dy)
+    ex_y, grads = reference(x, w, b, dy)
+    assert_close(y, ex_y, dtype, err_msg="y")
+    check_grads(layer, dx, grads, dtype, x)
+
+
+@pytest.mark.parametrize("x_layout,dy_layout", [("F", "C"), ("strided", "F"), ("C", "strided")])
+@pytest.mark.parametrize("name,factory,shape,reference", ACCURACY_LAYERS,
+                         ids=[c[0] for c in ACCURACY_LAYERS])
+def test_layer_memory_layouts(name, factory, shape, reference, x_layout, dy_layout, rng):
+    """Fortran-ordered and strided inputs and upstream gradients (float64)."""
+    layer64 = factory(np.float64)
+    shape = (max(2, shape[0] // 4),) + shape[1:]
+    w, b = set_params(layer64, rng, np.float64, with_bias="bias" in layer64.params)
+    x = make_input(rng, shape, np.float64, x_layout)
+    dy = make_input(rng, shape, np.float64, dy_layout, offset=0.0, scale=1.0)
+    x_before, dy_before = x.copy(), dy.copy()
+    y, dx = run(layer64, x, dy)
+    ex_y, grads = reference(x, w, b, dy)
+    assert_close(y, ex_y, np.float64, err_msg="y")
+    check_grads(layer64, dx, grads, np.float64, x)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(dy, dy_before)
