@@ -357,3 +357,76 @@ def test_nan_in_running_stats_stays_in_place(rng):
     fastnorm.batch_norm(x, rm, rv, training=True)
     assert np.isnan(rm[1]) and np.isnan(rv[1])
     assert np.isfinite(rm[[0, 2]]).all() and np.isfinite(rv[[0, 2]]).all()
+
+
+# --------------------------------------------------------------------------- unusual arrays
+
+def test_negative_zero_strides_and_read_only(rng):
+    """Reversed views, broadcast (zero-stride) views and read-only arrays are valid inputs."""
+    x = make_input(rng, (5, 6, 8))
+    inputs = {
+        "reversed": x[::-1, :, ::-1],
+        "broadcast": np.broadcast_to(make_input(rng, (1, 6, 8)), (5, 6, 8)),
+        "read-only": x.copy(),
+    }
+    inputs["read-only"].flags.writeable = False
+    for name, v in inputs.items():
+        assert_close(fastnorm.batch_norm(v, None, None, training=True),
+                     ref.batch_norm(v, None, None, training=True), np.float64, err_msg=name)
+        assert_close(fastnorm.batch_norm(v, None, None, training=True, axis=-1),
+                     ref.batch_norm(v, None, None, training=True, axis=-1), np.float64,
+                     err_msg=name)
+        assert_close(fastnorm.layer_norm(v, (6, 8)), ref.layer_norm(v, (6, 8)), np.float64,
+                     err_msg=name)
+        assert_close(fastnorm.group_norm(v, 2, axis=-1), ref.group_norm(v, 2, axis=-1),
+                     np.float64, err_msg=name)
+        assert_close(fastnorm.instance_norm(v), ref.instance_norm(v), np.float64, err_msg=name)
+        assert_close(fastnorm.rms_norm(v, (8,)), ref.rms_norm(v, (8,)), np.float64, err_msg=name)
+
+
+@pytest.mark.parametrize("fn", ["batch_norm", "instance_norm"])
+def test_running_stats_views_are_updated_in_place(fn, rng):
+    """Running statistics that are strided views (e.g. slices of a larger buffer) must be
+    updated in place, and nothing else in the buffer touched."""
+    x = make_input(rng, (5, 6, 7))
+    buf_m, buf_v = np.full(12, 0.25), np.full(12, 1.5)
+    rm, rv = buf_m[::2], buf_v[::2]
+    if fn == "batch_norm":
+        fastnorm.batch_norm(x, rm, rv, training=True, momentum=0.5)
+        em, ev = ref.batch_norm_running_stats(x, np.full(6, 0.25), np.full(6, 1.5), 0.5)
+    else:
+        fastnorm.instance_norm(x, rm, rv, momentum=0.5)
+        em, ev = ref.instance_norm_running_stats(x, np.full(6, 0.25), np.full(6, 1.5), 0.5)
+    assert_close(buf_m[::2], em, np.float64)
+    assert_close(buf_v[::2], ev, np.float64)
+    np.testing.assert_array_equal(buf_m[1::2], 0.25)
+    np.testing.assert_array_equal(buf_v[1::2], 1.5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_constant_channel_gives_bias(dtype):
+    """Zero variance: (x - mean) is exactly 0, so the output is the bias (no NaN), even at a
+    large offset where a one-pass variance could come out negative."""
+    x = np.full((4, 3, 5), 1e4, dtype)
+    w = np.array([0.5, 1.0, 2.0], dtype)
+    b = np.array([-1.0, 0.0, 3.0], dtype)
+    expected = np.broadcast_to(b[None, :, None], x.shape)
+    atol = 1e-3 if dtype == np.float32 else 1e-9
+    results = {
+        "batch_norm": fastnorm.batch_norm(x, None, None, w, b, training=True),
+        "batch_norm last": fastnorm.batch_norm(np.moveaxis(x, 1, -1), None, None, w, b,
+                                               training=True, axis=-1),
+        "group_norm": fastnorm.group_norm(x, 3, w, b),
+        "instance_norm": fastnorm.instance_norm(x, weight=w, bias=b),
+    }
+    for name, y in results.items():
+        if name.endswith("last"):
+            y = np.moveaxis(y, -1, 1)
+        np.testing.assert_allclose(y, expected, rtol=0, atol=atol, err_msg=name)
+    np.testing.assert_allclose(fastnorm.layer_norm(x, (5,)), 0.0, rtol=0, atol=atol)
+
+
+def test_normalized_shape_as_list(rng):
+    x = make_input(rng, (3, 4, 5))
+    assert_close(fastnorm.layer_norm(x, [4, 5]), ref.layer_norm(x, (4, 5)), np.float64)
+    assert_close(fastnorm.rms_norm(x, [4, 5]), ref.rms_norm(x, (4, 5)), np.float64)
