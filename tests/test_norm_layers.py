@@ -466,3 +466,22 @@ def test_layer_memory_layouts(name, factory, shape, reference, x_layout, dy_layo
     check_grads(layer64, dx, grads, np.float64, x)
     np.testing.assert_array_equal(x, x_before)
     np.testing.assert_array_equal(dy, dy_before)
+
+
+@pytest.mark.parametrize("name,factory,shape,reference", BIG, ids=[c[0] for c in BIG])
+def test_float32_accuracy_at_large_offset_multi_block(name, factory, shape, reference, rng):
+    """The 1e4 + randn accuracy bound also on shapes split into many blocks (block merges,
+    long rows), forward and every gradient."""
+    layer = factory(np.float32)
+    w, b = set_params(layer, rng, np.float32, with_bias="bias" in layer.params)
+    x = (1e4 + rng.standard_normal(shape)).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    y, dx = run(layer, x, dy)
+    ex_y, grads = reference(x, w, b, dy)
+    np.testing.assert_allclose(y, ex_y, rtol=0, atol=1e-3, err_msg="y")
+    np.testing.assert_allclose(dx, grads[0], rtol=0, atol=1e-3, err_msg="dx")
+    np.testing.assert_allclose(layer.grads["weight"], grads[1], rtol=0, atol=1e-3,
+                               err_msg="dweight")
+    if b is not None:
+        np.testing.assert_allclose(layer.grads["bias"], grads[2], rtol=0, atol=1e-3,
+                                   err_msg="dbias")
