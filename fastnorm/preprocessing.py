@@ -113,9 +113,28 @@ def _batch_moments(X, sample_weight):
     return weight_sum, mean, m2
 
 
-def _as_rows(X):
-    """X as a (1, n_samples, n_features) C-contiguous view for the column kernels."""
-    return np.ascontiguousarray(X).reshape(1, *X.shape)
+# Rows shorter than this are regrouped for the affine kernel (see _columns_affine_2d).
+_WIDE_ROW = 1024
+
+
+def _columns_affine_2d(X, centre, scale, shift, out):
+    """out = (X - centre) * scale + shift per column of the C-contiguous (n, f) array X.
+
+    ``columns_affine`` runs one task per row; with narrow rows (64 features) its per-row overhead
+    dominated (measured 2x slower than a copy). So k consecutive rows are viewed as one row of
+    k * f values with the per-column vectors tiled k times, and the leftover rows go separately:
+    the same arithmetic per element, in tasks long enough to stream."""
+    n, f = X.shape
+    k = max(1, -(-_WIDE_ROW // max(f, 1)))
+    n_main = (n // k) * k if n >= k else 0
+    params = [np.ascontiguousarray(p, dtype=np.float64).reshape(1, f) for p in (centre, scale, shift)]
+    if n_main:
+        wide = [np.ascontiguousarray(np.tile(p, k)) for p in params]
+        columns_affine(X[:n_main].reshape(1, n_main // k, k * f), *wide,
+                       out[:n_main].reshape(1, n_main // k, k * f))
+    if n_main < n:
+        columns_affine(X[n_main:].reshape(1, n - n_main, f), *params,
+                       out[n_main:].reshape(1, n - n_main, f))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,13 +403,9 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _apply(self, X, copy, centre, factor, shift):
         X = np.asarray(X)
         in_place = not copy and X.flags.c_contiguous and X.flags.writeable
-        Xc = np.ascontiguousarray(X)
-        out = Xc if in_place else np.empty_like(Xc)
-        columns_affine(
-            _as_rows(Xc), np.ascontiguousarray(centre.reshape(1, -1)),
-            np.ascontiguousarray(factor.reshape(1, -1)), np.ascontiguousarray(shift.reshape(1, -1)),
-            out.reshape(1, *out.shape),
-        )
+        X = np.ascontiguousarray(X)
+        out = X if in_place else np.empty_like(X)
+        _columns_affine_2d(X, centre, factor, shift, out)
         return out
 
     def transform(self, X, copy=None):
