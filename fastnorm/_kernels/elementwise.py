@@ -8,6 +8,7 @@ from numba import prange
 
 from ._flags import parallel_kernel
 from ._loops import run_affine, run_column_affine, run_column_grad_input, run_grad_input
+from .schedule import row_task
 
 
 @parallel_kernel
@@ -16,9 +17,7 @@ def rows_affine(x, centre, scale, shift, chunk, out):
     rows, length = x.shape
     per_row = (length + chunk - 1) // chunk
     for t in prange(rows * per_row):
-        r = t // per_row
-        lo = (t % per_row) * chunk
-        hi = min(lo + chunk, length)
+        r, lo, hi = row_task(t, per_row, chunk, length)
         run_affine(x[r, lo:hi], centre[r], scale[r], shift[r], out[r, lo:hi])
 
 
@@ -28,9 +27,7 @@ def rows_grad_input(dy, x, centre, alpha, beta, gamma, chunk, out):
     rows, length = x.shape
     per_row = (length + chunk - 1) // chunk
     for t in prange(rows * per_row):
-        r = t // per_row
-        lo = (t % per_row) * chunk
-        hi = min(lo + chunk, length)
+        r, lo, hi = row_task(t, per_row, chunk, length)
         run_grad_input(
             dy[r, lo:hi], x[r, lo:hi], centre[r], alpha[r], beta[r], gamma[r], out[r, lo:hi]
         )

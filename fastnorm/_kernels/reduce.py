@@ -24,6 +24,7 @@ from ._loops import (
     run_sum,
 )
 from .merge import merge_moments
+from .schedule import column_task, row_task
 
 
 @parallel_kernel
@@ -36,9 +37,7 @@ def row_moments(x, chunk):
     mean = np.empty(n_tasks)
     m2 = np.empty(n_tasks)
     for t in prange(n_tasks):
-        r = t // per_row
-        lo = (t % per_row) * chunk
-        hi = min(lo + chunk, length)
+        r, lo, hi = row_task(t, per_row, chunk, length)
         seg = x[r, lo:hi]
         mu = run_sum(seg) / (hi - lo)
         count[t] = hi - lo
@@ -67,9 +66,7 @@ def row_grad_sums(dy, x, centre, chunk):
     part_dy = np.empty(n_tasks)
     part_dyx = np.empty(n_tasks)
     for t in prange(n_tasks):
-        r = t // per_row
-        lo = (t % per_row) * chunk
-        hi = min(lo + chunk, length)
+        r, lo, hi = row_task(t, per_row, chunk, length)
         part_dy[t], part_dyx[t] = run_grad_sums(dy[r, lo:hi], x[r, lo:hi], centre[r])
     if per_row == 1:
         return part_dy, part_dyx
@@ -111,14 +108,8 @@ def column_moments(x, row_block, col_block):
     part_mean = np.empty((P, n_rb, B))
     part_m2 = np.empty((P, n_rb, B))
     for t in prange(P * n_rb * n_cb):
-        p = t // (n_rb * n_cb)
-        i = (t // n_cb) % n_rb
-        c0 = (t % n_cb) * col_block
-        c1 = min(B, c0 + col_block)
-        r0 = i * row_block
-        _block_moments(
-            x, p, r0, min(A, r0 + row_block), c0, c1, part_mean[p, i, c0:c1], part_m2[p, i, c0:c1]
-        )
+        p, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
+        _block_moments(x, p, r0, r1, c0, c1, part_mean[p, i, c0:c1], part_m2[p, i, c0:c1])
     # merge blocks in order: grand mean, then within- plus between-block squares
     mean = np.zeros((P, B))
     m2 = np.zeros((P, B))
@@ -156,15 +147,9 @@ def column_grad_sums(dy, x, centre, row_block, col_block):
     part_dy = np.empty((P, n_rb, B))
     part_dyx = np.empty((P, n_rb, B))
     for t in prange(P * n_rb * n_cb):
-        p = t // (n_rb * n_cb)
-        i = (t // n_cb) % n_rb
-        c0 = (t % n_cb) * col_block
-        c1 = min(B, c0 + col_block)
-        r0 = i * row_block
-        _block_grad_sums(
-            dy, x, centre, p, r0, min(A, r0 + row_block), c0, c1,
-            part_dy[p, i, c0:c1], part_dyx[p, i, c0:c1],
-        )
+        p, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
+        _block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, part_dy[p, i, c0:c1],
+                         part_dyx[p, i, c0:c1])
     sum_dy = part_dy[:, 0, :].copy()
     sum_dyx = part_dyx[:, 0, :].copy()
     for p in range(P):

@@ -1,5 +1,9 @@
-"""How work is cut into blocks. Every size here depends on the shape only, never on the thread
+"""How work is cut into tasks and blocks. Every size here depends on the shape only, never on the thread
 count, and partial results are merged in block order: results are bitwise independent of threads."""
+
+from numba import njit
+
+from ._flags import KERNEL
 
 ROW_CHUNK = 1 << 15  # elements of one contiguous run reduced by one task
 BLOCK_ELEMENTS = 1 << 15  # elements of one (rows x columns) block in the column schedule
@@ -22,3 +26,20 @@ def column_blocks(n_rows, n_cols):
 def rows_per_block(n_rows, length):
     """Rows per task in the fused layer-norm backward: at most 64 partial gradient rows."""
     return max(-(-n_rows // 64), -(-(1 << 14) // max(length, 1)), 1)
+
+
+@njit(**KERNEL)
+def row_task(t, per_row, chunk, length):
+    """Task t of a row schedule: (row, first, end) of its contiguous run."""
+    lo = (t % per_row) * chunk
+    return t // per_row, lo, min(lo + chunk, length)
+
+
+@njit(**KERNEL)
+def column_task(t, n_rb, n_cb, row_block, col_block, n_rows, n_cols):
+    """Task t of a column schedule: (p, row block i, first row, end row, first col, end col)."""
+    p = t // (n_rb * n_cb)
+    i = (t // n_cb) % n_rb
+    c0 = (t % n_cb) * col_block
+    r0 = i * row_block
+    return p, i, r0, min(n_rows, r0 + row_block), c0, min(n_cols, c0 + col_block)

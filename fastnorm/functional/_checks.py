@@ -91,6 +91,15 @@ def running_stat(value, name, length):
     return value
 
 
+def running_stats(running_mean, running_var, length):
+    """Both running statistics checked, or both None."""
+    running_mean = running_stat(running_mean, "running_mean", length)
+    running_var = running_stat(running_var, "running_var", length)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together")
+    return running_mean, running_var
+
+
 def normalized_shape_of(normalized_shape, x_shape):
     """``normalized_shape`` as a tuple that must equal the trailing dimensions of the input."""
     if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):

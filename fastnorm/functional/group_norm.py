@@ -83,10 +83,7 @@ def instance_norm_forward(x, running_mean=None, running_var=None, weight=None, b
     axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
     eps = checks.check_eps(eps)
     channels = x.shape[axis]
-    running_mean = checks.running_stat(running_mean, "running_mean", channels)
-    running_var = checks.running_stat(running_var, "running_var", channels)
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var must be given together")
+    running_mean, running_var = checks.running_stats(running_mean, running_var, channels)
     w = checks.vector_param(weight, "weight", channels)
     b = checks.vector_param(bias, "bias", channels)
     out = checks.output_array(out, x.shape, x.dtype)
