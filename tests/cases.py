@@ -36,6 +36,17 @@ BATCH_NORM = [
     BN((0, 2, 3), -1, True),         # zero-size batch, channels last
 ]
 
+# (case, training) pairs: every case in eval, and in training where training is defined.
+BATCH_NORM_MODES = [(c, t) for c in BATCH_NORM for t in (True, False) if c.train or not t]
+
+
+def mode_id(value):
+    """pytest id for an element of a BATCH_NORM_MODES pair."""
+    if isinstance(value, bool):
+        return "train" if value else "eval"
+    return case_id(value)
+
+
 # ---------------------------------------------------------------- layer / RMS norm
 # shape, normalized_shape (trailing dims)
 LN = namedtuple("LN", "shape normalized_shape")

@@ -5,9 +5,9 @@ import pytest
 
 import fastnorm
 import reference as ref
-from cases import (BATCH_NORM, DTYPES, GROUP_NORM, INSTANCE_NORM, LAYER_NORM, LAYOUTS, RMS_NORM,
-                   assert_close, case_id, channel_count, dtype_id, make_affine, make_input,
-                   make_running)
+from cases import (BATCH_NORM, BATCH_NORM_MODES, DTYPES, GROUP_NORM, INSTANCE_NORM, LAYER_NORM,
+                   LAYOUTS, RMS_NORM, assert_close, case_id, channel_count, dtype_id, make_affine,
+                   make_input, make_running, mode_id)
 
 AFFINE = pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 DTYPE = pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
@@ -24,11 +24,8 @@ def check_output(y, x, expected, dtype):
 
 @DTYPE
 @AFFINE
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("case", BATCH_NORM, ids=case_id)
+@pytest.mark.parametrize("case,training", BATCH_NORM_MODES, ids=mode_id)
 def test_batch_norm(case, training, affine, dtype, rng):
-    if training and not case.train:
-        pytest.skip("one value per channel: training rejects it (tested in test_bad_input)")
     C = channel_count(case.shape, case.axis)
     x = make_input(rng, case.shape, dtype)
     x_before = x.copy()

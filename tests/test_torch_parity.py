@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import fastnorm
-from cases import (BATCH_NORM, DTYPES, GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM,
+from cases import (BATCH_NORM_MODES, DTYPES, GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM,
                    assert_close, case_id, channel_count, dtype_id, make_affine, make_input,
-                   make_running)
+                   make_running, mode_id)
 from fastnorm.nn import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 
 DTYPE = pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
@@ -26,11 +26,8 @@ def close(actual, expected, dtype, what=""):
 # ------------------------------------------------------------------------ functional
 
 @DTYPE
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("case", BATCH_NORM, ids=case_id)
+@pytest.mark.parametrize("case,training", BATCH_NORM_MODES, ids=mode_id)
 def test_batch_norm_functional(case, training, dtype, rng, tref):
-    if training and not case.train:
-        pytest.skip("one value per channel")
     C = channel_count(case.shape, case.axis)
     x = make_input(rng, case.shape, dtype)
     rm, rv = make_running(rng, C, dtype)
