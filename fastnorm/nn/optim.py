@@ -25,7 +25,8 @@ _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 def _kernel(fn):
     if njit is None:  # pragma: no cover
         return None
-    return njit(cache=True, fastmath=_FASTMATH, nogil=True)(fn)
+    # error_model="numpy": no ZeroDivisionError check, which would stop the loop vectorizing
+    return njit(cache=True, fastmath=_FASTMATH, nogil=True, error_model="numpy")(fn)
 
 
 def _adam_loop(p, g, m, v, lr, beta1, beta2, eps, step_size, bc2_sqrt, wd, decoupled):

@@ -1,0 +1,146 @@
+"""MLP benchmark cases: one training epoch and inference, fastnorm vs PyTorch vs scikit-learn.
+
+Training: 50,000 x 256 float32 rows, 10 classes, hidden (512, 512), batch norm, Adam, batch 128.
+"fastnorm" is :class:`fastnorm.MLPClassifier` (one ``partial_fit`` = one epoch), "torch" the same
+network in PyTorch (same thread count, set by the runner), "sklearn" scikit-learn's
+``MLPClassifier`` without normalization (it has none). Inference: ``predict_proba`` on the 50,000
+rows with and without :meth:`~fastnorm.MLPClassifier.fold_batchnorm`.
+"""
+
+import warnings
+
+import numpy as np
+
+from .case import BenchCase
+
+N_ROWS, N_FEATURES, N_CLASSES = 50_000, 256, 10
+HIDDEN = (512, 512)
+BATCH = 128
+LR = 1e-3
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N_ROWS, N_FEATURES), dtype=np.float32)
+    # a learnable but not trivial labelling: argmax of a random linear map plus noise
+    W = rng.standard_normal((N_FEATURES, N_CLASSES)).astype(np.float32)
+    y = np.argmax(X @ W + rng.standard_normal((N_ROWS, N_CLASSES)).astype(np.float32), axis=1)
+    return X, y
+
+
+def _fastnorm_model(X, y, fold=False):
+    from ..neural_network import MLPClassifier
+
+    model = MLPClassifier(HIDDEN, normalization="batch", solver="adam", learning_rate_init=LR,
+                          batch_size=BATCH, random_state=0)
+    # compile the kernels and create the optimizer state on a small slice
+    model.partial_fit(X[:2 * BATCH], y[:2 * BATCH], classes=np.arange(N_CLASSES))
+    if fold:
+        model.fold_batchnorm()
+    return model
+
+
+def _torch_net():
+    try:
+        import torch
+    except ImportError:
+        return None, None
+    torch.manual_seed(0)
+    layers = []
+    fan_in = N_FEATURES
+    for h in HIDDEN:
+        layers += [torch.nn.Linear(fan_in, h, bias=False), torch.nn.BatchNorm1d(h),
+                   torch.nn.ReLU()]
+        fan_in = h
+    layers.append(torch.nn.Linear(fan_in, N_CLASSES))
+    return torch, torch.nn.Sequential(*layers)
+
+
+def _torch_epoch(X, y):
+    torch, net = _torch_net()
+    if torch is None:
+        return None
+    opt = torch.optim.Adam(net.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    gen = torch.Generator().manual_seed(0)
+
+    def epoch():
+        net.train()
+        order = torch.randperm(N_ROWS, generator=gen)
+        for s in range(0, N_ROWS, BATCH):
+            ids = order[s:s + BATCH]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(Xt[ids]), yt[ids])
+            loss.backward()
+            opt.step()
+
+    return epoch
+
+
+def _sklearn_epoch(X, y):
+    from sklearn.neural_network import MLPClassifier
+
+    model = MLPClassifier(HIDDEN, solver="adam", learning_rate_init=LR, batch_size=BATCH,
+                          random_state=0)
+
+    def epoch():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.partial_fit(X, y, classes=np.arange(N_CLASSES))
+
+    return epoch
+
+
+def _make_train():
+    X, y = _data()
+    model = _fastnorm_model(X, y)
+    return {
+        "fastnorm": lambda: model.partial_fit(X, y),
+        "torch": _torch_epoch(X, y),
+        "sklearn": _sklearn_epoch(X, y),
+    }
+
+
+def _make_inference(fold):
+    def make():
+        X, y = _data()
+        model = _fastnorm_model(X, y, fold=fold)
+        impls = {"fastnorm": lambda: model.predict_proba(X)}
+        torch, net = _torch_net()
+        if torch is not None:
+            net.eval()
+            Xt = torch.from_numpy(X)
+
+            def torch_predict():
+                with torch.inference_mode():
+                    torch.softmax(net(Xt), dim=1)
+
+            impls["torch"] = torch_predict
+        return impls
+
+    return make
+
+
+CASES = [
+    BenchCase(
+        name="MLP epoch 50k x 256, (512, 512) BN, Adam, batch 128",
+        group="mlp",
+        make=_make_train,
+        target="<= 1x torch, >= 1.3x faster than sklearn (no BN)",
+        repeat=3,
+    ),
+    BenchCase(
+        name="MLP predict_proba 50k x 256, (512, 512) BN",
+        group="mlp",
+        make=_make_inference(fold=False),
+        repeat=5,
+    ),
+    BenchCase(
+        name="MLP predict_proba 50k x 256, BN folded",
+        group="mlp",
+        make=_make_inference(fold=True),
+        target="faster than the unfolded row",
+        repeat=5,
+    ),
+]
