@@ -59,6 +59,8 @@ def _check_count(value, name):
 
 def _per_feature(value, name, n_features):
     """A scalar or one value per feature, as a float64 array of length n_features."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value):
+        return np.full(n_features, float(value))
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -299,9 +301,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 "momentum was changed to None after partial_fit with a float momentum: exact "
                 "statistics cannot be recovered from running averages; call fit first."
             )
-        X = validate_data(
-            self, X, reset=reset, dtype=_FLOAT_DTYPES, order="C", ensure_all_finite=False,
-        )
+        X = self._validate_batch(X, reset)
         n_features = X.shape[1]
         _per_feature(self.scale, "scale", n_features)
         _per_feature(self.shift, "shift", n_features)
@@ -340,6 +340,28 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             mean = np.where(weight_b > 0, mean, self.mean_)
             var = np.where(weight_b > 0, var, self.var_)
         self._set_state(old_w + weight_b, mean, None, var, weighted)
+
+    def _validate_batch(self, X, reset):
+        """validate_data for fit/partial_fit, with a fast path for the streaming case.
+
+        Streaming calls partial_fit on many small batches, where validate_data's fixed cost (about
+        0.1-0.5 ms here) is larger than the statistics themselves. A non-empty 2-D float32/float64
+        ndarray with the fitted feature count, for a normalizer fitted without feature names, is
+        exactly what validate_data would return unchanged (we do not ask it to check finiteness),
+        so it is taken as is; everything else goes through validate_data."""
+        if (
+            not reset
+            and type(X) is np.ndarray
+            and X.ndim == 2
+            and X.dtype in _FLOAT_DTYPES
+            and X.shape[0] >= 1
+            and X.shape[1] == self.n_features_in_
+            and not hasattr(self, "feature_names_in_")
+        ):
+            return np.ascontiguousarray(X)
+        return validate_data(
+            self, X, reset=reset, dtype=_FLOAT_DTYPES, order="C", ensure_all_finite=False,
+        )
 
     def merge(self, other):
         """Combine with the exact state of ``other``, fitted on other data, in place.

@@ -116,6 +116,21 @@ def test_fit_equals_partial_fit_over_splits_and_merge(rng, weighted):
             assert_allclose(est.transform(X), full.transform(X), rtol=1e-9, atol=1e-12)
 
 
+def test_layouts_and_dtypes_of_batches_give_the_same_statistics(rng):
+    X = _data(rng, n=400)
+    expected = BatchNormalizer().fit(X[:100]).partial_fit(X[100::2])
+    views = [
+        (X[:100], X[100::2]),  # strided rows
+        (np.asfortranarray(X[:100]), np.asfortranarray(X[100::2])),
+        (X[:100].tolist(), X[100::2].tolist()),
+    ]
+    for first, second in views:
+        est = BatchNormalizer().fit(first).partial_fit(second)
+        assert est.mean_.tobytes() == expected.mean_.tobytes()
+        assert est.var_.tobytes() == expected.var_.tobytes()
+        assert_array_equal(est.transform(second), expected.transform(X[100::2]))
+
+
 def test_merge_tree_order_does_not_matter(rng):
     X = _data(rng, n=300)
     parts = [BatchNormalizer().fit(X[i::4]) for i in range(4)]
@@ -478,6 +493,11 @@ def test_feature_names_and_set_output(rng, est):
     assert_allclose(out.to_numpy(), expected)
     unnamed = clone(est).fit(df.to_numpy())
     assert_array_equal(unnamed.get_feature_names_out(), [f"x{i}" for i in range(6)])
+    if isinstance(est, BatchNormalizer):  # the streaming fast path keeps the name checks
+        with pytest.warns(UserWarning, match="feature names"):
+            est.partial_fit(df.to_numpy())
+        with pytest.raises(ValueError, match="feature names"):
+            est.partial_fit(df.rename(columns={"f0": "g0"}))
 
 
 def test_set_output_polars(rng):
