@@ -60,6 +60,30 @@ class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+def _cast_module(module, dtype):
+    """A deep copy of ``module`` with every floating-point array (parameters, gradients, running
+    statistics) cast to ``dtype``."""
+    module = copy.deepcopy(module)
+    dtype = np.dtype(dtype)
+
+    def visit(layer):
+        if isinstance(layer, Sequential):
+            for child in layer.layers:
+                visit(child)
+            return
+        for store in (layer.params, layer.grads):
+            for key, value in store.items():
+                store[key] = value.astype(dtype)
+        for key, value in list(vars(layer).items()):
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                setattr(layer, key, value.astype(dtype))
+        if hasattr(layer, "dtype"):
+            layer.dtype = dtype
+
+    visit(module)
+    return module
+
+
 def _tqdm():
     try:
         from tqdm.auto import tqdm
@@ -294,6 +318,36 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("fold_batchnorm() removed the batch-norm layers of this model: it can "
                              "no longer be trained. Refit from scratch (warm_start=False).")
 
+    def _train_epoch(self, X, y, bounds, order, loss_fn, bar, epoch):
+        """One pass over the mini-batches; returns (sum of batch losses * sizes, rows seen)."""
+        net, opt = self.net_, self._optimizer
+        total = 0.0
+        seen = 0
+        for j, (s, e) in enumerate(bounds):
+            if order is None:
+                xb, yb = X[s:e], y[s:e]
+            else:
+                ids = order[s:e]
+                xb, yb = X.take(ids, axis=0), y.take(ids, axis=0)
+            out = net.forward(xb)
+            loss = loss_fn.forward(out, yb)
+            if not math.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"{type(self).__name__} training diverged: the loss became {loss} at "
+                    f"epoch {epoch}, mini-batch {j + 1}/{len(bounds)} (solver={self.solver!r}, "
+                    f"learning_rate_init={self.learning_rate_init}). Try a smaller "
+                    f"learning_rate_init, a normalization layer, or scaling the inputs/targets.")
+            net.backward(loss_fn.backward())
+            opt.step()
+            self.t_ += 1
+            total += loss * (e - s)
+            seen += e - s
+            if bar is not None:
+                if j % 10 == 0 or j == len(bounds) - 1:
+                    bar.set_postfix(loss=f"{total / seen:.4g}", refresh=False)
+                bar.update(1)
+        return total, seen
+
     def _fit_epochs(self, X, y, n_epochs, incremental):
         """Train for up to ``n_epochs`` epochs on ``(X, y)`` (``y`` already encoded)."""
         n = X.shape[0]
@@ -307,7 +361,7 @@ class _BaseMLP(BaseEstimator):
         bs = self._batch_size(n)
         bounds = self._batches(n, bs)
         loss_fn = self._loss_fn()
-        net, opt, rng = self.net_, self._optimizer, self._rng
+        net, rng = self.net_, self._rng
         tqdm = _tqdm() if self.verbose else None
         best_state = None
         converged = False
@@ -315,47 +369,24 @@ class _BaseMLP(BaseEstimator):
             epoch = self.n_iter_ + 1
             order = rng.permutation(n) if self.shuffle else None
             net.train()
-            total = 0.0
-            seen = 0
             bar = None
             if tqdm is not None:
-                bar = tqdm(total=len(bounds), desc=f"epoch {epoch}", leave=False,
+                bar = tqdm(total=len(bounds), desc=f"epoch {epoch}", leave=True,
                            file=sys.stderr, dynamic_ncols=True)
             try:
-                for j, (s, e) in enumerate(bounds):
-                    if order is None:
-                        xb, yb = X[s:e], y[s:e]
-                    else:
-                        ids = order[s:e]
-                        xb, yb = X.take(ids, axis=0), y.take(ids, axis=0)
-                    out = net.forward(xb)
-                    loss = loss_fn.forward(out, yb)
-                    if not math.isfinite(loss):
-                        net.eval()
+                with np.errstate(over="ignore", invalid="ignore"):
+                    total, seen = self._train_epoch(X, y, bounds, order, loss_fn, bar, epoch)
+                    if not all(np.isfinite(p).all() for p in net.params.values()):
                         raise TrainingDivergedError(
-                            f"{type(self).__name__} training diverged: the loss became {loss} at "
-                            f"epoch {epoch}, mini-batch {j + 1}/{len(bounds)} "
-                            f"(solver={self.solver!r}, learning_rate_init="
-                            f"{self.learning_rate_init}). Try a smaller learning_rate_init, "
-                            f"a normalization layer, or scaling the inputs/targets.")
-                    net.backward(loss_fn.backward())
-                    opt.step()
-                    self.t_ += 1
-                    total += loss * (e - s)
-                    seen += e - s
-                    if bar is not None:
-                        bar.update(1)
-                        if j % 10 == 0 or j == len(bounds) - 1:
-                            bar.set_postfix(loss=f"{total / seen:.4g}", refresh=False)
-            finally:
+                            f"{type(self).__name__} training diverged: parameters became NaN or "
+                            f"infinite in epoch {epoch}. Try a smaller learning_rate_init.")
+            except BaseException:
+                net.eval()
                 if bar is not None:
                     bar.close()
+                raise
             net.eval()
             epoch_loss = total / max(seen, 1)
-            if not all(np.isfinite(p).all() for p in net.params.values()):
-                raise TrainingDivergedError(
-                    f"{type(self).__name__} training diverged: parameters became NaN or infinite "
-                    f"in epoch {epoch}. Try a smaller learning_rate_init.")
             self.n_iter_ += 1
             self.loss_curve_.append(epoch_loss)
             msg = f"Iteration {epoch}, loss = {epoch_loss:.8f}"
@@ -376,8 +407,14 @@ class _BaseMLP(BaseEstimator):
                 else:
                     self._no_improvement_count = 0
             self.best_loss_ = min(self.best_loss_, epoch_loss)
-            if self.verbose:
-                print(msg, file=sys.stderr if tqdm is not None else sys.stdout)
+            if bar is not None:
+                postfix = {"loss": f"{epoch_loss:.4g}"}
+                if X_val is not None:
+                    postfix["val_score"] = f"{self.validation_scores_[-1]:.4g}"
+                bar.set_postfix(postfix, refresh=False)
+                bar.close()
+            elif self.verbose:
+                print(msg)
             if not incremental and self._no_improvement_count >= self.n_iter_no_change:
                 converged = True
                 if self.verbose:
@@ -424,26 +461,62 @@ class _BaseMLP(BaseEstimator):
             elif n_out != self.n_outputs_:
                 raise ValueError(f"y has {n_out} outputs but the fitted model has "
                                  f"{self.n_outputs_}")
+            elif not incremental:
+                # a warm-started fit uses the current solver settings (as scikit-learn does);
+                # partial_fit keeps the optimizer state
+                self._optimizer = self._make_optimizer()
             n_epochs = 1 if incremental else int(self.max_iter)
             self._fit_epochs(X, y_enc, n_epochs, incremental)
         except TrainingDivergedError:
             self._restore(state)
             raise
+        finally:
+            self._refresh_inference_net()
         return self
+
+    def _refresh_inference_net(self):
+        """Rebuild the network used by predict: a float64 copy of ``net_`` in eval mode.
+
+        float32 BLAS kernels round differently depending on how many rows a product has, so a row
+        predicted alone and the same row predicted in a batch could differ in the last bits;
+        in float64 the differences are ~1e-16, far below what the float32 weights resolve.
+        Called after every change of ``net_`` (fit, partial_fit, fold, recompute, unpickling), never
+        from predict (which must not change the estimator).
+        """
+        if "net_" not in self.__dict__:
+            self.__dict__.pop("_net64", None)
+            return
+        if np.dtype(self.dtype) == np.float64 and self.net_.params and all(
+                p.dtype == np.float64 for p in self.net_.params.values()):
+            self._net64 = self.net_
+        else:
+            self._net64 = _cast_module(self.net_, np.float64)
+        self._net64.eval()
+
+    def _inference_net(self):
+        net = self.__dict__.get("_net64")
+        if net is None:  # e.g. net_ replaced by hand
+            net = _cast_module(self.net_, np.float64).eval()
+        return net
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_net64", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._refresh_inference_net()
 
     def _forward(self, X):
         check_is_fitted(self, "net_")
-        X = validate_data(self, X, reset=False, dtype=np.dtype(self.dtype))
-        net = self.net_
-        was_training = net.training
-        net.eval()
-        try:
-            if X.shape[0] <= _PREDICT_CHUNK:
-                return net.forward(X)
-            return np.concatenate([net.forward(X[s:s + _PREDICT_CHUNK])
-                                   for s in range(0, X.shape[0], _PREDICT_CHUNK)])
-        finally:
-            net.train(was_training)
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        net = self._inference_net()
+        X = np.asarray(X, np.float64)
+        if X.shape[0] <= _PREDICT_CHUNK:
+            return net.forward(X)
+        return np.concatenate([net.forward(X[s:s + _PREDICT_CHUNK])
+                               for s in range(0, X.shape[0], _PREDICT_CHUNK)])
 
     # ------------------------------------------------------------------ public
     def fit(self, X, y):
@@ -466,6 +539,7 @@ class _BaseMLP(BaseEstimator):
         self.net_ = self.net_.eval().fold_batchnorm()
         self._optimizer = None
         self.batchnorm_folded_ = True
+        self._refresh_inference_net()
         return self
 
     def recompute_batchnorm_statistics(self, X, batch_size=1024):
@@ -514,6 +588,7 @@ class _BaseMLP(BaseEstimator):
                 layer.running_var[...] = m2 / count
         finally:
             net.train(was_training)
+            self._refresh_inference_net()
         return self
 
     def __sklearn_tags__(self):
