@@ -217,11 +217,6 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     # -- state ---------------------------------------------------------------------------------
 
-    def _reset(self):
-        """Forget the learned state (parameters are untouched)."""
-        for name in ("mean_", "var_", "n_samples_seen_", "_sum_weights", "_m2", "_weighted"):
-            self.__dict__.pop(name, None)
-
     def _set_state(self, sum_weights, mean, m2, var, weighted):
         """Publish a new state; every array is new, none is ever modified in place."""
         has_data = sum_weights > 0
