@@ -79,7 +79,7 @@ def row_grad_sums(dy, x, centre, chunk):
 
 
 @njit(**KERNEL)
-def _block_moments(x, p, r0, r1, c0, c1, mean_out, m2_out):
+def block_moments(x, p, r0, r1, c0, c1, mean_out, m2_out):
     mean_out[:] = 0.0
     a = r0
     while a + 4 <= r1:
@@ -99,6 +99,18 @@ def _block_moments(x, p, r0, r1, c0, c1, mean_out, m2_out):
         run_add_sq_dev(m2_out, x[p, a, c0:c1], mean_out)
 
 
+@njit(**KERNEL)
+def merge_column_blocks(part_mean, part_m2, n_rows, row_block, mean, m2):
+    """Merge (n_blocks, B) block moments in block order: grand mean, then within- plus
+    between-block squares. ``mean`` and ``m2`` must start at zero."""
+    for i in range(part_mean.shape[0]):
+        n_i = min(n_rows, (i + 1) * row_block) - i * row_block
+        run_add_scaled(mean, part_mean[i], n_i / n_rows)
+    for i in range(part_mean.shape[0]):
+        n_i = min(n_rows, (i + 1) * row_block) - i * row_block
+        run_add_block_m2(m2, part_m2[i], part_mean[i], mean, float(n_i))
+
+
 @parallel_kernel
 def column_moments(x, row_block, col_block):
     """Mean and M2 over axis 1 of ``x`` (P, A, B), A >= 1: arrays of shape (P, B)."""
@@ -109,22 +121,16 @@ def column_moments(x, row_block, col_block):
     part_m2 = np.empty((P, n_rb, B))
     for t in prange(P * n_rb * n_cb):
         p, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
-        _block_moments(x, p, r0, r1, c0, c1, part_mean[p, i, c0:c1], part_m2[p, i, c0:c1])
-    # merge blocks in order: grand mean, then within- plus between-block squares
+        block_moments(x, p, r0, r1, c0, c1, part_mean[p, i, c0:c1], part_m2[p, i, c0:c1])
     mean = np.zeros((P, B))
     m2 = np.zeros((P, B))
     for p in range(P):
-        for i in range(n_rb):
-            n_i = min(A, (i + 1) * row_block) - i * row_block
-            run_add_scaled(mean[p], part_mean[p, i], n_i / A)
-        for i in range(n_rb):
-            n_i = min(A, (i + 1) * row_block) - i * row_block
-            run_add_block_m2(m2[p], part_m2[p, i], part_mean[p, i], mean[p], float(n_i))
+        merge_column_blocks(part_mean[p], part_m2[p], A, row_block, mean[p], m2[p])
     return mean, m2
 
 
 @njit(**KERNEL)
-def _block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, dy_out, dyx_out):
+def block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, dy_out, dyx_out):
     dy_out[:] = 0.0
     dyx_out[:] = 0.0
     m = centre[p, c0:c1]
@@ -148,7 +154,7 @@ def column_grad_sums(dy, x, centre, row_block, col_block):
     part_dyx = np.empty((P, n_rb, B))
     for t in prange(P * n_rb * n_cb):
         p, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
-        _block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, part_dy[p, i, c0:c1],
+        block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, part_dy[p, i, c0:c1],
                          part_dyx[p, i, c0:c1])
     sum_dy = part_dy[:, 0, :].copy()
     sum_dyx = part_dyx[:, 0, :].copy()

@@ -30,6 +30,10 @@ def channel_norm_backward(ctx, grad_out):
     channels = ctx.weight.shape[0]
     if ctx.count == 0 or dy.size == 0:
         return dx, np.zeros(channels), np.zeros(channels)
+    if layout.fuses_batch_norm and ctx.centre.shape[0] == 1:
+        grad_weight, grad_bias = layout.batch_norm_columns_backward(
+            dy3, ctx.centre[0], ctx.rstd[0], ctx.weight, ctx.batch_stats, dx.reshape(layout.x.shape))
+        return dx, grad_weight, grad_bias
     s_dy, s_dyx = layout.grad_sums(dy3, ctx.centre)  # (Np, C)
     grad_weight = (s_dyx * ctx.rstd).sum(axis=0)
     grad_bias = s_dy.sum(axis=0)

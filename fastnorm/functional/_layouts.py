@@ -4,9 +4,11 @@ Parameters of the element-wise passes are (Np, C) float64 arrays: one value per 
 (Np = 1, batch norm) or per sample and channel (Np = N, group and instance norm).
 """
 
+import math
+
 import numpy as np
 
-from .._kernels import elementwise, reduce, schedule
+from .._kernels import columns_fused, elementwise, reduce, schedule
 
 # Runs shorter than this are reduced as columns (vectorized across channels) instead of as rows.
 ROW_MIN = 64
@@ -40,6 +42,23 @@ class ChannelsFirst:
         if self.d == 1:
             return np.ascontiguousarray(param)
         return np.repeat(param, self.d, axis=1)
+
+    @property
+    def fuses_batch_norm(self):
+        """One value per (sample, channel), as in (N, C) features: fused kernels serve it."""
+        return self.d == 1
+
+    def batch_norm_columns(self, weight, bias, eps, out):
+        """Batch norm with batch statistics in one kernel call; returns (mean, M2, rstd)."""
+        return columns_fused.columns_normalize(
+            self._columns(self.x, 1), weight, bias, eps, *schedule.column_blocks(self.n, self.c),
+            self._columns(out, 1))
+
+    def batch_norm_columns_backward(self, dy, mean, rstd, weight, batch_stats, dx):
+        """Gradients of ``batch_norm_columns`` (or of its eval form); returns (dweight, dbias)."""
+        return columns_fused.columns_normalize_backward(
+            self._columns(dy, 1), self._columns(self.x, 1), mean, rstd, weight, batch_stats,
+            *schedule.column_blocks(self.n, self.c), self._columns(dx, 1))
 
     def channel_moments(self):
         """(mean, M2) of each channel over samples and positions; count N * D."""
@@ -110,6 +129,8 @@ class ChannelsFirst:
 class ChannelsLast:
     """x seen as (N, S, C) for per-sample statistics (group and instance norm, channels last)."""
 
+    fuses_batch_norm = False
+
     def __init__(self, x3):
         self.x = x3
         self.n, self.d, self.c = x3.shape
@@ -135,5 +156,4 @@ class ChannelsLast:
 def channels_first_view(x, axis):
     """x (C-contiguous) as (N, C, D) around the channel axis."""
     shape = x.shape
-    return x.reshape(int(np.prod(shape[:axis], dtype=np.int64)), shape[axis],
-                     int(np.prod(shape[axis + 1:], dtype=np.int64)))
+    return x.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))

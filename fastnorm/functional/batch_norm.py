@@ -8,7 +8,8 @@ from ._layouts import ChannelsFirst, channels_first_view
 
 
 def _update_running(running, value, momentum):
-    running[...] = (1.0 - momentum) * running + momentum * value
+    running *= 1.0 - momentum
+    running += momentum * value
 
 
 def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias=None,
@@ -34,6 +35,15 @@ def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias
             f"Expected more than 1 value per channel when training, got input size {x.shape}")
     w = np.ones(channels) if w is None else w
     b = np.zeros(channels) if b is None else b
+
+    if training and count > 0 and layout.fuses_batch_norm:
+        target = checks.contiguous_target(out)
+        mean, m2, rstd = layout.batch_norm_columns(w, b, eps, channels_first_view(target, axis))
+        checks.finish(target, out)
+        if running_mean is not None:
+            _update_running(running_mean, mean, momentum)
+            _update_running(running_var, m2 / (count - 1), momentum)
+        return out, NormContext(layout, x.shape, mean[None, :], rstd[None, :], w, True, count)
 
     if training:
         if count > 0:

@@ -1,0 +1,64 @@
+"""Fused batch norm over the columns of an (A, B) array, the layout of features (MLPs) and of
+channels-last data: statistics, merge and the element-wise pass in one call, because at MLP sizes
+the cost of several kernel calls and small NumPy steps exceeds the arithmetic."""
+
+import numpy as np
+from numba import prange
+
+from ._flags import parallel_kernel
+from ._loops import run_add, run_column_affine, run_column_grad_input
+from .reduce import block_grad_sums, block_moments, merge_column_blocks
+from .schedule import column_task
+
+
+@parallel_kernel
+def columns_normalize(x, weight, bias, eps, row_block, col_block, out):
+    """Normalize each column of ``x`` (1, A, B) with its own statistics, then scale by ``weight``
+    and shift by ``bias``; returns the (mean, M2, rstd) of each column."""
+    _, A, B = x.shape
+    n_rb = (A + row_block - 1) // row_block
+    n_cb = (B + col_block - 1) // col_block
+    part_mean = np.empty((n_rb, B))
+    part_m2 = np.empty((n_rb, B))
+    for t in prange(n_rb * n_cb):
+        _, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
+        block_moments(x, 0, r0, r1, c0, c1, part_mean[i, c0:c1], part_m2[i, c0:c1])
+    mean = np.zeros(B)
+    m2 = np.zeros(B)
+    merge_column_blocks(part_mean, part_m2, A, row_block, mean, m2)
+    rstd = 1.0 / np.sqrt(m2 / A + eps)
+    scale = rstd * weight
+    for a in prange(A):
+        run_column_affine(x[0, a], mean, scale, bias, out[0, a])
+    return mean, m2, rstd
+
+
+@parallel_kernel
+def columns_normalize_backward(dy, x, mean, rstd, weight, batch_stats, row_block, col_block, dx):
+    """Input gradient of ``columns_normalize`` into ``dx``; returns the weight and bias gradients.
+    With ``batch_stats`` False the statistics were constants (running averages)."""
+    _, A, B = x.shape
+    n_rb = (A + row_block - 1) // row_block
+    n_cb = (B + col_block - 1) // col_block
+    part_dy = np.empty((n_rb, B))
+    part_dyx = np.empty((n_rb, B))
+    centre = mean.reshape((1, B))
+    for t in prange(n_rb * n_cb):
+        _, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
+        block_grad_sums(dy, x, centre, 0, r0, r1, c0, c1, part_dy[i, c0:c1], part_dyx[i, c0:c1])
+    s_dy = part_dy[0].copy()
+    s_dyx = part_dyx[0].copy()
+    for i in range(1, n_rb):
+        run_add(s_dy, part_dy[i])
+        run_add(s_dyx, part_dyx[i])
+    alpha = rstd * weight
+    if batch_stats:
+        # d/dx of the batch mean and variance: the same formulas as channel_norm_backward
+        beta = -(rstd * rstd) * alpha * s_dyx / A
+        gamma = -alpha * s_dy / A
+    else:
+        beta = np.zeros(B)
+        gamma = np.zeros(B)
+    for a in prange(A):
+        run_column_grad_input(dy[0, a], x[0, a], mean, alpha, beta, gamma, dx[0, a])
+    return s_dyx * rstd, s_dy
