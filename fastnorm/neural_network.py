@@ -20,6 +20,7 @@ Behaviour worth knowing:
   estimator is left as it was before the call (unfitted after a fresh ``fit``).
 """
 
+import contextlib
 import copy
 import math
 import numbers
@@ -84,6 +85,24 @@ def _cast_module(module, dtype):
     return module
 
 
+@contextlib.contextmanager
+def _thread_limit(n_threads):
+    """Limit BLAS (threadpoolctl) and Numba to ``n_threads`` threads; restore them afterwards."""
+    if n_threads is None:
+        yield
+        return
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        with threadpool_limits(limits=int(n_threads), user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(old)
+
+
 def _tqdm():
     try:
         from tqdm.auto import tqdm
@@ -122,6 +141,7 @@ class _BaseMLP(BaseEstimator):
         tol=1e-4,
         warm_start=False,
         verbose=False,
+        n_threads=None,
         dtype=np.float32,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -148,6 +168,7 @@ class _BaseMLP(BaseEstimator):
         self.tol = tol
         self.warm_start = warm_start
         self.verbose = verbose
+        self.n_threads = n_threads
         self.dtype = dtype
 
     # ------------------------------------------------------------------ validation
@@ -204,6 +225,9 @@ class _BaseMLP(BaseEstimator):
                                  f"{bad} are not divisible")
         if not 0.0 <= float(self.beta_1) < 1 or not 0.0 <= float(self.beta_2) < 1:
             raise ValueError("beta_1 and beta_2 must be in [0, 1)")
+        if self.n_threads is not None and not (isinstance(self.n_threads, numbers.Integral)
+                                               and self.n_threads >= 1):
+            raise ValueError(f"n_threads must be None or an int >= 1, got {self.n_threads!r}")
         dtype = np.dtype(self.dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
@@ -466,7 +490,8 @@ class _BaseMLP(BaseEstimator):
                 # partial_fit keeps the optimizer state
                 self._optimizer = self._make_optimizer()
             n_epochs = 1 if incremental else int(self.max_iter)
-            self._fit_epochs(X, y_enc, n_epochs, incremental)
+            with _thread_limit(self.n_threads):
+                self._fit_epochs(X, y_enc, n_epochs, incremental)
         except TrainingDivergedError:
             self._restore(state)
             raise
@@ -513,10 +538,11 @@ class _BaseMLP(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         net = self._inference_net()
         X = np.asarray(X, np.float64)
-        if X.shape[0] <= _PREDICT_CHUNK:
-            return net.forward(X)
-        return np.concatenate([net.forward(X[s:s + _PREDICT_CHUNK])
-                               for s in range(0, X.shape[0], _PREDICT_CHUNK)])
+        with _thread_limit(self.n_threads):
+            if X.shape[0] <= _PREDICT_CHUNK:
+                return net.forward(X)
+            return np.concatenate([net.forward(X[s:s + _PREDICT_CHUNK])
+                                   for s in range(0, X.shape[0], _PREDICT_CHUNK)])
 
     # ------------------------------------------------------------------ public
     def fit(self, X, y):
@@ -642,6 +668,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     verbose : bool, default False
         Show a progress bar per epoch with the running loss (tqdm if installed, else one printed
         line per epoch).
+    n_threads : int or None, default None
+        Threads for BLAS (matrix products) and the Numba kernels during fit and predict; None
+        leaves the libraries' settings alone. On a busy or shared machine, ``n_threads=1`` avoids
+        BLAS threads spin-waiting on each other, which can make training many times slower.
     dtype : float32 or float64, default numpy.float32
         Precision of weights and computations.
 

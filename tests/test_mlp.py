@@ -223,6 +223,22 @@ def test_verbose_progress_bar_and_fallback(blobs, capsys, monkeypatch):
     assert "epoch 1" not in out.err
 
 
+def test_n_threads_limits_and_restores(blobs):
+    numba = pytest.importorskip("numba")
+    from threadpoolctl import threadpool_info
+
+    X, y = blobs
+    before_numba = numba.get_num_threads()
+    before_blas = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    model = MLPClassifier((8,), max_iter=2, n_threads=1, random_state=0).fit(X, y)
+    model.predict(X)
+    assert numba.get_num_threads() == before_numba
+    assert [info["num_threads"] for info in threadpool_info()
+            if info["user_api"] == "blas"] == before_blas
+    with pytest.raises(ValueError, match="n_threads"):
+        MLPClassifier(n_threads=0).fit(X, y)
+
+
 # ---------------------------------------------------------------------------- bad input
 def test_bad_input_raises_clear_errors(blobs):
     X, y = blobs

@@ -2,8 +2,9 @@
 
 Training: 50,000 x 256 float32 rows, 10 classes, hidden (512, 512), batch norm, Adam, batch 128.
 "fastnorm" is :class:`fastnorm.MLPClassifier` (one ``partial_fit`` = one epoch), "torch" the same
-network in PyTorch (same thread count, set by the runner), "sklearn" scikit-learn's
-``MLPClassifier`` without normalization (it has none). Inference: ``predict_proba`` on the 50,000
+network in PyTorch, "sklearn" scikit-learn's ``MLPClassifier`` without normalization (it has none).
+All get Numba's thread count: the runner sets torch's, fastnorm's ``n_threads`` and threadpoolctl
+limit the BLAS threads of fastnorm and scikit-learn. Inference: ``predict_proba`` on the 50,000
 rows with and without :meth:`~fastnorm.MLPClassifier.fold_batchnorm`.
 """
 
@@ -28,11 +29,18 @@ def _data(seed=0):
     return X, y
 
 
+def _threads():
+    """The thread count every library gets: Numba's (the runner sets torch's to it too)."""
+    import numba
+
+    return numba.get_num_threads()
+
+
 def _fastnorm_model(X, y, fold=False):
     from ..neural_network import MLPClassifier
 
     model = MLPClassifier(HIDDEN, normalization="batch", solver="adam", learning_rate_init=LR,
-                          batch_size=BATCH, random_state=0)
+                          batch_size=BATCH, random_state=0, n_threads=_threads())
     # compile the kernels and create the optimizer state on a small slice
     model.partial_fit(X[:2 * BATCH], y[:2 * BATCH], classes=np.arange(N_CLASSES))
     if fold:
@@ -84,8 +92,12 @@ def _sklearn_epoch(X, y):
     model = MLPClassifier(HIDDEN, solver="adam", learning_rate_init=LR, batch_size=BATCH,
                           random_state=0)
 
+    from threadpoolctl import threadpool_limits
+
+    n_threads = _threads()
+
     def epoch():
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), threadpool_limits(n_threads, user_api="blas"):
             warnings.simplefilter("ignore")
             model.partial_fit(X, y, classes=np.arange(N_CLASSES))
 
