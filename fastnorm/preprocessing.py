@@ -31,11 +31,12 @@ _EPS64 = np.finfo(np.float64).eps
 # parameter checks (plain functions: no private scikit-learn API)
 
 
-def _check_eps(eps):
+def _check_eps(eps, positive=False):
+    bound = "> 0" if positive else ">= 0"
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps must be a real number >= 0, got {eps!r}")
-    if not eps >= 0 or not np.isfinite(eps):
-        raise ValueError(f"eps must be a finite real number >= 0, got {eps!r}")
+        raise TypeError(f"eps must be a real number {bound}, got {eps!r}")
+    if not (eps > 0 if positive else eps >= 0) or not np.isfinite(eps):
+        raise ValueError(f"eps must be a finite real number {bound}, got {eps!r}")
     return float(eps)
 
 
@@ -505,7 +506,7 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : object
         """
         X = validate_data(self, X, dtype=_FLOAT_DTYPES)
-        _check_eps(self.eps)
+        _check_eps(self.eps, positive=True)
         self._check_layout(X.shape[1])
         return self
 
@@ -523,7 +524,7 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=_FLOAT_DTYPES, order="C")
-        eps = _check_eps(self.eps)
+        eps = _check_eps(self.eps, positive=True)
         self._check_layout(X.shape[1])
         return self._normalize(X, eps)
 
@@ -542,7 +543,7 @@ class LayerNormalizer(_RowNormalizer):
 
     Parameters
     ----------
-    eps : float >= 0, default=1e-5
+    eps : float > 0, default=1e-5
         Added to each row's variance before the square root.
 
     Attributes
@@ -568,7 +569,7 @@ class GroupNormalizer(_RowNormalizer):
     ----------
     n_groups : int
         Number of groups; must divide the number of features.
-    eps : float >= 0, default=1e-5
+    eps : float > 0, default=1e-5
 
     Attributes
     ----------
@@ -603,7 +604,7 @@ class InstanceNormalizer(_RowNormalizer):
     n_channels : int
         Number of channels; must divide the number of features, leaving at least 2 values per
         channel.
-    eps : float >= 0, default=1e-5
+    eps : float > 0, default=1e-5
 
     Attributes
     ----------

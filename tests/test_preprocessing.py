@@ -407,6 +407,9 @@ def test_row_normalizer_layout_errors(rng):
         GroupNormalizer(2.0).fit(X)
     with pytest.raises(ValueError, match="features"):
         GroupNormalizer(2).fit(X).transform(X[:, :4])
+    for est in (LayerNormalizer(eps=0.0), GroupNormalizer(2, eps=0.0), InstanceNormalizer(2, eps=0)):
+        with pytest.raises(ValueError, match="eps must be"):
+            est.fit(X)
 
 
 # ---------------------------------------------------------------------------------------------
