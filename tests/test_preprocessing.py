@@ -541,3 +541,41 @@ def test_statistics_bitwise_identical_for_1_and_2_threads(rng):
     ser = weighted_column_moments.serial(X, w, *blocks)
     for a, b in zip(par[:3], ser[:3]):
         assert a.tobytes() == b.tobytes()
+
+
+CONCURRENT = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+from fastnorm import BatchNormalizer
+
+rng = np.random.default_rng(0)
+data = [rng.normal(i, 1.0 + i, (8000, 64)).astype(np.float32) for i in range(4)]
+
+def work(X):
+    est = BatchNormalizer()
+    for i in range(0, X.shape[0], 2000):
+        est.partial_fit(X[i:i + 2000])
+    full = BatchNormalizer().fit(X)
+    return est.mean_.tobytes() + est.var_.tobytes(), full.transform(X).tobytes()
+
+alone = [work(X) for X in data]
+with ThreadPoolExecutor(4) as pool:
+    for _ in range(3):
+        together = list(pool.map(work, data))
+        assert together == alone, "concurrent results differ"
+print("ok")
+"""
+
+
+def test_concurrent_python_threads_give_the_same_results():
+    # in a subprocess: a threading layer that is not thread-safe aborts the whole process
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", CONCURRENT], cwd=repo, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("ok")
