@@ -85,6 +85,19 @@ def _cast_module(module, dtype):
     return module
 
 
+_CONTROLLER = []
+
+
+def _blas_controller():
+    """One threadpoolctl controller, created on first use (inspecting the loaded libraries costs
+    ~0.6 ms; limiting through a kept controller ~0.03 ms)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
 @contextlib.contextmanager
 def _thread_limit(n_threads):
     """Limit BLAS (threadpoolctl) and Numba to ``n_threads`` threads; restore them afterwards."""
@@ -92,12 +105,11 @@ def _thread_limit(n_threads):
         yield
         return
     import numba
-    from threadpoolctl import threadpool_limits
 
     old = numba.get_num_threads()
     numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
     try:
-        with threadpool_limits(limits=int(n_threads), user_api="blas"):
+        with _blas_controller().limit(limits=int(n_threads), user_api="blas"):
             yield
     finally:
         numba.set_num_threads(old)

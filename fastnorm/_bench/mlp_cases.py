@@ -114,10 +114,11 @@ def _make_train():
     }
 
 
-def _make_inference(fold):
+def _make_inference(fold, n_rows=N_ROWS):
     def make():
         X, y = _data()
         model = _fastnorm_model(X, y, fold=fold)
+        X = X[:n_rows]
         impls = {"fastnorm": lambda: model.predict_proba(X)}
         torch, net = _torch_net()
         if torch is not None:
@@ -154,5 +155,19 @@ CASES = [
         make=_make_inference(fold=True),
         target="faster than the unfolded row",
         repeat=5,
+    ),
+    # small batches: per-layer call overhead matters, which folding removes
+    BenchCase(
+        name="MLP predict_proba 64 x 256, (512, 512) BN",
+        group="mlp",
+        make=_make_inference(fold=False, n_rows=64),
+        repeat=200,
+    ),
+    BenchCase(
+        name="MLP predict_proba 64 x 256, BN folded",
+        group="mlp",
+        make=_make_inference(fold=True, n_rows=64),
+        target="faster than the unfolded row",
+        repeat=200,
     ),
 ]
