@@ -521,7 +521,10 @@ def test_set_output_polars(rng):
 def test_statistics_bitwise_identical_for_1_and_2_threads(rng):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has fewer than 2 threads")
-    X = _data(rng, n=6000, f=64, nan_fraction=0.05, dtype=np.float32)  # takes the parallel path
+    from fastnorm.preprocessing import _SERIAL_BELOW
+
+    n = _SERIAL_BELOW // 64 + 100  # large enough for the parallel kernel
+    X = _data(rng, n=n, f=64, nan_fraction=0.05, dtype=np.float32)
     w = rng.uniform(0.0, 2.0, X.shape[0])
     saved = numba.get_num_threads()
     results = []
@@ -550,12 +553,13 @@ import numpy as np
 from fastnorm import BatchNormalizer
 
 rng = np.random.default_rng(0)
-data = [rng.normal(i, 1.0 + i, (8000, 64)).astype(np.float32) for i in range(4)]
+# fit and transform on 70,000 x 64 take the parallel kernels, partial_fit chunks the serial ones
+data = [rng.normal(i, 1.0 + i, (70_000, 64)).astype(np.float32) for i in range(4)]
 
 def work(X):
     est = BatchNormalizer()
-    for i in range(0, X.shape[0], 2000):
-        est.partial_fit(X[i:i + 2000])
+    for i in range(0, X.shape[0], 7000):
+        est.partial_fit(X[i:i + 7000])
     full = BatchNormalizer().fit(X)
     return est.mean_.tobytes() + est.var_.tobytes(), full.transform(X).tobytes()
 
