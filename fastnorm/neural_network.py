@@ -504,7 +504,9 @@ class _BaseMLP(BaseEstimator):
             n_epochs = 1 if incremental else int(self.max_iter)
             with _thread_limit(self.n_threads):
                 self._fit_epochs(X, y_enc, n_epochs, incremental)
-        except TrainingDivergedError:
+        except Exception:
+            # divergence or any other error: leave the estimator as it was before the call
+            # (unfitted after a fresh fit). A KeyboardInterrupt keeps the epochs done so far.
             self._restore(state)
             raise
         finally:
