@@ -580,7 +580,10 @@ class _BaseMLP(BaseEstimator):
         Returns ``self``.
         """
         check_is_fitted(self, "net_")
-        self.net_ = self.net_.eval().fold_batchnorm()
+        folded = self.net_.eval().fold_batchnorm()
+        if len(folded) == len(self.net_):  # no batch norm: nothing changes, training may go on
+            return self
+        self.net_ = folded
         self._optimizer = None
         self.batchnorm_folded_ = True
         self._refresh_inference_net()

@@ -97,6 +97,12 @@ def test_fold_batchnorm_predictions_equal(blobs):
     # a fresh fit rebuilds the batch-norm layers
     model.set_params(warm_start=False).fit(X, y)
     assert any(isinstance(layer, BatchNorm) for layer in model.net_)
+    # without batch norm there is nothing to fold and the model stays trainable
+    plain = MLPClassifier((8,), normalization="layer", max_iter=2, random_state=0).fit(X, y)
+    proba = plain.predict_proba(X)
+    assert not plain.fold_batchnorm().batchnorm_folded_
+    np.testing.assert_array_equal(plain.predict_proba(X), proba)
+    plain.partial_fit(X, y)
 
 
 def _bn_inputs(model, X):
