@@ -125,29 +125,11 @@ def _batch_moments(X, sample_weight):
     return weight_sum, mean, m2
 
 
-# Rows shorter than this are regrouped for the affine kernel (see _columns_affine_2d).
-_WIDE_ROW = 1024
-
-
 def _columns_affine_2d(X, centre, scale, shift, out):
-    """out = (X - centre) * scale + shift per column of the C-contiguous (n, f) array X.
-
-    ``columns_affine`` runs one task per row; with narrow rows (64 features) its per-row overhead
-    dominates (1M x 64 float32, 2 threads: 1.4x slower than the regrouped call on a quiet machine,
-    up to 2-3x when the machine is loaded). So k consecutive rows are viewed as one row of
-    k * f values with the per-column vectors tiled k times, and the leftover rows go separately:
-    the same arithmetic per element, in tasks long enough to stream."""
+    """out = (X - centre) * scale + shift per column of the C-contiguous (n, f) array X."""
     n, f = X.shape
-    k = max(1, -(-_WIDE_ROW // max(f, 1)))
-    n_main = (n // k) * k if n >= k else 0
     params = [np.ascontiguousarray(p, dtype=np.float64).reshape(1, f) for p in (centre, scale, shift)]
-    if n_main:
-        wide = [np.ascontiguousarray(np.tile(p, k)) for p in params]
-        columns_affine(X[:n_main].reshape(1, n_main // k, k * f), *wide,
-                       out[:n_main].reshape(1, n_main // k, k * f))
-    if n_main < n:
-        columns_affine(X[n_main:].reshape(1, n - n_main, f), *params,
-                       out[n_main:].reshape(1, n - n_main, f))
+    columns_affine(X.reshape(1, n, f), *params, out.reshape(1, n, f))
 
 
 # ---------------------------------------------------------------------------------------------

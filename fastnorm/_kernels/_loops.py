@@ -73,19 +73,6 @@ def run_add_grad_sums(acc_dy, acc_dyx, dy, x, centre):
 
 
 @njit(**KERNEL)
-def run_column_affine(x, centre, scale, shift, out):
-    for i in range(x.shape[0]):
-        out[i] = (x[i] - centre[i]) * scale[i] + shift[i]
-
-
-@njit(**KERNEL)
-def run_column_grad_input(dy, x, centre, alpha, beta, gamma, out):
-    for i in range(dy.shape[0]):
-        out[i] = alpha[i] * dy[i] + beta[i] * (x[i] - centre[i]) + gamma[i]
-
-
-
-@njit(**KERNEL)
 def run_add_scaled(acc, v, scale):
     for i in range(acc.shape[0]):
         acc[i] += v[i] * scale

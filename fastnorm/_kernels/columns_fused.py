@@ -6,9 +6,10 @@ import numpy as np
 from numba import prange
 
 from ._flags import parallel_kernel
-from ._loops import run_add, run_column_affine, run_column_grad_input
+from ._loops import run_add
+from .elementwise import block_column_affine, block_column_grad_input
 from .reduce import block_grad_sums, block_moments, merge_column_blocks
-from .schedule import column_task
+from .schedule import column_task, rows_per_task
 
 
 @parallel_kernel
@@ -28,8 +29,10 @@ def columns_normalize(x, weight, bias, eps, row_block, col_block, out):
     merge_column_blocks(part_mean, part_m2, A, row_block, mean, m2)
     rstd = 1.0 / np.sqrt(m2 / A + eps)
     scale = rstd * weight
-    for a in prange(A):
-        run_column_affine(x[0, a], mean, scale, bias, out[0, a])
+    rows = rows_per_task(B)
+    for t in prange((A + rows - 1) // rows):
+        block_column_affine(x, 0, t * rows, min(A, (t + 1) * rows), mean.reshape((1, B)),
+                            scale.reshape((1, B)), bias.reshape((1, B)), out)
     return mean, m2, rstd
 
 
@@ -59,6 +62,9 @@ def columns_normalize_backward(dy, x, mean, rstd, weight, batch_stats, row_block
     else:
         beta = np.zeros(B)
         gamma = np.zeros(B)
-    for a in prange(A):
-        run_column_grad_input(dy[0, a], x[0, a], mean, alpha, beta, gamma, dx[0, a])
+    rows = rows_per_task(B)
+    for t in prange((A + rows - 1) // rows):
+        block_column_grad_input(dy, x, 0, t * rows, min(A, (t + 1) * rows), centre,
+                                alpha.reshape((1, B)), beta.reshape((1, B)),
+                                gamma.reshape((1, B)), dx)
     return s_dyx * rstd, s_dy

@@ -23,6 +23,12 @@ def column_blocks(n_rows, n_cols):
     return min(rows, max(n_rows, 1)), cols
 
 
+@njit(**KERNEL)
+def rows_per_task(n_cols):
+    """Rows per task of the column element-wise passes: about BLOCK_ELEMENTS values."""
+    return max(1, BLOCK_ELEMENTS // max(n_cols, 1))
+
+
 def rows_per_block(n_rows, length):
     """Rows per task in the fused layer-norm backward: at most 64 partial gradient rows."""
     return max(-(-n_rows // 64), -(-(1 << 14) // max(length, 1)), 1)
