@@ -7,7 +7,9 @@ from numba import njit
 # Reassociation lets reductions vectorize; never "fast" (its nnan/ninf flags delete NaN handling).
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
-KERNEL = {"fastmath": FASTMATH, "cache": True, "nogil": True}
+# error_model="numpy": a division by zero gives inf/nan instead of a Python exception check, whose
+# branch can keep a loop from vectorizing. Inputs are validated before any kernel runs.
+KERNEL = {"fastmath": FASTMATH, "cache": True, "nogil": True, "error_model": "numpy"}
 PARALLEL_KERNEL = {**KERNEL, "parallel": True}
 
 # Below this many elements a parallel region costs more than it saves (and, on a busy machine,
