@@ -17,6 +17,12 @@ class NormContext:
     batch_stats: bool  # True when centre/rstd came from the input itself
     count: int  # values behind each statistic
     group_size: int = 1  # channels that share one statistic (group norm)
+    per_sample: bool = False  # statistics per sample (group, instance norm), not per channel
+
+
+def _per_group(per_channel, group_size):
+    """(N, C) statistics repeated over each group's channels -> one value per (sample, group)."""
+    return np.ascontiguousarray(per_channel[:, ::group_size]).reshape(-1)
 
 
 def channel_norm_backward(ctx, grad_out):
@@ -30,7 +36,13 @@ def channel_norm_backward(ctx, grad_out):
     channels = ctx.weight.shape[0]
     if ctx.count == 0 or dy.size == 0:
         return dx, np.zeros(channels), np.zeros(channels)
-    if layout.fuses_batch_norm and ctx.centre.shape[0] == 1:
+    if ctx.per_sample and ctx.batch_stats and layout.fuses_groups:
+        groups = ctx.weight.shape[0] // ctx.group_size
+        s_dyxhat, s_dy = layout.group_norm_rows_backward(
+            dy3, _per_group(ctx.centre, ctx.group_size), _per_group(ctx.rstd, ctx.group_size),
+            ctx.weight, groups, dx.reshape(layout.x.shape))
+        return dx, s_dyxhat.sum(axis=0), s_dy.sum(axis=0)
+    if not ctx.per_sample and layout.fuses_batch_norm:
         grad_weight, grad_bias = layout.batch_norm_columns_backward(
             dy3, ctx.centre[0], ctx.rstd[0], ctx.weight, ctx.batch_stats, dx.reshape(layout.x.shape))
         return dx, grad_weight, grad_bias

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .._kernels import columns_fused, elementwise, reduce, schedule
+from .._kernels import columns_fused, elementwise, groups_fused, reduce, schedule
 
 # Runs shorter than this are reduced as columns (vectorized across channels) instead of as rows.
 ROW_MIN = 64
@@ -59,6 +59,26 @@ class ChannelsFirst:
         return columns_fused.columns_normalize_backward(
             self._columns(dy, 1), self._columns(self.x, 1), mean, rstd, weight, batch_stats,
             *schedule.column_blocks(self.n, self.c), self._columns(dx, 1))
+
+    @property
+    def fuses_groups(self):
+        """Channel runs long enough for the fused per-(sample, group) kernels."""
+        return self.use_rows
+
+    def group_norm_rows(self, groups, weight, bias, eps, out):
+        """Group norm with the groups' own statistics in one kernel call; (mean, M2, rstd),
+        each (N, G)."""
+        rows = self.x.reshape(self.n * groups, -1)
+        stats = groups_fused.groups_normalize(rows, weight, bias, groups, self.d, eps,
+                                              out.reshape(rows.shape))
+        return tuple(s.reshape(self.n, groups) for s in stats)
+
+    def group_norm_rows_backward(self, dy, mean, rstd, weight, groups, dx):
+        """Gradients of ``group_norm_rows``: dx, and per-(sample, channel) weight and bias sums."""
+        rows = self.x.reshape(self.n * groups, -1)
+        return groups_fused.groups_normalize_backward(
+            dy.reshape(rows.shape), rows, mean, rstd, weight, groups, self.d,
+            dx.reshape(rows.shape))
 
     def channel_moments(self):
         """(mean, M2) of each channel over samples and positions; count N * D."""
@@ -130,6 +150,7 @@ class ChannelsLast:
     """x seen as (N, S, C) for per-sample statistics (group and instance norm, channels last)."""
 
     fuses_batch_norm = False
+    fuses_groups = False
 
     def __init__(self, x3):
         self.x = x3

@@ -16,17 +16,38 @@ def _per_sample_layout(x, axis):
     return ChannelsLast(x.reshape(n, -1, c))
 
 
+def _context(x, layout, mean, rstd, weight, groups):
+    group_size = layout.c // groups
+    return NormContext(layout, x.shape, np.repeat(mean, group_size, axis=1),
+                       np.repeat(rstd, group_size, axis=1), weight, True, group_size * layout.d,
+                       group_size, per_sample=True)
+
+
+def _input_stats(x, layout, weight, bias, eps, groups, out):
+    """Normalize with each (sample, group)'s own statistics; returns (out, ctx, mean, M2)."""
+    w = np.ones(layout.c) if weight is None else weight
+    b = np.zeros(layout.c) if bias is None else bias
+    count = (layout.c // groups) * layout.d
+    if x.size > 0 and layout.fuses_groups:
+        target = checks.contiguous_target(out)
+        mean, m2, rstd = layout.group_norm_rows(groups, w, b, eps, _same_view(target, layout))
+        checks.finish(target, out)
+        return out, _context(x, layout, mean, rstd, w, groups), mean, m2
+    if x.size == 0:
+        mean = m2 = np.zeros((layout.n, groups))
+    else:
+        mean, m2 = layout.group_moments(groups)
+    out, ctx = _normalize(x, layout, mean, m2 / max(count, 1), w, b, eps, groups, out)
+    return out, ctx, mean, m2
+
+
 def _normalize(x, layout, mean, var, weight, bias, eps, groups, out):
     """Apply per-(sample, group) statistics; returns the output and the backward context."""
     channels = layout.c
-    group_size = channels // groups
     w = np.ones(channels) if weight is None else weight
     b = np.zeros(channels) if bias is None else bias
-    rstd = 1.0 / np.sqrt(var + eps)
-    centre = np.repeat(mean, group_size, axis=1)
-    rstd_c = np.repeat(rstd, group_size, axis=1)
-    count = group_size * layout.d
-    ctx = NormContext(layout, x.shape, centre, rstd_c, w, True, count, group_size)
+    ctx = _context(x, layout, mean, 1.0 / np.sqrt(var + eps), w, groups)
+    centre, rstd_c = ctx.centre, ctx.rstd
     if x.size == 0:
         return out, ctx
     target = checks.contiguous_target(out)
@@ -57,12 +78,7 @@ def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=
     b = checks.vector_param(bias, "bias", channels, "(num_channels,)")
     out = checks.output_array(out, x.shape, x.dtype)
     layout = _per_sample_layout(x, axis)
-    if x.size == 0:
-        empty = np.zeros((layout.n, num_groups))
-        return _normalize(x, layout, empty, empty, w, b, eps, int(num_groups), out)
-    mean, m2 = layout.group_moments(int(num_groups))
-    count = (channels // num_groups) * layout.d
-    return _normalize(x, layout, mean, m2 / count, w, b, eps, int(num_groups), out)
+    return _input_stats(x, layout, w, b, eps, int(num_groups), out)[:2]
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=None):
@@ -95,15 +111,12 @@ def instance_norm_forward(x, running_mean=None, running_var=None, weight=None, b
         if spatial <= 1:
             raise ValueError(
                 f"Expected more than 1 spatial element when training, got input size {x.shape}")
-        if x.size == 0:
-            empty = np.zeros((layout.n, channels))
-            return _normalize(x, layout, empty, empty, w, b, eps, channels, out)
-        mean, m2 = layout.group_moments(channels)
-        if running_mean is not None:
+        out, ctx, mean, m2 = _input_stats(x, layout, w, b, eps, channels, out)
+        if running_mean is not None and x.size > 0:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean.mean(axis=0)
             running_var[...] = ((1 - momentum) * running_var
                                 + momentum * (m2 / (spatial - 1)).mean(axis=0))
-        return _normalize(x, layout, mean, m2 / spatial, w, b, eps, channels, out)
+        return out, ctx
     if running_mean is None:
         raise ValueError("running_mean and running_var are required when use_input_stats=False")
     n = layout.n
