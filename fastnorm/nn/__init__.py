@@ -1,15 +1,17 @@
-"""Layers with explicit forward and backward passes, for the CPU trainer."""
+"""Layers with explicit forward and backward passes, losses and optimizers, for the CPU trainer."""
 
 from ._module import Module
-from .normalization import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
-
-__all__ = ["Module", "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "RMSNorm"]
-
-# dense layers, containers, losses and optimizers (issue 4)
 from .container import Sequential, fold_batchnorm
 from .layers import GELU, Dropout, Identity, Linear, ReLU, Sigmoid, Tanh
 from .losses import CrossEntropyLoss, MSELoss
+from .normalization import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 from .optim import SGD, Adam, AdamW
 
-__all__ += ["Sequential", "fold_batchnorm", "Linear", "ReLU", "GELU", "Tanh", "Sigmoid",
-            "Identity", "Dropout", "CrossEntropyLoss", "MSELoss", "SGD", "Adam", "AdamW"]
+__all__ = [
+    "Module",
+    "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "RMSNorm",
+    "Linear", "ReLU", "GELU", "Tanh", "Sigmoid", "Identity", "Dropout",
+    "Sequential", "fold_batchnorm",
+    "CrossEntropyLoss", "MSELoss",
+    "SGD", "Adam", "AdamW",
+]
