@@ -40,6 +40,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from . import functional as F
+from ._kernels.merge import merge_moment_arrays
 from .nn import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from .nn.container import Sequential
 from .nn.layers import GELU, Dropout, Identity, Linear, ReLU, Sigmoid, Tanh
@@ -595,9 +597,9 @@ class _BaseMLP(BaseEstimator):
         PreciseBN (Wu & Johnson, 2021): with the weights frozen, the input of each batch-norm
         layer is computed for all of ``X`` in eval mode (earlier batch norms already using their
         recomputed statistics), and its mean and variance over all rows replace the moving averages.
-        The variance is the population variance over ``X`` (divided by ``n``). Per-batch
-        ``(count, mean, M2)`` are accumulated in float64 and merged with Chan's formula, so the result
-        does not depend on ``batch_size`` beyond rounding. Returns ``self``.
+        The variance is the unbiased one (divided by ``n - 1``), as the moving average of training
+        keeps it. Per-batch ``(count, mean, M2)`` come from the kernels in float64 and are merged
+        with Chan's formula, so the result does not depend on ``batch_size`` beyond rounding. Returns ``self``.
         """
         check_is_fitted(self, "net_")
         X = validate_data(self, X, reset=False, dtype=np.dtype(self.dtype))
@@ -609,30 +611,23 @@ class _BaseMLP(BaseEstimator):
         was_training = net.training
         net.eval()
         try:
-            layers = net.layers
-            for i, layer in enumerate(layers):
-                if type(layer).__name__ != "BatchNorm":
+            # activations of every batch at the end of the last segment: one pass per layer
+            cached = [X[s:s + batch_size] for s in range(0, X.shape[0], batch_size)]
+            start = 0
+            for i, layer in enumerate(net.layers):
+                if not isinstance(layer, BatchNorm):
                     continue
-                prefix = layers[:i]
-                count, mean, m2 = 0, None, None
-                for s in range(0, X.shape[0], batch_size):
-                    h = X[s:s + batch_size]
-                    for p in prefix:
+                segment = net.layers[start:i]
+                moments = None
+                for k, h in enumerate(cached):
+                    for p in segment:
                         h = p.forward(h)
-                    h = np.asarray(h, np.float64)
-                    nb = h.shape[0]
-                    mb = h.mean(axis=0)
-                    m2b = np.square(h - mb).sum(axis=0)
-                    if mean is None:
-                        count, mean, m2 = nb, mb, m2b
-                    else:
-                        tot = count + nb
-                        delta = mb - mean
-                        mean = mean + delta * (nb / tot)
-                        m2 = m2 + m2b + delta * delta * (count * nb / tot)
-                        count = tot
+                    cached[k] = h
+                    moments = _merge(moments, _batch_moments(h))
+                count, mean, m2 = moments
                 layer.running_mean[...] = mean
-                layer.running_var[...] = m2 / count
+                layer.running_var[...] = m2 / (count - 1)  # unbiased, as in training
+                start = i
         finally:
             net.train(was_training)
             self._refresh_inference_net()
@@ -642,6 +637,16 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _batch_moments(h):
+    """(count, mean, M2) per feature of a 2-D batch, from the kernels (float64 accumulation)."""
+    mean, m2 = F.feature_moments(h)
+    return np.full_like(mean, h.shape[0]), mean, m2
+
+
+def _merge(total, batch):
+    return batch if total is None else merge_moment_arrays(*total, *batch)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

@@ -78,6 +78,7 @@ GROUP_NORM = [
     GN((2, 3, 2, 2, 6), 3, -1),      # 5-D channels last
     GN((2, 1032, 3), 8, 1),          # large channel count
     GN((0, 4, 3), 2, 1),             # zero-size batch
+    GN((0, 4, 4, 6), 2, -1),         # zero-size batch, channels last
     GN((1, 8), 2, 1),                # N = 1, 2-D: per-sample statistics, not the batch's
     GN((1, 6, 1), 3, 1),             # N = 1, spatial size 1
     GN((2, 6, 100), 3, 1),           # long runs: fused per-(sample, group) kernels
@@ -95,6 +96,7 @@ INSTANCE_NORM = [
     IN((2, 2, 2, 3, 2), 1),          # 5-D
     IN((2, 1030, 3), 1),             # large channel count
     IN((0, 3, 4), 1),                # zero-size batch
+    IN((0, 4, 4, 6), -1),            # zero-size batch, channels last
     IN((2, 3, 80), 1),               # long runs: fused kernels
     IN((1, 2, 9, 9), 1),             # long runs, N = 1
 ]

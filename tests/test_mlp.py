@@ -135,7 +135,7 @@ def test_recompute_batchnorm_statistics_is_exact(blobs, batch_size):
     for i, h in inputs.items():
         bn = model.net_[i]
         np.testing.assert_allclose(bn.running_mean, h.mean(0), rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(bn.running_var, h.var(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(bn.running_var, h.var(0, ddof=1), rtol=1e-4, atol=1e-6)
     for k, v in model.net_.params.items():  # weights frozen
         np.testing.assert_array_equal(v, weights[k])
 

@@ -1,7 +1,11 @@
 """Compilation flags shared by every kernel, and the parallel/serial kernel pair."""
 
+import contextlib
+import threading
 import types
+import warnings
 
+import numba
 from numba import njit
 
 # Reassociation lets reductions vectorize; never "fast" (its nnan/ninf flags delete NaN handling).
@@ -34,8 +38,40 @@ class ParallelKernel:
 
     def __call__(self, *args):
         if args[0].size >= PARALLEL_MIN_ELEMENTS:
-            return self.parallel(*args)
+            with _parallel_guard():
+                return self.parallel(*args)
         return self.serial(*args)
+
+
+_NO_LOCK = contextlib.nullcontext()
+_layer_checked = False
+_layer_check_lock = threading.Lock()
+_workqueue_lock = None  # a Lock when Numba's threading layer is not thread-safe
+
+
+def _parallel_guard():
+    """Nothing on a thread-safe layer (OpenMP, TBB). If the process had already put Numba on
+    "workqueue" before fastnorm was imported, concurrent parallel calls would abort the process:
+    serialize them, and say so once."""
+    global _layer_checked, _workqueue_lock
+    if not _layer_checked:
+        with _layer_check_lock:
+            if not _layer_checked:
+                try:
+                    from numba.np.ufunc.parallel import _launch_threads
+
+                    _launch_threads()
+                    if numba.threading_layer() == "workqueue":
+                        _workqueue_lock = threading.Lock()
+                        warnings.warn(
+                            "Numba runs on its 'workqueue' threading layer, which is not "
+                            "thread-safe: fastnorm serializes its parallel kernels. Set "
+                            "NUMBA_THREADING_LAYER=omp (or install tbb) to avoid this.",
+                            RuntimeWarning, stacklevel=4)
+                except (ImportError, ValueError):
+                    pass  # private Numba API moved: keep the layer Numba picks
+                _layer_checked = True
+    return _workqueue_lock or _NO_LOCK
 
 
 def parallel_kernel(py_func):

@@ -5,7 +5,7 @@ group, instance norm) or ``rows_norm_backward`` (layer, RMS norm) compute the gr
 """
 
 from ._channel_context import channel_norm_backward
-from .batch_norm import batch_norm, batch_norm_forward
+from .batch_norm import batch_norm, batch_norm_forward, feature_moments
 from .group_norm import group_norm, group_norm_forward, instance_norm, instance_norm_forward
 from .layer_norm import (
     layer_norm,
@@ -19,6 +19,7 @@ __all__ = [
     "batch_norm",
     "batch_norm_forward",
     "channel_norm_backward",
+    "feature_moments",
     "group_norm",
     "group_norm_forward",
     "instance_norm",

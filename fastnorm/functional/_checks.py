@@ -136,6 +136,12 @@ def output_array(out, shape, dtype):
     return out
 
 
+def saved_input(x, out):
+    """The input a backward pass will read: a copy when ``out`` would overwrite it."""
+    overlap = isinstance(out, np.ndarray) and np.may_share_memory(x, out)
+    return x.copy() if overlap else x
+
+
 def contiguous_target(out):
     """A C-contiguous array to compute into; copy back with ``finish`` if it is not ``out``."""
     return out if out.flags.c_contiguous else np.empty(out.shape, dtype=out.dtype)

@@ -26,6 +26,7 @@ def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias
     b = checks.vector_param(bias, "bias", channels)
     if not training and running_mean is None:
         raise ValueError("running_mean and running_var are required when training=False")
+    x = checks.saved_input(x, out)
     out = checks.output_array(out, x.shape, x.dtype)
 
     layout = ChannelsFirst(channels_first_view(x, axis))
@@ -96,3 +97,11 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     """
     return batch_norm_forward(x, running_mean, running_var, weight, bias, training, momentum, eps,
                               axis=axis, out=out)[0]
+
+
+def feature_moments(x):
+    """(mean, M2) of each column of a 2-D array over its rows, accumulated in float64."""
+    x = checks.as_float_array(x)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"feature_moments expects a non-empty 2-D array, got shape {x.shape}")
+    return ChannelsFirst(x.reshape(x.shape[0], x.shape[1], 1)).channel_moments()

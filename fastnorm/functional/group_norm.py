@@ -1,5 +1,6 @@
 """Group and instance norm: statistics per sample, over channel groups and spatial positions."""
 
+import math
 import numbers
 
 import numpy as np
@@ -12,8 +13,7 @@ from ._layouts import ChannelsFirst, ChannelsLast, channels_first_view
 def _per_sample_layout(x, axis):
     if axis == 1:
         return ChannelsFirst(channels_first_view(x, 1))
-    n, c = x.shape[0], x.shape[-1]
-    return ChannelsLast(x.reshape(n, -1, c))
+    return ChannelsLast(x.reshape(x.shape[0], math.prod(x.shape[1:-1]), x.shape[-1]))
 
 
 def _context(x, layout, mean, rstd, weight, groups):
@@ -76,6 +76,7 @@ def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=
             f"({channels})")
     w = checks.vector_param(weight, "weight", channels, "(num_channels,)")
     b = checks.vector_param(bias, "bias", channels, "(num_channels,)")
+    x = checks.saved_input(x, out)
     out = checks.output_array(out, x.shape, x.dtype)
     layout = _per_sample_layout(x, axis)
     return _input_stats(x, layout, w, b, eps, int(num_groups), out)[:2]
@@ -102,6 +103,7 @@ def instance_norm_forward(x, running_mean=None, running_var=None, weight=None, b
     running_mean, running_var = checks.running_stats(running_mean, running_var, channels)
     w = checks.vector_param(weight, "weight", channels)
     b = checks.vector_param(bias, "bias", channels)
+    x = checks.saved_input(x, out)
     out = checks.output_array(out, x.shape, x.dtype)
     layout = _per_sample_layout(x, axis)
     spatial = layout.d

@@ -24,6 +24,7 @@ def _rows_forward(x, normalized_shape, weight, bias, eps, out, subtract_mean):
     shape = checks.normalized_shape_of(normalized_shape, x.shape)
     w = checks.shaped_param(weight, "weight", shape)
     b = checks.shaped_param(bias, "bias", shape) if subtract_mean else None
+    x = checks.saved_input(x, out)
     out = checks.output_array(out, x.shape, x.dtype)
     length = int(np.prod(shape, dtype=np.int64))
     rows = x.size // length if length else 0

@@ -1,5 +1,7 @@
 """``Sequential``: a chain of layers with one forward and one backward pass."""
 
+import copy
+
 import numpy as np
 
 from ._module import Module
@@ -88,8 +90,14 @@ class Sequential(Module):
         return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
 
 
-def _is_batchnorm(layer):
-    return type(layer).__name__ == "BatchNorm"
+def _folds_into_linear(layer):
+    """A batch norm that, in eval mode, is an affine map of the last axis (the Linear's output)."""
+    from .normalization import BatchNorm
+
+    if not isinstance(layer, BatchNorm) or layer.running_mean is None:
+        return False
+    ndim = layer.last_input_ndim
+    return layer.axis == -1 or (ndim is not None and layer.axis % ndim == ndim - 1)
 
 
 def fold_batchnorm(seq):
@@ -115,14 +123,10 @@ def fold_batchnorm(seq):
             out.append(fold_batchnorm(layer))
             continue
         prev = out[-1] if out else None
-        if (_is_batchnorm(layer) and isinstance(prev, Linear)
-                and getattr(layer, "track_running_stats", True)
-                and getattr(layer, "running_mean", None) is not None
-                and np.ndim(layer.running_mean) == 1
-                and getattr(layer, "axis", 1) in (1, -1)):
+        if isinstance(prev, Linear) and _folds_into_linear(layer):
             out[-1] = _fold_pair(prev, layer)
         else:
-            out.append(layer)
+            out.append(copy.deepcopy(layer))  # the result must not share layers with ``seq``
     return Sequential(*out).eval()
 
 

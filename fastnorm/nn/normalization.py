@@ -88,12 +88,24 @@ class _RunningStats(_Norm):
             self.num_batches_tracked = 0
 
     def _momentum_for_step(self):
-        """PyTorch's rule: count the batch, then momentum=None means a cumulative average."""
+        """PyTorch's rule: momentum=None is a cumulative average over the batches tracked,
+        this one included. The count itself moves only once the forward pass has succeeded."""
+        if self.momentum is None:
+            counted = self.training and self.track_running_stats
+            return 1.0 / (self.num_batches_tracked + 1) if counted else 0.0
+        return self.momentum
+
+    def _count_batch(self):
         if self.training and self.track_running_stats:
             self.num_batches_tracked += 1
-            if self.momentum is None:
-                return 1.0 / self.num_batches_tracked
-        return 0.0 if self.momentum is None else self.momentum
+
+    def _check_channels(self, x):
+        shape = np.shape(x)
+        axis = self.axis if len(shape) > 1 else 0
+        if len(shape) >= 2 and -len(shape) <= axis < len(shape) and shape[axis] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__}({self.num_features}) got an input with {shape[axis]} "
+                f"channels on axis {self.axis} (input shape {shape})")
 
     def _backward_fn(self, ctx, grad_out):
         return F.channel_norm_backward(ctx, grad_out)
@@ -107,13 +119,16 @@ class BatchNorm(_RunningStats):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
         self.axis = axis
 
+    last_input_ndim = None  # ndim of the last input: says which axis the channels were on
+
     def forward(self, x):
-        momentum = self._momentum_for_step()
+        self._check_channels(x)
         use_batch_stats = self.training or not self.track_running_stats
-        track = self.track_running_stats and (self.training or not use_batch_stats)
         y, self._ctx = F.batch_norm_forward(
-            x, self.running_mean if track else None, self.running_var if track else None,
-            self._weight(), self._bias(), use_batch_stats, momentum, self.eps, axis=self.axis)
+            x, self.running_mean, self.running_var, self._weight(), self._bias(),
+            use_batch_stats, self._momentum_for_step(), self.eps, axis=self.axis)
+        self._count_batch()
+        self.last_input_ndim = np.ndim(x)
         return y
 
     def extra_repr(self):
@@ -130,11 +145,12 @@ class InstanceNorm(_RunningStats):
         self.axis = axis
 
     def forward(self, x):
-        momentum = self._momentum_for_step()
+        self._check_channels(x)
         use_input_stats = self.training or not self.track_running_stats
         y, self._ctx = F.instance_norm_forward(
             x, self.running_mean, self.running_var, self._weight(), self._bias(),
-            use_input_stats, momentum, self.eps, axis=self.axis)
+            use_input_stats, self._momentum_for_step(), self.eps, axis=self.axis)
+        self._count_batch()
         return y
 
     def extra_repr(self):
