@@ -13,9 +13,11 @@ from .schedule import column_task, rows_per_task
 
 
 @parallel_kernel
-def columns_normalize(x, weight, bias, eps, row_block, col_block, out):
+def columns_normalize(x, weight, bias, eps, running_mean, running_var, momentum, row_block,
+                      col_block, out):
     """Normalize each column of ``x`` (1, A, B) with its own statistics, then scale by ``weight``
-    and shift by ``bias``; returns the (mean, M2, rstd) of each column."""
+    and shift by ``bias``; returns the (mean, M2, rstd) of each column. Non-empty running
+    statistics are updated in place: (1 - momentum) * old + momentum * batch (unbiased var)."""
     _, A, B = x.shape
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
@@ -28,6 +30,10 @@ def columns_normalize(x, weight, bias, eps, row_block, col_block, out):
     m2 = np.zeros(B)
     merge_column_blocks(part_mean, part_m2, A, row_block, mean, m2)
     rstd = 1.0 / np.sqrt(m2 / A + eps)
+    if running_mean.size > 0:
+        for b in range(B):
+            running_mean[b] = (1.0 - momentum) * running_mean[b] + momentum * mean[b]
+            running_var[b] = (1.0 - momentum) * running_var[b] + momentum * (m2[b] / (A - 1))
     scale = rstd * weight
     rows = rows_per_task(B)
     for t in prange((A + rows - 1) // rows):

@@ -10,6 +10,8 @@ import numpy as np
 
 from .._kernels import columns_fused, elementwise, groups_fused, reduce, schedule
 
+_NO_RUNNING_STATS = np.empty(0)
+
 # Runs shorter than this are reduced as columns (vectorized across channels) instead of as rows.
 ROW_MIN = 64
 
@@ -48,11 +50,14 @@ class ChannelsFirst:
         """One value per (sample, channel), as in (N, C) features: fused kernels serve it."""
         return self.d == 1
 
-    def batch_norm_columns(self, weight, bias, eps, out):
-        """Batch norm with batch statistics in one kernel call; returns (mean, M2, rstd)."""
+    def batch_norm_columns(self, weight, bias, eps, running_mean, running_var, momentum, out):
+        """Batch norm with batch statistics in one kernel call, running statistics (if not None)
+        updated in place; returns (mean, M2, rstd)."""
+        if running_mean is None:
+            running_mean = running_var = _NO_RUNNING_STATS
         return columns_fused.columns_normalize(
-            self._columns(self.x, 1), weight, bias, eps, *schedule.column_blocks(self.n, self.c),
-            self._columns(out, 1))
+            self._columns(self.x, 1), weight, bias, eps, running_mean, running_var, momentum,
+            *schedule.column_blocks(self.n, self.c), self._columns(out, 1))
 
     def batch_norm_columns_backward(self, dy, mean, rstd, weight, batch_stats, dx):
         """Gradients of ``batch_norm_columns`` (or of its eval form); returns (dweight, dbias)."""

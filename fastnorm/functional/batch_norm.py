@@ -39,11 +39,9 @@ def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias
 
     if training and count > 0 and layout.fuses_batch_norm:
         target = checks.contiguous_target(out)
-        mean, m2, rstd = layout.batch_norm_columns(w, b, eps, channels_first_view(target, axis))
+        mean, m2, rstd = layout.batch_norm_columns(w, b, eps, running_mean, running_var, momentum,
+                                                   channels_first_view(target, axis))
         checks.finish(target, out)
-        if running_mean is not None:
-            _update_running(running_mean, mean, momentum)
-            _update_running(running_var, m2 / (count - 1), momentum)
         return out, NormContext(layout, x.shape, mean[None, :], rstd[None, :], w, True, count)
 
     if training:

@@ -54,11 +54,10 @@ class _Norm(Module):
         if self._ctx is None:
             raise RuntimeError("backward() called before forward()")
         grad_x, grad_w, grad_b = self._backward_fn(self._ctx, grad_out)
-        if self.affine:
-            shape = self.params["weight"].shape
-            self.grads["weight"] = grad_w.reshape(shape).astype(self.dtype)
-            if "bias" in self.params:
-                self.grads["bias"] = grad_b.reshape(shape).astype(self.dtype)
+        # written into the existing arrays: the step's gradients replace the previous ones
+        for key, grad in (("weight", grad_w), ("bias", grad_b)):
+            if key in self.grads:
+                np.copyto(self.grads[key], grad.reshape(self.grads[key].shape), casting="unsafe")
         return grad_x
 
 
