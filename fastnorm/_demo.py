@@ -47,7 +47,8 @@ def run_demo(seed=0, echo=print):
         echo(f"   {name:<16} + LogisticRegression: test accuracy {model.score(X_test, y_test):.3f}")
     echo("")
 
-    echo("3. MLP trainer: hidden (128, 128), 60 epochs, Adam, batch 64")
+    echo("3. MLP trainer: hidden (128, 128), at most 60 epochs, Adam, batch 64")
+    echo("   (the first fit of each kind includes Numba's one-time compilation on a cold cache)")
     models = [("scikit-learn MLPClassifier", SkMLPClassifier(
         (128, 128), batch_size=64, max_iter=60, random_state=seed))]
     for norm in (None, "batch", "layer"):

@@ -73,7 +73,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
 
     Parameters
     ----------
-    x : ndarray, shape (N, C, *)
+    x : ndarray, shape (N, C, ...)
         float32 or float64 (integers are converted to float64). ``axis`` names the channel axis:
         1 (default, channels first) or -1 for channels-last data such as NHWC.
     running_mean, running_var : ndarray of shape (C,), optional
