@@ -3,70 +3,17 @@
 An optimizer is built from a :class:`~fastnorm.nn._module.Module` (its flattened ``params`` are
 used, and ``step()`` reads its ``grads``) or from a dict ``name -> array`` (then pass the gradients
 to ``step(grads)`` as a dict with the same keys). Contiguous float32/float64 arrays are updated by
-one fused Numba loop per array; anything else falls back to NumPy with the same formula.
+one Numba kernel per array (``fastnorm._kernels.optim``); anything else falls back to NumPy with the same formula.
 """
 
 import math
 
 import numpy as np
 
+from .._kernels.optim import adam_update, sgd_update
 from ._module import Module
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
-
-try:  # numba is a runtime dependency; the fallback only keeps the module importable without it
-    from numba import njit
-except ImportError:  # pragma: no cover
-    njit = None
-
-_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-
-
-def _kernel(fn):
-    if njit is None:  # pragma: no cover
-        return None
-    # error_model="numpy": no ZeroDivisionError check, which would stop the loop vectorizing
-    return njit(cache=True, fastmath=_FASTMATH, nogil=True, error_model="numpy")(fn)
-
-
-def _adam_loop(p, g, m, v, lr, beta1, beta2, eps, step_size, bc2_sqrt, wd, decoupled):
-    one_m_b1 = 1.0 - beta1
-    one_m_b2 = 1.0 - beta2
-    inv_bc2 = 1.0 / bc2_sqrt
-    shrink = 1.0 - lr * wd
-    for i in range(p.size):
-        gi = g[i]
-        if decoupled:
-            p[i] = p[i] * shrink
-        elif wd != 0.0:
-            gi = gi + wd * p[i]
-        mi = m[i] + one_m_b1 * (gi - m[i])
-        vi = beta2 * v[i] + one_m_b2 * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] = p[i] - step_size * mi / (math.sqrt(vi) * inv_bc2 + eps)
-
-
-def _sgd_loop(p, g, buf, lr, momentum, dampening, wd, nesterov, first):
-    for i in range(p.size):
-        gi = g[i]
-        if wd != 0.0:
-            gi = gi + wd * p[i]
-        if momentum != 0.0:
-            if first:
-                b = gi
-            else:
-                b = momentum * buf[i] + (1.0 - dampening) * gi
-            buf[i] = b
-            if nesterov:
-                gi = gi + momentum * b
-            else:
-                gi = b
-        p[i] = p[i] - lr * gi
-
-
-_adam_kernel = _kernel(_adam_loop)
-_sgd_kernel = _kernel(_sgd_loop)
 
 
 def _flat(a):
@@ -157,9 +104,9 @@ class SGD(Optimizer):
             state["momentum_buffer"] = np.zeros_like(p)
         buf = state.get("momentum_buffer")
         pf, gf = _flat(p), _flat(np.ascontiguousarray(g, dtype=p.dtype))
-        if _sgd_kernel is not None and pf is not None and gf is not None:
+        if pf is not None and gf is not None:
             bf = buf.reshape(-1) if buf is not None else pf
-            _sgd_kernel(pf, gf, bf, self.lr, self.momentum, self.dampening,
+            sgd_update(pf, gf, bf, self.lr, self.momentum, self.dampening,
                         self.weight_decay, self.nesterov, first)
             return
         g = np.asarray(g, dtype=p.dtype)
@@ -207,8 +154,8 @@ class Adam(Optimizer):
         step_size = self.lr / (1.0 - b1 ** t)
         bc2_sqrt = math.sqrt(1.0 - b2 ** t)
         pf, gf = _flat(p), _flat(np.ascontiguousarray(g, dtype=p.dtype))
-        if _adam_kernel is not None and pf is not None and gf is not None:
-            _adam_kernel(pf, gf, m.reshape(-1), v.reshape(-1), self.lr, b1, b2, self.eps,
+        if pf is not None and gf is not None:
+            adam_update(pf, gf, m.reshape(-1), v.reshape(-1), self.lr, b1, b2, self.eps,
                          step_size, bc2_sqrt, self.weight_decay, self._decoupled)
             return
         g = np.asarray(g, dtype=p.dtype)
