@@ -7,6 +7,7 @@ The functional API (``batch_norm``, ``layer_norm``, ``group_norm``, ``instance_n
 
 import importlib
 
+from ._kernels._flags import serial_kernels
 from .functional import batch_norm, group_norm, instance_norm, layer_norm, rms_norm
 
 __version__ = "0.1.0"
@@ -28,6 +29,7 @@ __all__ = [
     "instance_norm",
     "layer_norm",
     "rms_norm",
+    "serial_kernels",
     *_LAZY,
 ]
 

@@ -41,6 +41,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from . import functional as F
+from ._kernels._flags import serial_kernels
 from ._kernels.merge import merge_moment_arrays
 from .nn import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from .nn.container import Sequential
@@ -106,19 +107,22 @@ def _blas_controller():
 
 @contextlib.contextmanager
 def _thread_limit(n_threads):
-    """Limit BLAS (threadpoolctl) and Numba to ``n_threads`` threads; restore them afterwards."""
-    if n_threads is None:
-        yield
-        return
-    import numba
-
-    old = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        with _blas_controller().limit(limits=int(n_threads), user_api="blas"):
+    """Limit BLAS (threadpoolctl) and Numba to ``n_threads`` threads; restore them afterwards.
+    Normalization kernels run serially throughout: between BLAS calls a parallel region waits on
+    BLAS's spinning threads."""
+    with serial_kernels():
+        if n_threads is None:
             yield
-    finally:
-        numba.set_num_threads(old)
+            return
+        import numba
+
+        old = numba.get_num_threads()
+        numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+        try:
+            with _blas_controller().limit(limits=int(n_threads), user_api="blas"):
+                yield
+        finally:
+            numba.set_num_threads(old)
 
 
 def _tqdm():

@@ -109,3 +109,19 @@ def test_workqueue_layer_is_serialized_with_a_warning():
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_serial_kernels_give_the_same_bits_and_restore_the_mode():
+    import fastnorm
+    from fastnorm._kernels import _flags
+
+    x = np.random.default_rng(4).standard_normal((64, 32, 16, 16)).astype(np.float32)
+    assert x.size >= _flags.PARALLEL_MIN_ELEMENTS  # the threaded kernels serve it by default
+    threaded = fastnorm.batch_norm(x, training=True)
+    with fastnorm.serial_kernels():
+        with fastnorm.serial_kernels():
+            pass
+        assert _flags._serial_mode.on
+        serial = fastnorm.batch_norm(x, training=True)
+    assert not _flags._serial_mode.on
+    np.testing.assert_array_equal(serial, threaded)

@@ -37,10 +37,27 @@ class ParallelKernel:
         self.__name__ = py_func.__name__
 
     def __call__(self, *args):
-        if args[0].size >= PARALLEL_MIN_ELEMENTS:
+        if args[0].size >= PARALLEL_MIN_ELEMENTS and not getattr(_serial_mode, "on", False):
             with _parallel_guard():
                 return self.parallel(*args)
         return self.serial(*args)
+
+
+_serial_mode = threading.local()
+
+
+@contextlib.contextmanager
+def serial_kernels():
+    """Run fastnorm's kernels without threads in this Python thread (results are bitwise the
+    same). For loops that interleave them with multithreaded BLAS: a parallel region right after
+    a matrix product waits on BLAS's spinning threads (an MLP epoch at batch 512: 5.9 s threaded
+    against 0.95 s serial on 2 cores)."""
+    previous = getattr(_serial_mode, "on", False)
+    _serial_mode.on = True
+    try:
+        yield
+    finally:
+        _serial_mode.on = previous
 
 
 _NO_LOCK = contextlib.nullcontext()
