@@ -379,6 +379,17 @@ ACCURACY_LAYERS = [
 ]
 
 
+def _assert_within_1e3(layer, y, dx, ex_y, grads, b):
+    """Output and every gradient within 1e-3 (absolute) of the float64 reference."""
+    np.testing.assert_allclose(y, ex_y, rtol=0, atol=1e-3, err_msg="y")
+    np.testing.assert_allclose(dx, grads[0], rtol=0, atol=1e-3, err_msg="dx")
+    np.testing.assert_allclose(layer.grads["weight"], grads[1], rtol=0, atol=1e-3,
+                               err_msg="dweight")
+    if b is not None:
+        np.testing.assert_allclose(layer.grads["bias"], grads[2], rtol=0, atol=1e-3,
+                                   err_msg="dbias")
+
+
 @pytest.mark.parametrize("name,factory,shape,reference", ACCURACY_LAYERS,
                          ids=[c[0] for c in ACCURACY_LAYERS])
 def test_float32_accuracy_at_large_offset(name, factory, shape, reference, rng):
@@ -391,13 +402,7 @@ def test_float32_accuracy_at_large_offset(name, factory, shape, reference, rng):
     y, dx = run(layer, x, dy)
     assert y.dtype == np.float32 and dx.dtype == np.float32
     ex_y, grads = reference(x, w, b, dy)
-    np.testing.assert_allclose(y, ex_y, rtol=0, atol=1e-3, err_msg="y")
-    np.testing.assert_allclose(dx, grads[0], rtol=0, atol=1e-3, err_msg="dx")
-    np.testing.assert_allclose(layer.grads["weight"], grads[1], rtol=0, atol=1e-3,
-                               err_msg="dweight")
-    if b is not None:
-        np.testing.assert_allclose(layer.grads["bias"], grads[2], rtol=0, atol=1e-3,
-                                   err_msg="dbias")
+    _assert_within_1e3(layer, y, dx, ex_y, grads, b)
 
 
 # ------------------------------------------------------------- bigger shapes, layouts
@@ -475,10 +480,4 @@ def test_float32_accuracy_at_large_offset_multi_block(name, factory, shape, refe
     dy = rng.standard_normal(shape).astype(np.float32)
     y, dx = run(layer, x, dy)
     ex_y, grads = reference(x, w, b, dy)
-    np.testing.assert_allclose(y, ex_y, rtol=0, atol=1e-3, err_msg="y")
-    np.testing.assert_allclose(dx, grads[0], rtol=0, atol=1e-3, err_msg="dx")
-    np.testing.assert_allclose(layer.grads["weight"], grads[1], rtol=0, atol=1e-3,
-                               err_msg="dweight")
-    if b is not None:
-        np.testing.assert_allclose(layer.grads["bias"], grads[2], rtol=0, atol=1e-3,
-                                   err_msg="dbias")
+    _assert_within_1e3(layer, y, dx, ex_y, grads, b)
