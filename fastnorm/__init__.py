@@ -7,8 +7,7 @@ The functional API (``batch_norm``, ``layer_norm``, ``group_norm``, ``instance_n
 
 import importlib
 
-from ._kernels._flags import serial_kernels
-from .functional import batch_norm, group_norm, instance_norm, layer_norm, rms_norm
+from .functional import batch_norm, group_norm, instance_norm, layer_norm, rms_norm, serial_kernels
 
 __version__ = "0.1.0"
 

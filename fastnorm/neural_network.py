@@ -41,8 +41,6 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from . import functional as F
-from ._kernels._flags import serial_kernels
-from ._kernels.merge import merge_moment_arrays
 from .nn import BatchNorm, GroupNorm, LayerNorm, RMSNorm
 from .nn.container import Sequential
 from .nn.layers import GELU, Dropout, Identity, Linear, ReLU, Sigmoid, Tanh
@@ -110,7 +108,7 @@ def _thread_limit(n_threads):
     """Limit BLAS (threadpoolctl) and Numba to ``n_threads`` threads; restore them afterwards.
     Normalization kernels run serially throughout: between BLAS calls a parallel region waits on
     BLAS's spinning threads."""
-    with serial_kernels():
+    with F.serial_kernels():
         if n_threads is None:
             yield
             return
@@ -650,7 +648,7 @@ def _batch_moments(h):
 
 
 def _merge(total, batch):
-    return batch if total is None else merge_moment_arrays(*total, *batch)
+    return batch if total is None else F.merge_moments(*total, *batch)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

@@ -5,8 +5,9 @@ averages) and keeps them in a form that ``partial_fit`` and ``merge`` combine wi
 ``LayerNormalizer``, ``GroupNormalizer`` and ``InstanceNormalizer`` normalize each row on its own and
 learn nothing beyond the feature count.
 
-Statistics come from ``fastnorm._kernels.weighted_moments`` (float64 accumulation, results bitwise
-independent of the thread count); transforms go through the fastnorm kernels and the functional API.
+Statistics come from ``fastnorm.functional.column_moments`` (float64 accumulation, results bitwise
+independent of the thread count) and are combined with ``functional.merge_moments``; transforms
+go through ``functional.columns_affine`` and the functional normalizations.
 """
 
 import numbers
@@ -15,11 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._kernels.elementwise import columns_affine
-from ._kernels.merge import merge_moment_arrays
-from ._kernels.schedule import column_blocks
-from ._kernels.weighted_moments import weighted_column_moments
-from .functional import group_norm, instance_norm, layer_norm
+from . import functional as F
 
 __all__ = ["BatchNormalizer", "LayerNormalizer", "GroupNormalizer", "InstanceNormalizer"]
 
@@ -104,32 +101,10 @@ def _check_sample_weight(sample_weight, n_samples):
     return np.ascontiguousarray(w, dtype=np.float64)
 
 
-# Batches smaller than this are reduced by the serial twin of the kernel (same blocks, same
-# result). Streaming calls partial_fit many times; on this shared 2-core machine a parallel region
-# waits whenever the other core is busy, and 100 calls on 10,000 x 64 float32 chunks took
-# 770-1550 ms in parallel against 27-33 ms serial under load (17-20 ms parallel when quiet).
-# Below ~4M elements (about 2 ms of serial work) a possible stall costs more than threads save.
-_SERIAL_BELOW = 1 << 22
-
-
 def _batch_moments(X, sample_weight):
     """(sum of weights, mean, M2) of each column of the C-contiguous float array X."""
-    row_block, col_block = column_blocks(*X.shape)
-    kernel = weighted_column_moments.serial if X.size < _SERIAL_BELOW else weighted_column_moments
-    weight_sum, mean, m2, nonfinite = kernel(X, sample_weight, row_block, col_block)
-    if nonfinite:
-        raise ValueError(
-            f"Input X contains infinity or a value too large for {X.dtype!r} "
-            "(NaN marks a missing value; infinities are rejected)."
-        )
-    return weight_sum, mean, m2
-
-
-def _columns_affine_2d(X, centre, scale, shift, out):
-    """out = (X - centre) * scale + shift per column of the C-contiguous (n, f) array X."""
-    n, f = X.shape
-    params = [np.ascontiguousarray(p, dtype=np.float64).reshape(1, f) for p in (centre, scale, shift)]
-    columns_affine(X.reshape(1, n, f), *params, out.reshape(1, n, f))
+    with F.streaming_kernels():
+        return F.column_moments(X, sample_weight)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +280,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             if reset:
                 sum_w, mean, m2 = weight_b, mean_b, m2_b
             else:
-                sum_w, mean, m2 = merge_moment_arrays(
+                sum_w, mean, m2 = F.merge_moments(
                     self._sum_weights, self.mean_, self._m2, weight_b, mean_b, m2_b
                 )
             var = np.divide(m2, sum_w, out=np.zeros_like(m2), where=sum_w > 0)
@@ -386,7 +361,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             names is not None and not np.array_equal(names, other_names)
         ):
             raise ValueError("cannot merge normalizers fitted on different feature names")
-        sum_w, mean, m2 = merge_moment_arrays(
+        sum_w, mean, m2 = F.merge_moments(
             self._sum_weights, self.mean_, self._m2, other._sum_weights, other.mean_, other._m2
         )
         var = np.divide(m2, sum_w, out=np.zeros_like(m2), where=sum_w > 0)
@@ -415,7 +390,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         in_place = not copy and X.flags.c_contiguous and X.flags.writeable
         X = np.ascontiguousarray(X)
         out = X if in_place else np.empty_like(X)
-        _columns_affine_2d(X, centre, factor, shift, out)
+        F.columns_affine(X, centre, factor, shift, out)
         return out
 
     def transform(self, X, copy=None):
@@ -548,7 +523,7 @@ class LayerNormalizer(_RowNormalizer):
         self.eps = eps
 
     def _normalize(self, X, eps):
-        return layer_norm(X, (X.shape[1],), eps=eps)
+        return F.layer_norm(X, (X.shape[1],), eps=eps)
 
 
 class GroupNormalizer(_RowNormalizer):
@@ -582,7 +557,7 @@ class GroupNormalizer(_RowNormalizer):
             )
 
     def _normalize(self, X, eps):
-        return group_norm(X, int(self.n_groups), eps=eps)
+        return F.group_norm(X, int(self.n_groups), eps=eps)
 
 
 class InstanceNormalizer(_RowNormalizer):
@@ -619,4 +594,4 @@ class InstanceNormalizer(_RowNormalizer):
     def _normalize(self, X, eps):
         n, f = X.shape
         c = int(self.n_channels)
-        return instance_norm(X.reshape(n, c, f // c), eps=eps).reshape(n, f)
+        return F.instance_norm(X.reshape(n, c, f // c), eps=eps).reshape(n, f)

@@ -113,15 +113,15 @@ def test_workqueue_layer_is_serialized_with_a_warning():
 
 def test_serial_kernels_give_the_same_bits_and_restore_the_mode():
     import fastnorm
-    from fastnorm._kernels import _flags
+    from fastnorm._kernels import policy
 
     x = np.random.default_rng(4).standard_normal((64, 32, 16, 16)).astype(np.float32)
-    assert x.size >= _flags.PARALLEL_MIN_ELEMENTS  # the threaded kernels serve it by default
+    assert policy.use_threads(x.size)  # the threaded kernels serve it by default
     threaded = fastnorm.batch_norm(x, training=True)
     with fastnorm.serial_kernels():
         with fastnorm.serial_kernels():
             pass
-        assert _flags._serial_mode.on
+        assert not policy.use_threads(x.size)
         serial = fastnorm.batch_norm(x, training=True)
-    assert not _flags._serial_mode.on
+    assert policy.use_threads(x.size)
     np.testing.assert_array_equal(serial, threaded)

@@ -521,9 +521,9 @@ def test_set_output_polars(rng):
 def test_statistics_bitwise_identical_for_1_and_2_threads(rng):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has fewer than 2 threads")
-    from fastnorm.preprocessing import _SERIAL_BELOW
+    from fastnorm._kernels.policy import STREAMING_MIN_ELEMENTS
 
-    n = _SERIAL_BELOW // 64 + 100  # large enough for the parallel kernel
+    n = STREAMING_MIN_ELEMENTS // 64 + 100  # large enough for the parallel kernel
     X = _data(rng, n=n, f=64, nan_fraction=0.05, dtype=np.float32)
     w = rng.uniform(0.0, 2.0, X.shape[0])
     saved = numba.get_num_threads()

@@ -25,7 +25,7 @@ def _numpy_moments(chunk):
 def _make_partial_fit():
     from sklearn.preprocessing import StandardScaler
 
-    from .._kernels.merge import merge_moment_arrays
+    from ..functional import merge_moments
     from ..preprocessing import BatchNormalizer
 
     X = _data()
@@ -44,7 +44,7 @@ def _make_partial_fit():
     def numpy():
         state = _numpy_moments(X[:CHUNK])
         for i in starts[1:]:
-            state = merge_moment_arrays(*state, *_numpy_moments(X[i:i + CHUNK]))
+            state = merge_moments(*state, *_numpy_moments(X[i:i + CHUNK]))
         return state
 
     return {"fastnorm": fastnorm, "sklearn": sklearn, "numpy": numpy}

@@ -1,10 +1,14 @@
 """Torch-compatible normalization functions on NumPy arrays.
 
 The ``*_forward`` variants also return a context from which ``channel_norm_backward`` (batch,
-group, instance norm) or ``rows_norm_backward`` (layer, RMS norm) compute the gradients.
+group, instance norm) or ``rows_norm_backward`` (layer, RMS norm) compute the gradients. The building blocks below them
+(column moments, the moments merge, the per-column affine map, optimizer steps, the kernel
+threading policy) are the only way the rest of fastnorm reaches ``fastnorm._kernels``.
 """
 
+from .._kernels.policy import serial_kernels, streaming_kernels
 from ._channel_context import channel_norm_backward
+from .affine import columns_affine
 from .batch_norm import batch_norm, batch_norm_forward, feature_moments
 from .group_norm import group_norm, group_norm_forward, instance_norm, instance_norm_forward
 from .layer_norm import (
@@ -14,11 +18,16 @@ from .layer_norm import (
     rms_norm_forward,
     rows_norm_backward,
 )
+from .moments import column_moments, merge_moments
+from .optim import adam_step, sgd_step
 
 __all__ = [
+    "adam_step",
     "batch_norm",
     "batch_norm_forward",
     "channel_norm_backward",
+    "column_moments",
+    "columns_affine",
     "feature_moments",
     "group_norm",
     "group_norm_forward",
@@ -26,7 +35,11 @@ __all__ = [
     "instance_norm_forward",
     "layer_norm",
     "layer_norm_forward",
+    "merge_moments",
     "rms_norm",
     "rms_norm_forward",
     "rows_norm_backward",
+    "serial_kernels",
+    "sgd_step",
+    "streaming_kernels",
 ]

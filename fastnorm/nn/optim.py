@@ -3,14 +3,14 @@
 An optimizer is built from a :class:`~fastnorm.nn._module.Module` (its flattened ``params`` are
 used, and ``step()`` reads its ``grads``) or from a dict ``name -> array`` (then pass the gradients
 to ``step(grads)`` as a dict with the same keys). Contiguous float32/float64 arrays are updated by
-one Numba kernel per array (``fastnorm._kernels.optim``); anything else falls back to NumPy with the same formula.
+one Numba kernel per array (``fastnorm.functional.adam_step`` / ``sgd_step``); anything else falls back to NumPy with the same formula.
 """
 
 import math
 
 import numpy as np
 
-from .._kernels.optim import adam_update, sgd_update
+from ..functional import adam_step, sgd_step
 from ._module import Module
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
@@ -106,7 +106,7 @@ class SGD(Optimizer):
         pf, gf = _flat(p), _flat(np.ascontiguousarray(g, dtype=p.dtype))
         if pf is not None and gf is not None:
             bf = buf.reshape(-1) if buf is not None else pf
-            sgd_update(pf, gf, bf, self.lr, self.momentum, self.dampening,
+            sgd_step(pf, gf, bf, self.lr, self.momentum, self.dampening,
                         self.weight_decay, self.nesterov, first)
             return
         g = np.asarray(g, dtype=p.dtype)
@@ -155,7 +155,7 @@ class Adam(Optimizer):
         bc2_sqrt = math.sqrt(1.0 - b2 ** t)
         pf, gf = _flat(p), _flat(np.ascontiguousarray(g, dtype=p.dtype))
         if pf is not None and gf is not None:
-            adam_update(pf, gf, m.reshape(-1), v.reshape(-1), self.lr, b1, b2, self.eps,
+            adam_step(pf, gf, m.reshape(-1), v.reshape(-1), self.lr, b1, b2, self.eps,
                          step_size, bc2_sqrt, self.weight_decay, self._decoupled)
             return
         g = np.asarray(g, dtype=p.dtype)

@@ -1,0 +1,102 @@
+"""When kernels run threaded, in one place: the size thresholds, ``serial_kernels()``, and the
+choice of Numba's threading layer.
+
+A kernel compiled twice (``_flags.ParallelKernel``) asks :func:`use_threads` which twin to run.
+Both twins cut work into the same blocks, so the answer never changes a result, only its speed.
+"""
+
+import contextlib
+import os
+import threading
+import warnings
+
+# Below this many elements a parallel region costs more than it saves (and, on a busy machine,
+# waits for a descheduled thread).
+PARALLEL_MIN_ELEMENTS = 1 << 18
+# Streaming calls (many small batches): a stalled parallel region costs more than threads save.
+STREAMING_MIN_ELEMENTS = 1 << 22
+# Inside serial_kernels(): never threaded.
+NEVER = float("inf")
+
+_local = threading.local()
+
+
+def min_parallel_elements():
+    """The smallest input, in elements, that runs threaded in this Python thread."""
+    return getattr(_local, "min_elements", PARALLEL_MIN_ELEMENTS)
+
+
+def use_threads(n_elements):
+    return n_elements >= min_parallel_elements()
+
+
+@contextlib.contextmanager
+def kernel_threshold(min_elements):
+    """Run kernels threaded only for inputs of at least ``min_elements`` in this Python thread;
+    never lowers a stricter threshold set by an enclosing context."""
+    previous = min_parallel_elements()
+    _local.min_elements = max(previous, min_elements)
+    try:
+        yield
+    finally:
+        _local.min_elements = previous
+
+
+def serial_kernels():
+    """Run fastnorm's kernels without threads in this Python thread (results are bitwise the
+    same). For loops that interleave them with multithreaded BLAS: a parallel region right after
+    a matrix product waits on BLAS's spinning threads."""
+    return kernel_threshold(NEVER)
+
+
+def streaming_kernels():
+    """Threads only for batches large enough to pay for a possible stall (``partial_fit``)."""
+    return kernel_threshold(STREAMING_MIN_ELEMENTS)
+
+
+# -- threading layer ---------------------------------------------------------------------------
+
+_NO_LOCK = contextlib.nullcontext()
+_layer_checked = False
+_layer_check_lock = threading.Lock()
+_workqueue_lock = None  # a Lock when Numba's threading layer is not thread-safe
+
+
+def _choose_layer():
+    """Ask Numba for a thread-safe layer (OpenMP or TBB) unless the user chose one: two Python
+    threads entering a parallel region at once abort the process under "workqueue". Done at the
+    first threaded call, not at import, so importing fastnorm changes no process setting."""
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        from numba.np.ufunc import parallel
+
+        if not getattr(parallel, "_is_initialized", False):
+            numba.config.THREADING_LAYER = "threadsafe"
+
+
+def parallel_guard():
+    """Nothing on a thread-safe layer (OpenMP, TBB). If Numba runs on "workqueue" (chosen by the
+    user, or before fastnorm's first call), concurrent parallel calls would abort the process:
+    serialize them, and say so once."""
+    global _layer_checked, _workqueue_lock
+    if not _layer_checked:
+        with _layer_check_lock:
+            if not _layer_checked:
+                try:
+                    import numba
+                    from numba.np.ufunc.parallel import _launch_threads
+
+                    _choose_layer()
+                    _launch_threads()
+                    if numba.threading_layer() == "workqueue":
+                        _workqueue_lock = threading.Lock()
+                        warnings.warn(
+                            "Numba runs on its 'workqueue' threading layer, which is not "
+                            "thread-safe: fastnorm serializes its parallel kernels. Set "
+                            "NUMBA_THREADING_LAYER=omp (or install tbb) to avoid this.",
+                            RuntimeWarning, stacklevel=4)
+                except (ImportError, ValueError, AttributeError):
+                    pass  # private Numba API moved: keep the layer Numba picks
+                _layer_checked = True
+    return _workqueue_lock or _NO_LOCK
