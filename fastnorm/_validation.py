@@ -63,15 +63,10 @@ class Interval(Rule):
     def check(self, value, name):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, self.kind):
             self.fail(value, name, TypeError)
-        if self.kind is numbers.Integral:
-            value = int(value)
-        else:
-            value = float(value)
-            if not math.isfinite(value):
-                self.fail(value, name)
-        if not self._in_range(value):
+        number = int(value) if self.kind is numbers.Integral else float(value)
+        if not math.isfinite(number) or not self._in_range(number):
             self.fail(value, name)
-        return value
+        return number
 
 
 class Options(Rule):
