@@ -7,9 +7,8 @@ The functional API (``batch_norm``, ``layer_norm``, ``group_norm``, ``instance_n
 
 import importlib
 
+from ._version import __version__
 from .functional import batch_norm, group_norm, instance_norm, layer_norm, rms_norm, serial_kernels
-
-__version__ = "0.1.0"
 
 # public name -> submodule that defines it (imported on first access)
 _LAZY = {
