@@ -6,6 +6,7 @@ Both twins cut work into the same blocks, so the answer never changes a result, 
 """
 
 import contextlib
+import ctypes
 import os
 import threading
 import warnings
@@ -27,7 +28,32 @@ def min_parallel_elements():
 
 
 def use_threads(n_elements):
-    return n_elements >= min_parallel_elements()
+    return not _forked_after_threads and n_elements >= min_parallel_elements()
+
+
+# A child made by fork() after the parent started Numba's thread pool inherits a pool that is not
+# there: GNU OpenMP aborts ("fork() called from a process already using GNU OpenMP"). Such a child
+# runs the serial twins (same blocks, so the same bits); spawn and forkserver children start clean.
+_forked_after_threads = False
+
+
+def _threads_started():
+    try:
+        from numba.np.ufunc import parallel
+
+        return bool(getattr(parallel, "_is_initialized", False))
+    except ImportError:
+        return False
+
+
+def _after_fork_in_child():
+    global _forked_after_threads
+    if _threads_started():
+        _forked_after_threads = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextlib.contextmanager
@@ -75,6 +101,29 @@ def _choose_layer():
             numba.config.THREADING_LAYER = "threadsafe"
 
 
+def _safe_layers():
+    """The thread-safe layers Numba can load in this environment."""
+    layers = []
+    for name, module in (("tbb", "numba.np.ufunc.tbbpool"), ("omp", "numba.np.ufunc.omppool")):
+        try:
+            __import__(module)
+            layers.append(name)
+        except ImportError:
+            pass
+    return layers
+
+
+def _workqueue_message():
+    text = ("Numba runs on its 'workqueue' threading layer, which is not thread-safe: fastnorm "
+            "serializes its parallel kernels.")
+    layers = _safe_layers()
+    if layers:
+        text += (f" Unset NUMBA_THREADING_LAYER, or set it to 'threadsafe' (here: "
+                 f"{' or '.join(layers)}), to run them concurrently; fork-based process pools "
+                 "keep working (kernels in forked children run single-threaded).")
+    return text
+
+
 def parallel_guard():
     """Nothing on a thread-safe layer (OpenMP, TBB). If Numba runs on "workqueue" (chosen by the
     user, or before fastnorm's first call), concurrent parallel calls would abort the process:
@@ -88,15 +137,45 @@ def parallel_guard():
                     from numba.np.ufunc.parallel import _launch_threads
 
                     _choose_layer()
+                    openmp = _openmp_nesting()
                     _launch_threads()
+                    _restore_openmp_nesting(openmp)
                     if numba.threading_layer() == "workqueue":
                         _workqueue_lock = threading.Lock()
-                        warnings.warn(
-                            "Numba runs on its 'workqueue' threading layer, which is not "
-                            "thread-safe: fastnorm serializes its parallel kernels. Set "
-                            "NUMBA_THREADING_LAYER=omp (or install tbb) to avoid this.",
-                            RuntimeWarning, stacklevel=4)
+                        warnings.warn(_workqueue_message(), RuntimeWarning, stacklevel=4)
                 except (ImportError, ValueError, AttributeError):
                     pass  # private Numba API moved: keep the layer Numba picks
                 _layer_checked = True
     return _workqueue_lock or _NO_LOCK
+
+
+# -- OpenMP settings -----------------------------------------------------------------------------
+# Numba's OpenMP pool turns nested parallelism on when it starts, for the whole process: a library
+# that later binds to the same libgomp (PyTorch) then runs its parallel loops nested and many
+# times slower. fastnorm's kernels never nest, so the setting is put back as it was found.
+
+
+def _libgomp():
+    try:
+        return ctypes.CDLL("libgomp.so.1")
+    except OSError:
+        return None
+
+
+def _openmp_nesting():
+    """(libgomp, nested, max active levels) as found, or None without GNU OpenMP."""
+    lib = _libgomp()
+    if lib is None:
+        return None
+    return lib, lib.omp_get_nested(), lib.omp_get_max_active_levels()
+
+
+def _restore_openmp_nesting(found):
+    if found is None:
+        return
+    lib, nested, levels = found
+    if (lib.omp_get_nested(), lib.omp_get_max_active_levels()) == (nested, levels):
+        return
+    lib.omp_set_nested(nested)
+    if nested:
+        lib.omp_set_max_active_levels(levels)
