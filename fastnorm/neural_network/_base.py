@@ -221,7 +221,7 @@ class _BaseMLP(BaseEstimator):
                                    for s in range(0, X.shape[0], _PREDICT_CHUNK)])
 
     def __setstate__(self, state):
-        state.pop("_net64", None)  # the float64 copy kept by pickles of fastnorm <= 0.x
+        state.pop("_net64", None)  # the float64 copy that pickles made before inference used the current net_
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ batch norm tools
