@@ -21,6 +21,8 @@ class Sequential(Module):
     def __init__(self, *layers):
         # Module.__init__ would assign self.params / self.grads, which are properties here
         self.training = True
+        self._buffer_names = {}
+        self._saved = {}
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         for layer in layers:
@@ -46,11 +48,13 @@ class Sequential(Module):
         self.layers.append(layer)
         return self
 
+    def named_children(self):
+        return ((str(i), layer) for i, layer in enumerate(self.layers))
+
     # flattened views
     @property
     def params(self):
-        return {f"{i}.{key}": value for i, layer in enumerate(self.layers)
-                for key, value in layer.params.items()}
+        return dict(self.named_parameters())
 
     @property
     def grads(self):
@@ -69,16 +73,6 @@ class Sequential(Module):
             if g is None:  # a first Linear with input_grad=False: nothing below needs it
                 break
         return g
-
-    def train(self, mode=True):
-        self.training = bool(mode)
-        for layer in self.layers:
-            layer.train(mode)
-        return self
-
-    def zero_grad(self):
-        for layer in self.layers:
-            layer.zero_grad()
 
     def fold_batchnorm(self):
         """Return a new ``Sequential`` with each eval-mode batch norm folded into the linear

@@ -20,7 +20,25 @@ def softmax(logits, axis=-1):
     return e
 
 
-class CrossEntropyLoss:
+class _Loss:
+    """``forward`` saves what ``backward`` needs in ``self._saved``, never pickled or copied."""
+
+    def __init__(self):
+        self._saved = {}
+
+    def __call__(self, prediction, target):
+        return self.forward(prediction, target)
+
+    def __getstate__(self):
+        return {**vars(self), "_saved": {}}
+
+    def __deepcopy__(self, memo):
+        new = self.__class__.__new__(self.__class__)
+        new.__dict__.update(self.__getstate__())
+        return new
+
+
+class CrossEntropyLoss(_Loss):
     """Softmax cross-entropy on integer class labels, averaged over the batch
     (``torch.nn.CrossEntropyLoss()`` with ``reduction="mean"``).
 
@@ -28,13 +46,6 @@ class CrossEntropyLoss:
     ``[0, K)`` of shape ``(N,)``. Computed as ``logsumexp(z) - z[target]`` with ``z`` shifted by
     the row maximum; the per-row losses are summed in float64.
     """
-
-    def __init__(self):
-        self._p = None
-        self._target = None
-
-    def __call__(self, logits, target):
-        return self.forward(logits, target)
 
     def forward(self, logits, target):
         logits = np.asarray(logits)
@@ -54,28 +65,21 @@ class CrossEntropyLoss:
         rows = np.arange(n)
         per_row = np.log(s[:, 0]) - z[rows, target]
         e /= s
-        self._p = e
-        self._target = target
+        self._saved = {"p": e, "target": target}
         return float(np.sum(per_row, dtype=np.float64) / max(n, 1))
 
     def backward(self):
-        if self._p is None:
+        if "p" not in self._saved:
             raise RuntimeError("backward called before forward")
-        g = self._p.copy()
+        g = self._saved["p"].copy()
         n = g.shape[0]
-        g[np.arange(n), self._target] -= 1
+        g[np.arange(n), self._saved["target"]] -= 1
         g *= g.dtype.type(1.0 / max(n, 1))
         return g
 
 
-class MSELoss:
+class MSELoss(_Loss):
     """Mean squared error over all elements (``torch.nn.MSELoss()``)."""
-
-    def __init__(self):
-        self._diff = None
-
-    def __call__(self, prediction, target):
-        return self.forward(prediction, target)
 
     def forward(self, prediction, target):
         prediction = np.asarray(prediction)
@@ -83,10 +87,11 @@ class MSELoss:
         if target.shape != prediction.shape:
             raise ValueError(f"target shape {target.shape} != prediction shape {prediction.shape}")
         diff = prediction - target
-        self._diff = diff
+        self._saved = {"diff": diff}
         return float(np.sum(np.square(diff, dtype=np.float64)) / max(diff.size, 1))
 
     def backward(self):
-        if self._diff is None:
+        diff = self._saved.get("diff")
+        if diff is None:
             raise RuntimeError("backward called before forward")
-        return self._diff * self._diff.dtype.type(2.0 / max(self._diff.size, 1))
+        return diff * diff.dtype.type(2.0 / max(diff.size, 1))

@@ -1,30 +1,10 @@
 """Normalization layers: the functional API plus parameters, buffers and a backward pass."""
 
-import numbers
-
 import numpy as np
 
 from .. import functional as F
+from .._validation import EPS, EPS_OR_NONE, FLOAT_DTYPE, MOMENTUM_OR_NONE, POSITIVE_INT, IntTuple, check
 from ._module import Module
-
-
-def _float_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
-
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _shape_tuple(normalized_shape):
-    if isinstance(normalized_shape, numbers.Integral):
-        return (_positive_int(normalized_shape, "normalized_shape"),)
-    return tuple(_positive_int(s, "normalized_shape") for s in normalized_shape)
 
 
 class _Norm(Module):
@@ -32,14 +12,12 @@ class _Norm(Module):
 
     def __init__(self, param_shape, affine, dtype, with_bias=True):
         super().__init__()
-        self.dtype = _float_dtype(dtype)
+        self.dtype = check(dtype, "dtype", FLOAT_DTYPE)
         self.affine = bool(affine)
         if self.affine:
-            self.params["weight"] = np.ones(param_shape, dtype=self.dtype)
+            self.register_parameter("weight", np.ones(param_shape, dtype=self.dtype))
             if with_bias:
-                self.params["bias"] = np.zeros(param_shape, dtype=self.dtype)
-            self.zero_grad()
-        self._ctx = None
+                self.register_parameter("bias", np.zeros(param_shape, dtype=self.dtype))
 
     def _weight(self):
         return self.params.get("weight")
@@ -51,9 +29,10 @@ class _Norm(Module):
         raise NotImplementedError
 
     def backward(self, grad_out):
-        if self._ctx is None:
+        ctx = self._saved.get("ctx")
+        if ctx is None:
             raise RuntimeError("backward() called before forward()")
-        grad_x, grad_w, grad_b = self._backward_fn(self._ctx, grad_out)
+        grad_x, grad_w, grad_b = self._backward_fn(ctx, grad_out)
         # written into the existing arrays: the step's gradients replace the previous ones
         for key, grad in (("weight", grad_w), ("bias", grad_b)):
             if key in self.grads:
@@ -65,38 +44,45 @@ class _RunningStats(_Norm):
     """Batch-statistics layers with optional running averages (batch and instance norm)."""
 
     def __init__(self, num_features, eps, momentum, affine, track_running_stats, dtype):
-        self.num_features = _positive_int(num_features, "num_features")
+        self.num_features = check(num_features, "num_features", POSITIVE_INT)
         super().__init__((self.num_features,), affine, dtype)
-        self.eps = F._checks.check_eps(eps)
-        if momentum is not None:
-            F._checks.check_momentum(momentum)
+        self.eps = check(eps, "eps", EPS)
+        check(momentum, "momentum", MOMENTUM_OR_NONE)
         self.momentum = momentum
         self.track_running_stats = bool(track_running_stats)
-        if self.track_running_stats:
-            self.running_mean = np.zeros(self.num_features, dtype=self.dtype)
-            self.running_var = np.ones(self.num_features, dtype=self.dtype)
-            self.num_batches_tracked = 0
-        else:
-            self.running_mean = self.running_var = None
-            self.num_batches_tracked = None
+        track = self.track_running_stats
+        # updated in place by the functional calls: never rebound in forward
+        self.register_buffer("running_mean",
+                             np.zeros(self.num_features, dtype=self.dtype) if track else None)
+        self.register_buffer("running_var",
+                             np.ones(self.num_features, dtype=self.dtype) if track else None)
+        self.register_buffer("num_batches_tracked", 0 if track else None)
+
+    def _upgrade_state(self):
+        # pickled before buffers were registered: plain attributes, an int batch count
+        if "running_mean" not in self._buffer_names:
+            count = vars(self).get("num_batches_tracked")
+            for name in ("running_mean", "running_var"):
+                self._buffer_names[name] = True
+            self.register_buffer("num_batches_tracked", count)
 
     def reset_running_stats(self):
         if self.track_running_stats:
             self.running_mean[...] = 0
             self.running_var[...] = 1
-            self.num_batches_tracked = 0
+            self.num_batches_tracked[...] = 0
 
     def _momentum_for_step(self):
         """PyTorch's rule: momentum=None is a cumulative average over the batches tracked,
         this one included. The count itself moves only once the forward pass has succeeded."""
         if self.momentum is None:
             counted = self.training and self.track_running_stats
-            return 1.0 / (self.num_batches_tracked + 1) if counted else 0.0
+            return 1.0 / (int(self.num_batches_tracked) + 1) if counted else 0.0
         return self.momentum
 
     def _count_batch(self):
         if self.training and self.track_running_stats:
-            self.num_batches_tracked += 1
+            self.num_batches_tracked += 1  # a 0-d array: in place
 
     def _check_channels(self, x):
         shape = np.shape(x)
@@ -123,7 +109,7 @@ class BatchNorm(_RunningStats):
     def forward(self, x):
         self._check_channels(x)
         use_batch_stats = self.training or not self.track_running_stats
-        y, self._ctx = F.batch_norm_forward(
+        y, self._saved["ctx"] = F.batch_norm_forward(
             x, self.running_mean, self.running_var, self._weight(), self._bias(),
             use_batch_stats, self._momentum_for_step(), self.eps, axis=self.axis)
         self._count_batch()
@@ -146,7 +132,7 @@ class InstanceNorm(_RunningStats):
     def forward(self, x):
         self._check_channels(x)
         use_input_stats = self.training or not self.track_running_stats
-        y, self._ctx = F.instance_norm_forward(
+        y, self._saved["ctx"] = F.instance_norm_forward(
             x, self.running_mean, self.running_var, self._weight(), self._bias(),
             use_input_stats, self._momentum_for_step(), self.eps, axis=self.axis)
         self._count_batch()
@@ -162,16 +148,23 @@ class GroupNorm(_Norm):
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, *, axis=1,
                  dtype=np.float32):
-        self.num_groups = _positive_int(num_groups, "num_groups")
-        self.num_channels = _positive_int(num_channels, "num_channels")
+        self.num_groups = check(num_groups, "num_groups", POSITIVE_INT)
+        self.num_channels = check(num_channels, "num_channels", POSITIVE_INT)
         if self.num_channels % self.num_groups:
             raise ValueError(f"num_groups={num_groups} must divide num_channels={num_channels}")
         super().__init__((self.num_channels,), affine, dtype)
-        self.eps = F._checks.check_eps(eps)
+        self.eps = check(eps, "eps", EPS)
         self.axis = axis
 
     def forward(self, x):
-        y, self._ctx = F.group_norm_forward(x, self.num_groups, self._weight(), self._bias(),
+        shape = np.shape(x)
+        # without affine parameters the functional call has nothing to check the channels against
+        if len(shape) >= 2 and -len(shape) <= self.axis < len(shape) \
+                and shape[self.axis] != self.num_channels:
+            raise ValueError(
+                f"GroupNorm(num_channels={self.num_channels}) got an input with "
+                f"{shape[self.axis]} channels on axis {self.axis} (input shape {shape})")
+        y, self._saved["ctx"] = F.group_norm_forward(x, self.num_groups, self._weight(), self._bias(),
                                             self.eps, axis=self.axis)
         return y
 
@@ -186,12 +179,12 @@ class LayerNorm(_Norm):
     """Layer normalization over the trailing ``normalized_shape`` dimensions."""
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, *, dtype=np.float32):
-        self.normalized_shape = _shape_tuple(normalized_shape)
+        self.normalized_shape = check(normalized_shape, "normalized_shape", IntTuple())
         super().__init__(self.normalized_shape, elementwise_affine, dtype)
-        self.eps = F._checks.check_eps(eps)
+        self.eps = check(eps, "eps", EPS)
 
     def forward(self, x):
-        y, self._ctx = F.layer_norm_forward(x, self.normalized_shape, self._weight(),
+        y, self._saved["ctx"] = F.layer_norm_forward(x, self.normalized_shape, self._weight(),
                                             self._bias(), self.eps)
         return y
 
@@ -206,12 +199,12 @@ class RMSNorm(_Norm):
     """Root-mean-square normalization over the trailing ``normalized_shape`` dimensions."""
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, *, dtype=np.float32):
-        self.normalized_shape = _shape_tuple(normalized_shape)
+        self.normalized_shape = check(normalized_shape, "normalized_shape", IntTuple())
         super().__init__(self.normalized_shape, elementwise_affine, dtype, with_bias=False)
-        self.eps = F._checks.check_eps(eps, allow_none=True)
+        self.eps = check(eps, "eps", EPS_OR_NONE)
 
     def forward(self, x):
-        y, self._ctx = F.rms_norm_forward(x, self.normalized_shape, self._weight(), self.eps)
+        y, self._saved["ctx"] = F.rms_norm_forward(x, self.normalized_shape, self._weight(), self.eps)
         return y
 
     def _backward_fn(self, ctx, grad_out):

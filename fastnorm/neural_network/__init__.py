@@ -1,0 +1,40 @@
+"""scikit-learn multi-layer perceptrons with normalization layers, trained on the CPU.
+
+:class:`MLPClassifier` and :class:`MLPRegressor` build a :class:`~fastnorm.nn.Sequential`
+``[Linear -> Norm -> activation -> Dropout] * len(hidden_layer_sizes) -> Linear``: the
+normalization sits between the linear layer and the activation, as in the batch-norm paper.
+Training uses mini-batches, PyTorch's optimizers (``"adam"``, ``"adamw"``, ``"sgd"``), softmax
+cross-entropy or mean squared error.
+
+Behaviour worth knowing:
+
+- Inference (``predict``, ``predict_proba``, ``score``) runs the network in eval mode: batch norm
+  uses its running statistics, never the statistics of the rows being predicted, so predicting one
+  row at a time gives the same result as predicting the whole set. It runs on a float64 copy of
+  the current weights of ``net_``, made on each call (so edited or loaded weights are used):
+  float32 BLAS products round differently depending on how many rows they have (~1e-6 relative),
+  float64 ones ~1e-16, so batching does not change predictions. This is slower than float32;
+  ``model.net_.eval().forward(X.astype(np.float32))`` gives the float32 logits directly.
+- ``batch_size`` larger than the training set is clipped to its size (with a warning), as in
+  scikit-learn. With ``normalization="batch"``, ``batch_size=1`` is rejected (batch statistics of
+  one row are undefined), a training set of one row is rejected, and a final mini-batch of a single
+  row is merged into the previous one.
+- NaN or infinity in ``X`` or ``y``, a wrong number of features, a single class: ``ValueError``.
+- A run whose loss becomes NaN or infinite stops with :class:`TrainingDivergedError`; the
+  estimator is left as it was before the call (unfitted after a fresh ``fit``).
+
+Layout: ``_base`` (parameters, validation, fitted state, predict), ``_classifier`` /
+``_regressor``, ``_network`` (layer registry, optimizer), ``_training`` (the epoch loop) and
+``_callbacks`` (divergence, early stopping, progress output).
+"""
+
+from ._callbacks import TrainingDivergedError
+from ._classifier import MLPClassifier
+from ._regressor import MLPRegressor
+
+__all__ = ["MLPClassifier", "MLPRegressor", "TrainingDivergedError"]
+
+# pickles name the classes by this package, whatever module of it defines them
+for _cls in (MLPClassifier, MLPRegressor, TrainingDivergedError):
+    _cls.__module__ = __name__
+del _cls

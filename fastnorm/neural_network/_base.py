@@ -1,0 +1,259 @@
+"""``_BaseMLP``: the scikit-learn glue shared by :class:`MLPClassifier` and :class:`MLPRegressor`
+(parameters, validation, fitted state, fit / predict plumbing)."""
+
+import copy
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._validation import (FLOAT_DTYPE, MOMENTUM, MOMENTUM_OR_NONE, NON_NEGATIVE_INT,
+                           POSITIVE_INT, Boolean, Interval, IntTuple, NoneOr, Options, check_params)
+from ..nn import precise_batchnorm_statistics
+from ._network import (ACTIVATIONS, NORMALIZATIONS, SOLVERS, build_network, inference_copy,
+                       make_optimizer)
+from ._threads import thread_limit
+from ._training import fit_epochs
+
+_PREDICT_CHUNK = 8192
+
+
+class _AnyOf:
+    """A value accepted by one of ``rules`` (``ValueError`` when one of them took its kind but
+    not its value, else ``TypeError``)."""
+
+    def __init__(self, *rules):
+        self.rules = rules
+        self.description = " or ".join(r.description for r in rules)
+
+    def check(self, value, name):
+        error = TypeError
+        for rule in self.rules:
+            try:
+                return rule.check(value, name)
+            except ValueError:
+                error = ValueError
+            except TypeError:
+                pass
+        raise error(f"{name} must be {self.description}, got {value!r}")
+
+
+_REAL = numbers.Real
+_NON_NEGATIVE = Interval(_REAL, 0.0, None, closed="left")
+
+
+class _BaseMLP(BaseEstimator):
+    """Shared machinery of :class:`MLPClassifier` and :class:`MLPRegressor`."""
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": IntTuple(allow_empty=True),
+        "activation": Options(*ACTIVATIONS),
+        "normalization": Options(None, *NORMALIZATIONS),
+        "norm_groups": POSITIVE_INT,
+        "bn_momentum": MOMENTUM_OR_NONE,
+        "dropout": Interval(_REAL, 0.0, 1.0, closed="left"),
+        "solver": Options(*SOLVERS),
+        "learning_rate_init": Interval(_REAL, 0.0, None, closed="neither"),
+        "weight_decay": NoneOr(_NON_NEGATIVE),
+        "momentum": MOMENTUM,
+        "nesterovs_momentum": Boolean(),
+        "beta_1": Interval(_REAL, 0.0, 1.0, closed="left"),
+        "beta_2": Interval(_REAL, 0.0, 1.0, closed="left"),
+        "epsilon": _NON_NEGATIVE,
+        "batch_size": _AnyOf(Options("auto"), POSITIVE_INT),
+        "max_iter": POSITIVE_INT,
+        "shuffle": Boolean(),
+        "early_stopping": Boolean(),
+        "validation_fraction": Interval(_REAL, 0.0, 1.0, closed="neither"),
+        "n_iter_no_change": POSITIVE_INT,
+        "tol": _NON_NEGATIVE,
+        "warm_start": Boolean(),
+        "verbose": _AnyOf(Boolean(), NON_NEGATIVE_INT),
+        "n_threads": NoneOr(POSITIVE_INT),
+        "dtype": FLOAT_DTYPE,
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, normalization=None,
+                 norm_groups=8, bn_momentum=0.1, dropout=0.0, solver="adam",
+                 learning_rate_init=1e-3, weight_decay=None, momentum=0.9,
+                 nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 batch_size="auto", max_iter=200, shuffle=True, random_state=None,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
+                 warm_start=False, verbose=False, n_threads=None, dtype=np.float32):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.normalization = normalization
+        self.norm_groups = norm_groups
+        self.bn_momentum = bn_momentum
+        self.dropout = dropout
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.n_threads = n_threads
+        self.dtype = dtype
+
+    # ------------------------------------------------------------------ validation
+    def _checked_params(self):
+        """The parameters checked against ``_parameter_constraints`` and normalized, then the
+        rules that involve several of them."""
+        p = check_params(self, self._parameter_constraints)
+        if p["normalization"] == "batch" and p["batch_size"] == 1:
+            raise ValueError("normalization='batch' needs batch_size >= 2: batch statistics of a "
+                             "single row are undefined (use normalization='layer' or 'group' for "
+                             "batch size 1)")
+        if p["normalization"] == "group":
+            g = p["norm_groups"]
+            bad = [h for h in p["hidden_layer_sizes"] if h % g]
+            if bad:
+                raise ValueError(f"norm_groups={g} must divide every hidden layer size; "
+                                 f"{bad} are not divisible")
+        return p
+
+    # ------------------------------------------------------------------ fitted state
+    def _initialize(self, p, n_features, n_out):
+        rs = check_random_state(self.random_state)
+        self._rng = np.random.default_rng(rs.randint(0, 2**31 - 1))
+        self.net_ = build_network(p, n_features, n_out, self._rng).eval()
+        self._optimizer = make_optimizer(p, self.net_)
+        self.n_outputs_ = n_out
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self.best_loss_ = np.inf
+        self._no_improvement_count = 0
+        self.batchnorm_folded_ = False
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.best_validation_score_ = -np.inf if self.early_stopping else None
+
+    def _fitted_names(self):
+        """Every attribute set by fitting: a name ending or starting with ``_`` that is not a
+        constructor parameter (as scikit-learn's ``check_is_fitted`` reads ``vars``)."""
+        params = self.get_params(deep=False)
+        return [k for k in vars(self) if (k.endswith("_") or k.startswith("_"))
+                and not k.startswith("__") and k not in params]
+
+    def _snapshot(self):
+        return {k: copy.deepcopy(vars(self)[k]) for k in self._fitted_names()}
+
+    def _restore(self, state):
+        for k in self._fitted_names():
+            del self.__dict__[k]
+        if state:
+            self.__dict__.update(state)
+
+    def _check_trainable(self):
+        if getattr(self, "batchnorm_folded_", False):
+            raise ValueError("fold_batchnorm() removed the batch-norm layers of this model: it can "
+                             "no longer be trained. Refit from scratch (warm_start=False).")
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, X, y, incremental, classes=None):
+        p = self._checked_params()
+        first = not (incremental or self.warm_start) or not hasattr(self, "net_")
+        state = None if first else self._snapshot()
+        if not first:
+            self._check_trainable()
+        X, y = self._validate_xy(X, y, reset=first, dtype=p["dtype"])
+        y_enc, n_out = self._targets(y, first, classes)
+        try:
+            if first:
+                self._initialize(p, X.shape[1], n_out)
+            elif n_out != self.n_outputs_:
+                raise ValueError(f"y has {n_out} outputs but the fitted model has "
+                                 f"{self.n_outputs_}")
+            elif not incremental:
+                # a warm-started fit uses the current solver settings (as scikit-learn does);
+                # partial_fit keeps the optimizer state
+                self._optimizer = make_optimizer(p, self.net_)
+            n_epochs = 1 if incremental else p["max_iter"]
+            with thread_limit(p["n_threads"]):
+                fit_epochs(self, X, y_enc, n_epochs, incremental)
+        except Exception:
+            # divergence or any other error: leave the estimator as it was before the call
+            # (unfitted after a fresh fit). A KeyboardInterrupt keeps the epochs done so far.
+            self._restore(state)
+            raise
+        return self
+
+    def fit(self, X, y):
+        """Fit the network on ``(X, y)`` for up to ``max_iter`` epochs.
+
+        Stops earlier when the training loss (or, with ``early_stopping``, the validation score)
+        has not improved by ``tol`` for ``n_iter_no_change`` consecutive epochs. With
+        ``warm_start=True`` a fitted model continues from its current weights.
+        """
+        return self._fit(X, y, incremental=False)
+
+    # ------------------------------------------------------------------ inference
+    def _forward(self, X):
+        """Logits of ``X`` from a float64 eval-mode copy of the current ``net_``.
+
+        float32 BLAS kernels round differently depending on how many rows a product has, so a
+        row predicted alone and the same row predicted in a batch could differ in the last bits;
+        in float64 the differences are ~1e-16, far below what the float32 weights resolve. The
+        copy is made on every call, so edited or loaded weights are always used.
+        """
+        check_is_fitted(self, "net_")
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        net = inference_copy(self.net_, np.float64)
+        X = np.asarray(X, np.float64)
+        with thread_limit(self.n_threads):
+            if X.shape[0] <= _PREDICT_CHUNK:
+                return net.forward(X)
+            return np.concatenate([net.forward(X[s:s + _PREDICT_CHUNK])
+                                   for s in range(0, X.shape[0], _PREDICT_CHUNK)])
+
+    def __setstate__(self, state):
+        state.pop("_net64", None)  # the float64 copy that pickles made before inference used the current net_
+        super().__setstate__(state)
+
+    # ------------------------------------------------------------------ batch norm tools
+    def fold_batchnorm(self):
+        """Fold every batch-norm layer into the linear layer before it (in place).
+
+        Inference then skips the normalization step; predictions are unchanged up to rounding.
+        The folded model can no longer be trained (``partial_fit`` and warm starts raise).
+        Returns ``self``.
+        """
+        check_is_fitted(self, "net_")
+        folded = self.net_.eval().fold_batchnorm()
+        if len(folded) == len(self.net_):  # no batch norm: nothing changes, training may go on
+            return self
+        self.net_ = folded
+        self._optimizer = None
+        self.batchnorm_folded_ = True
+        return self
+
+    def recompute_batchnorm_statistics(self, X, batch_size=1024):
+        """Re-estimate every batch norm's running mean and variance exactly over ``X``
+        (PreciseBN, see :func:`fastnorm.nn.precise_batchnorm_statistics`). Returns ``self``."""
+        check_is_fitted(self, "net_")
+        X = validate_data(self, X, reset=False, dtype=np.dtype(self.dtype))
+        if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if X.shape[0] < 2:
+            raise ValueError("recompute_batchnorm_statistics needs at least 2 samples")
+        precise_batchnorm_statistics(self.net_, X, batch_size)
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

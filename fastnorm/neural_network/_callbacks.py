@@ -1,0 +1,157 @@
+"""Callbacks of the training loop: divergence checks, early stopping, progress output.
+
+Each callback gets the :class:`~fastnorm.neural_network._training.TrainingLoop` (``loop.est`` is
+the estimator, ``loop.net`` its network, ``loop.epoch`` the epoch being run, ``loop.n_batches``)
+at these hooks; all default to doing nothing:
+
+- ``on_epoch_begin(loop)`` before the first mini-batch of an epoch;
+- ``on_batch_end(loop, batch, loss, mean_loss)`` after each optimizer step (``batch`` counts from
+  0, ``loss`` is the batch's, ``mean_loss`` the epoch's running mean);
+- ``on_epoch_end(loop, loss)`` once the epoch's mean training loss is recorded; setting
+  ``loop.stop = True`` (with ``loop.stop_message``) ends training after this epoch;
+- ``on_epoch_error(loop)`` when the epoch raised (the error is re-raised afterwards);
+- ``on_train_end(loop)`` after the last epoch.
+"""
+
+import math
+import sys
+
+import numpy as np
+
+__all__ = ["TrainingDivergedError", "Callback", "DivergenceCheck", "EarlyStopping",
+           "ProgressBar", "PrintProgress"]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class Callback:
+    def on_epoch_begin(self, loop):
+        pass
+
+    def on_batch_end(self, loop, batch, loss, mean_loss):
+        pass
+
+    def on_epoch_end(self, loop, loss):
+        pass
+
+    def on_epoch_error(self, loop):
+        pass
+
+    def on_train_end(self, loop):
+        pass
+
+
+class DivergenceCheck(Callback):
+    """Stop with :class:`TrainingDivergedError` as soon as a batch loss is NaN or infinite, and
+    after an epoch whose parameters are not all finite."""
+
+    def on_batch_end(self, loop, batch, loss, mean_loss):
+        if not math.isfinite(loss):
+            est = loop.est
+            raise TrainingDivergedError(
+                f"{type(est).__name__} training diverged: the loss became {loss} at "
+                f"epoch {loop.epoch}, mini-batch {batch + 1}/{loop.n_batches} (solver="
+                f"{est.solver!r}, learning_rate_init={est.learning_rate_init}). Try a smaller "
+                f"learning_rate_init, a normalization layer, or scaling the inputs/targets.")
+
+    def on_epoch_end(self, loop, loss):
+        if not all(np.isfinite(p).all() for p in loop.net.params.values()):
+            raise TrainingDivergedError(
+                f"{type(loop.est).__name__} training diverged: parameters became NaN or "
+                f"infinite in epoch {loop.epoch}. Try a smaller learning_rate_init.")
+
+
+class EarlyStopping(Callback):
+    """scikit-learn's rule: stop when the monitored value has not improved by ``tol`` for
+    ``n_iter_no_change`` consecutive epochs (``stop`` False: count only, as ``partial_fit`` does).
+
+    With validation data the monitored value is ``est._val_score`` on it (higher is better),
+    recorded in ``est.validation_scores_``, and the weights of the best score are loaded back at
+    the end; otherwise it is the training loss. The count lives in the estimator
+    (``_no_improvement_count``), so it carries over warm starts and ``partial_fit`` calls.
+    """
+
+    def __init__(self, X_val=None, y_val=None, stop=True):
+        self.X_val, self.y_val, self.stop = X_val, y_val, stop
+        self.best_state = None
+
+    def on_epoch_end(self, loop, loss):
+        est = loop.est
+        if self.X_val is not None:
+            score = est._val_score(self.X_val, self.y_val)
+            est.validation_scores_.append(score)
+            worse = score < est.best_validation_score_ + est.tol
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                self.best_state = loop.net.state_dict()
+        else:
+            worse = loss > est.best_loss_ - est.tol
+        est._no_improvement_count = est._no_improvement_count + 1 if worse else 0
+        est.best_loss_ = min(est.best_loss_, loss)
+        if self.stop and est._no_improvement_count >= est.n_iter_no_change:
+            what = "Validation score" if self.X_val is not None else "Training loss"
+            loop.stop = True
+            loop.stop_message = (f"{what} did not improve more than tol={est.tol} for "
+                                 f"{est.n_iter_no_change} consecutive epochs. Stopping.")
+
+    def on_train_end(self, loop):
+        if self.best_state is not None:
+            # keep the weights (and running statistics) of the best validation score
+            loop.net.load_state_dict(self.best_state)
+
+
+class PrintProgress(Callback):
+    """One printed line per epoch (``verbose`` without tqdm), as scikit-learn's MLP prints."""
+
+    def on_epoch_end(self, loop, loss):
+        msg = f"Iteration {loop.epoch}, loss = {loss:.8f}"
+        if loop.validating:
+            msg += f", validation score = {loop.est.validation_scores_[-1]:.6f}"
+        print(msg)
+        if loop.stop:
+            print(loop.stop_message)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch on stderr with the running loss (``verbose`` with tqdm)."""
+
+    def __init__(self, tqdm):
+        self.tqdm = tqdm
+        self.bar = None
+
+    def on_epoch_begin(self, loop):
+        self.bar = self.tqdm(total=loop.n_batches, desc=f"epoch {loop.epoch}", leave=True,
+                             file=sys.stderr, dynamic_ncols=True)
+
+    def on_batch_end(self, loop, batch, loss, mean_loss):
+        if batch % 10 == 0 or batch == loop.n_batches - 1:
+            self.bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
+        self.bar.update(1)
+
+    def on_epoch_end(self, loop, loss):
+        postfix = {"loss": f"{loss:.4g}"}
+        if loop.validating:
+            postfix["val_score"] = f"{loop.est.validation_scores_[-1]:.4g}"
+        self.bar.set_postfix(postfix, refresh=False)
+        self._close()
+        if loop.stop:
+            print(loop.stop_message)
+
+    def on_epoch_error(self, loop):
+        self._close()
+
+    def _close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def progress_callback():
+    """The verbose output: a tqdm bar when tqdm is installed, else printed lines."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return PrintProgress()
+    return ProgressBar(tqdm)

@@ -1,0 +1,130 @@
+"""``MLPClassifier``: softmax cross-entropy on integer-encoded classes."""
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.metrics import accuracy_score
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import column_or_1d, validate_data
+
+from ..nn.losses import CrossEntropyLoss, log_softmax, softmax
+from ._base import _PREDICT_CHUNK, _BaseMLP
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier with optional normalization layers and dropout.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default (100,)
+        Width of each hidden layer.
+    activation : {"relu", "gelu", "tanh", "logistic", "sigmoid", "identity"}, default "relu"
+        Hidden activation. ReLU/GELU layers use He initialisation, the others Glorot.
+    normalization : {None, "batch", "layer", "group", "rms"}, default None
+        Normalization layer placed between each hidden linear layer and its activation. With
+        ``"batch"`` the linear layers have no bias (batch norm's shift replaces it).
+    norm_groups : int, default 8
+        Number of groups for ``normalization="group"``; must divide every hidden size.
+    bn_momentum : float or None, default 0.1
+        Momentum of batch norm's running averages (``None``: cumulative average).
+    dropout : float, default 0.0
+        Dropout probability after each hidden activation.
+    solver : {"adam", "adamw", "sgd"}, default "adam"
+        PyTorch's update rules (see :mod:`fastnorm.nn.optim`).
+    learning_rate_init : float, default 1e-3
+    weight_decay : float or None, default None
+        L2 penalty (``"adam"``, ``"sgd"``) or decoupled decay (``"adamw"``). ``None`` means the
+        solver's PyTorch default: 0 for adam and sgd, 0.01 for adamw.
+    momentum, nesterovs_momentum : SGD momentum in [0, 1] (default 0.9, Nesterov).
+    beta_1, beta_2, epsilon : Adam's constants.
+    batch_size : int or "auto", default "auto"
+        ``"auto"`` is ``min(200, n_samples)``; larger than the data: clipped with a warning.
+    max_iter : int, default 200
+        Maximum number of epochs.
+    shuffle : bool, default True
+        Shuffle the training rows each epoch.
+    random_state : int, RandomState or None
+        Seeds weights, dropout masks, shuffling and the validation split.
+    early_stopping : bool, default False
+        Hold out ``validation_fraction`` of the data (stratified) and stop when its accuracy has not
+        improved by ``tol`` for ``n_iter_no_change`` epochs; the best weights are kept.
+    validation_fraction : float, default 0.1
+    n_iter_no_change : int, default 10
+    tol : float, default 1e-4
+    warm_start : bool, default False
+        Continue from the fitted weights on ``fit``.
+    verbose : bool or int >= 0, default False
+        Show a progress bar per epoch with the running loss (tqdm if installed, else one printed
+        line per epoch).
+    n_threads : int or None, default None
+        Threads for BLAS (matrix products) and the Numba kernels during fit and predict; None
+        leaves the libraries' settings alone. On a busy or shared machine, ``n_threads=1`` avoids
+        BLAS threads spin-waiting on each other, which can make training many times slower.
+    dtype : float32 or float64, default numpy.float32
+        Precision of weights and computations.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, n_outputs_, n_iter_ (epochs run), t_ (optimizer steps),
+    loss_curve_ (mean training loss per epoch), best_loss_, validation_scores_ and
+    best_validation_score_ (with early stopping, else None), net_ (the
+    :class:`~fastnorm.nn.Sequential`), batchnorm_folded_.
+    """
+
+    def _validate_xy(self, X, y, reset, dtype):
+        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=False)
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if type_of_target(y) not in ("binary", "multiclass"):
+            raise ValueError(f"MLPClassifier supports binary and multiclass targets, got "
+                             f"{type_of_target(y)!r}")
+        return X, y
+
+    def _targets(self, y, first, classes):
+        if first:
+            cls = np.unique(np.asarray(classes) if classes is not None else y)
+            if len(cls) < 2:
+                raise ValueError("MLPClassifier needs at least 2 classes in y; got 1 class"
+                                 + (f" ({cls[0]!r})" if len(cls) else ""))
+        else:
+            cls = self.classes_
+        unseen = np.setdiff1d(np.unique(y), cls)
+        if unseen.size:
+            raise ValueError(f"y contains labels {unseen.tolist()} not in classes {cls.tolist()}")
+        if first:
+            self.classes_ = cls
+        return np.searchsorted(cls, y).astype(np.intp), len(cls)
+
+    def _loss_fn(self):
+        return CrossEntropyLoss()
+
+    def _val_score(self, X, y):
+        net = self.net_
+        net.eval()
+        pred = np.concatenate([np.argmax(net.forward(X[s:s + _PREDICT_CHUNK]), axis=1)
+                               for s in range(0, X.shape[0], _PREDICT_CHUNK)])
+        return float(accuracy_score(y, pred))
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over ``(X, y)``. ``classes`` (all labels) is required on the first call."""
+        if not hasattr(self, "net_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        return self._fit(X, y, incremental=True, classes=classes)
+
+    def predict_proba(self, X):
+        """Class probabilities (float64), computed with the running statistics."""
+        logits = self._forward(X)
+        return softmax(np.asarray(logits, np.float64), axis=1)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`."""
+        return log_softmax(np.asarray(self._forward(X), np.float64), axis=1)
+
+    def predict(self, X):
+        """Most probable class of each row."""
+        logits = self._forward(X)
+        return self.classes_[np.argmax(logits, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = False
+        return tags

@@ -1,0 +1,138 @@
+"""The training loop of the MLP estimators: mini-batches, epochs, callbacks."""
+
+import math
+import warnings
+
+import numpy as np
+from sklearn.base import is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+
+from ._callbacks import DivergenceCheck, EarlyStopping, progress_callback
+
+__all__ = ["TrainingLoop", "fit_epochs"]
+
+
+def batch_size(est, n):
+    if est.batch_size == "auto":
+        return min(200, n)
+    bs = int(est.batch_size)
+    if bs > n:
+        warnings.warn(f"batch_size={bs} is larger than the {n} training samples; it is "
+                      f"clipped to {n}.", UserWarning, stacklevel=4)
+        bs = n
+    return bs
+
+
+def batch_bounds(n, bs, merge_single_row):
+    """``[start, stop]`` of each mini-batch; with ``merge_single_row`` a last batch of one row
+    joins the previous one (batch norm is never trained on a single row)."""
+    bounds = [[s, min(s + bs, n)] for s in range(0, n, bs)]
+    if merge_single_row and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2][1] = n
+        bounds.pop()
+    return bounds
+
+
+def validation_split(est, X, y):
+    """Hold out ``validation_fraction`` of the rows (stratified for classifiers when possible)."""
+    n = X.shape[0]
+    n_val = int(math.ceil(est.validation_fraction * n))
+    if n_val < 1 or n - n_val < 2:
+        raise ValueError(f"early_stopping needs at least 2 training and 1 validation sample; "
+                         f"got {n} samples with validation_fraction={est.validation_fraction}")
+    seed = int(est._rng.integers(0, 2**31 - 1))
+    is_clf = is_classifier(est)
+    try:
+        return train_test_split(X, y, test_size=n_val, random_state=seed,
+                                stratify=y if is_clf else None)
+    except ValueError:
+        if not is_clf:
+            raise
+        return train_test_split(X, y, test_size=n_val, random_state=seed)
+
+
+class TrainingLoop:
+    """Epochs of mini-batch steps on ``est.net_`` with ``est._optimizer``; callbacks run at the
+    hooks described in :mod:`fastnorm.neural_network._callbacks`."""
+
+    def __init__(self, est, loss_fn, bounds, callbacks, validating=False):
+        self.est, self.net, self.loss_fn = est, est.net_, loss_fn
+        self.bounds, self.n_batches = bounds, len(bounds)
+        self.callbacks = list(callbacks)
+        self.validating = validating
+        self.epoch = None
+        self.stop = False
+        self.stop_message = ""
+
+    def _call(self, hook, *args):
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def _run_batches(self, X, y, order):
+        """One pass over the mini-batches; returns (sum of batch losses * sizes, rows seen)."""
+        net, opt, loss_fn, est = self.net, self.est._optimizer, self.loss_fn, self.est
+        total = 0.0
+        seen = 0
+        for j, (s, e) in enumerate(self.bounds):
+            if order is None:
+                xb, yb = X[s:e], y[s:e]
+            else:
+                ids = order[s:e]
+                xb, yb = X.take(ids, axis=0), y.take(ids, axis=0)
+            loss = loss_fn.forward(net.forward(xb), yb)
+            if math.isfinite(loss):
+                net.backward(loss_fn.backward())
+                opt.step()
+                est.t_ += 1
+                total += loss * (e - s)
+                seen += e - s
+            self._call("on_batch_end", j, loss, total / max(seen, 1))
+        return total, seen
+
+    def run(self, X, y, n_epochs):
+        """Up to ``n_epochs`` epochs; returns True when a callback stopped training."""
+        est, net = self.est, self.net
+        n = X.shape[0]
+        for _ in range(n_epochs):
+            self.epoch = est.n_iter_ + 1
+            order = est._rng.permutation(n) if est.shuffle else None
+            net.train()
+            self._call("on_epoch_begin")
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    total, seen = self._run_batches(X, y, order)
+                net.eval()
+                epoch_loss = total / max(seen, 1)
+                est.n_iter_ += 1
+                est.loss_curve_.append(epoch_loss)
+                self._call("on_epoch_end", epoch_loss)
+            except BaseException:
+                net.eval()
+                self._call("on_epoch_error")
+                raise
+            if self.stop:
+                break
+        self._call("on_train_end")
+        return self.stop
+
+
+def fit_epochs(est, X, y, n_epochs, incremental):
+    """Train ``est.net_`` for up to ``n_epochs`` epochs on ``(X, y)`` (``y`` already encoded)."""
+    n = X.shape[0]
+    if est.normalization == "batch" and n < 2:
+        raise ValueError(f"normalization='batch' needs at least 2 training samples, got "
+                         f"{n} sample (n_samples=1)")
+    X_val = y_val = None
+    if est.early_stopping and not incremental:
+        X, X_val, y, y_val = validation_split(est, X, y)
+        n = X.shape[0]
+    bounds = batch_bounds(n, batch_size(est, n), merge_single_row=est.normalization == "batch")
+    callbacks = [DivergenceCheck(), EarlyStopping(X_val, y_val, stop=not incremental)]
+    if est.verbose:
+        callbacks.append(progress_callback())
+    loop = TrainingLoop(est, est._loss_fn(), bounds, callbacks, validating=X_val is not None)
+    stopped = loop.run(X, y, n_epochs)
+    if not incremental and not stopped:
+        warnings.warn(f"Stochastic optimizer: maximum iterations ({est.max_iter}) reached "
+                      f"and the optimization hasn't converged yet.", ConvergenceWarning)
