@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .._kernels import columns_fused, elementwise, groups_fused, reduce, schedule
+from .._kernels import columns_fused, elementwise, groups_fused, merge, moments, reduce, schedule
 
 _NO_RUNNING_STATS = np.empty(0)
 
@@ -17,10 +17,23 @@ ROW_MIN = 64
 
 
 def merge_equal_counts(mean, m2, count, axis):
-    """Moments of the union of equal-sized sets (law of total variance, in float64)."""
-    grand = mean.mean(axis=axis, keepdims=True)
-    m2 = m2.sum(axis=axis) + count * np.square(mean - grand).sum(axis=axis)
-    return np.squeeze(grand, axis=axis), m2
+    """Moments of the union of the sets along ``axis``, each of ``count`` values: Chan's merge
+    (``merge.merge_moments``) in index order, in float64."""
+    rest = mean.shape[:axis] + mean.shape[axis + 1:]
+    k = mean.shape[axis]
+
+    def sets(a):
+        return np.ascontiguousarray(np.moveaxis(a, axis, 0), dtype=np.float64).reshape(k, -1)
+
+    out_mean, out_m2 = merge.merge_sets(sets(mean), sets(m2), count)
+    return out_mean.reshape(rest), out_m2.reshape(rest)
+
+
+def _column_moments(x3, row_block, col_block):
+    """(mean, M2) over axis 1 of (P, A, B): ``moments.column_moments`` without NaN skipping, so a
+    NaN gives NaN statistics as in PyTorch."""
+    _, mean, m2, _ = moments.column_moments(x3, None, False, row_block, col_block)
+    return mean, m2
 
 
 class ChannelsFirst:
@@ -92,7 +105,7 @@ class ChannelsFirst:
             return merge_equal_counts(mean.reshape(self.n, self.c), m2.reshape(self.n, self.c),
                                       self.d, axis=0)
         x2 = self._columns(self.x, 1)
-        mean, m2 = reduce.column_moments(x2, *schedule.column_blocks(self.n, self.c * self.d))
+        mean, m2 = _column_moments(x2, *schedule.column_blocks(self.n, self.c * self.d))
         if self.d == 1:
             return mean[0], m2[0]
         return merge_equal_counts(mean.reshape(self.c, self.d), m2.reshape(self.c, self.d),
@@ -162,7 +175,7 @@ class ChannelsLast:
         self.n, self.d, self.c = x3.shape
 
     def _moments(self):
-        return reduce.column_moments(self.x, *schedule.column_blocks(self.d, self.c))
+        return _column_moments(self.x, *schedule.column_blocks(self.d, self.c))
 
     def group_moments(self, groups):
         mean, m2 = self._moments()
