@@ -1,5 +1,9 @@
 """How batch, group and instance norm see their input, and which kernel schedule serves it.
 
+Two views: ``ChannelRuns`` (outer, channels, inner), where channel c's values are the runs
+x[n, c, :] (channels-first data, and channels-last batch norm with inner = 1), and
+``SampleColumns`` (N, S, C), the columns of each sample (channels-last group and instance norm).
+
 Parameters of the element-wise passes are (Np, C) float64 arrays: one value per channel
 (Np = 1, batch norm) or per sample and channel (Np = N, group and instance norm).
 """
@@ -36,8 +40,9 @@ def _column_moments(x3, row_block, col_block):
     return mean, m2
 
 
-class ChannelsFirst:
-    """x seen as (N, C, D): the values of channel c in sample n are the contiguous run x[n, c, :]."""
+class ChannelRuns:
+    """x seen as (N, C, D) = (outer, channels, inner): the values of channel c in outer index n
+    are the contiguous run x[n, c, :]. Channels-last batch norm is the case D = 1."""
 
     def __init__(self, x3):
         self.x = x3
@@ -164,8 +169,9 @@ class ChannelsFirst:
                 self._columns(out, n_p))
 
 
-class ChannelsLast:
-    """x seen as (N, S, C) for per-sample statistics (group and instance norm, channels last)."""
+class SampleColumns:
+    """x seen as (N, S, C): per sample, C columns of S positions (group and instance norm,
+    channels last)."""
 
     fuses_batch_norm = False
     fuses_groups = False
@@ -192,7 +198,7 @@ class ChannelsLast:
         elementwise.columns_grad_input(dy, self.x, centre, alpha, beta, gamma, out)
 
 
-def channels_first_view(x, axis):
-    """x (C-contiguous) as (N, C, D) around the channel axis."""
+def channel_runs_view(x, axis):
+    """x (C-contiguous) as (outer, C, inner) around the channel axis, for ``ChannelRuns``."""
     shape = x.shape
     return x.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
