@@ -1,7 +1,6 @@
 """Group and instance norm: statistics per sample, over channel groups and spatial positions."""
 
 import math
-import numbers
 
 import numpy as np
 
@@ -70,18 +69,13 @@ def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=
     axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
     eps = checks.check_eps(eps)
     channels = x.shape[axis]
-    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral):
-        raise TypeError(f"num_groups must be an integer, got {num_groups!r}")
-    if num_groups <= 0 or channels % num_groups != 0:
-        raise ValueError(
-            f"num_groups={num_groups} must be a positive divisor of the number of channels "
-            f"({channels})")
+    num_groups = checks.check_groups(num_groups, channels)
     w = checks.vector_param(weight, "weight", channels, "(num_channels,)")
     b = checks.vector_param(bias, "bias", channels, "(num_channels,)")
     x = checks.saved_input(x, out)
     out = checks.output_array(out, x.shape, x.dtype)
     layout = _per_sample_layout(x, axis)
-    return _input_stats(x, layout, w, b, eps, int(num_groups), out)[:2]
+    return _input_stats(x, layout, w, b, eps, num_groups, out)[:2]
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=None):
