@@ -143,9 +143,9 @@ def test_normalized_shape_must_match_trailing_dims(fn, normalized_shape):
 
 # ------------------------------------------------------------------------------- eps
 
-@pytest.mark.parametrize("eps", [0.0, -1e-5])
+@pytest.mark.parametrize("eps", [-1e-5, float("nan"), float("inf")])
 @pytest.mark.parametrize("fn", ["batch_norm", "layer_norm", "group_norm", "instance_norm"])
-def test_eps_must_be_positive(fn, eps):
+def test_eps_must_be_a_finite_non_negative_real(fn, eps):
     x = np.ones((2, 4, 6))
     f = {
         "batch_norm": lambda: fastnorm.batch_norm(x, None, None, training=True, eps=eps),
@@ -155,6 +155,21 @@ def test_eps_must_be_positive(fn, eps):
     }[fn]
     with pytest.raises(ValueError, match="eps"):
         f()
+
+
+@pytest.mark.parametrize("fn", ["batch_norm", "layer_norm", "rms_norm", "group_norm",
+                                "instance_norm"])
+def test_eps_zero_is_accepted(fn):
+    """As in torch: eps=0 is a valid parameter (non-constant data keeps a finite result)."""
+    x = np.arange(48.0).reshape(2, 4, 6) ** 1.5
+    f = {
+        "batch_norm": lambda: fastnorm.batch_norm(x, None, None, training=True, eps=0.0),
+        "layer_norm": lambda: fastnorm.layer_norm(x, (6,), eps=0.0),
+        "rms_norm": lambda: fastnorm.rms_norm(x, (6,), eps=0.0),
+        "group_norm": lambda: fastnorm.group_norm(x, 2, eps=0),
+        "instance_norm": lambda: fastnorm.instance_norm(x, eps=0.0),
+    }[fn]
+    assert np.isfinite(f()).all()
 
 
 # ------------------------------------------------------------------------------- statistics

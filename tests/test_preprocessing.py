@@ -21,7 +21,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastnorm import BatchNormalizer, GroupNormalizer, InstanceNormalizer, LayerNormalizer
 from fastnorm._kernels.schedule import column_blocks
-from fastnorm._kernels.weighted_moments import weighted_column_moments
+from fastnorm._kernels.moments import column_moments
 
 from reference_preprocessing import batch_normalize, row_group_normalize, weighted_moments
 
@@ -374,7 +374,7 @@ def test_bad_sample_weight_leaves_state_unchanged(rng, kwargs, match):
 @pytest.mark.parametrize(
     "params, error",
     [
-        ({"momentum": 0.0}, ValueError),
+        ({"momentum": -0.5}, ValueError),
         ({"momentum": 1.5}, ValueError),
         ({"momentum": "fast"}, TypeError),
         ({"eps": -1.0}, ValueError),
@@ -395,6 +395,25 @@ def test_bad_parameters_raise_and_leave_state_unchanged(rng, params, error):
     _assert_same_state(before, after)
 
 
+def test_copy_must_be_a_bool(rng):
+    X = _data(rng, n=40)
+    with pytest.raises(TypeError, match="copy"):
+        BatchNormalizer(copy="yes").fit(X)
+    bn = BatchNormalizer().fit(X)
+    with pytest.raises(TypeError, match="copy"):
+        bn.transform(X, copy="yes")
+
+
+def test_momentum_zero_keeps_the_first_statistics(rng):
+    """momentum=0 is in [0, 1]: the first batch initializes, later batches do not move them."""
+    X = _data(rng, n=40)
+    bn = BatchNormalizer(momentum=0.0).fit(X)
+    mean, var = bn.mean_.copy(), bn.var_.copy()
+    bn.partial_fit(X * 3.0 + 1.0)
+    assert_allclose(bn.mean_, mean, rtol=0, atol=0)
+    assert_allclose(bn.var_, var, rtol=0, atol=0)
+
+
 def test_row_normalizer_layout_errors(rng):
     X = rng.normal(size=(10, 6))
     with pytest.raises(ValueError, match="n_groups=4 must divide"):
@@ -407,7 +426,8 @@ def test_row_normalizer_layout_errors(rng):
         GroupNormalizer(2.0).fit(X)
     with pytest.raises(ValueError, match="features"):
         GroupNormalizer(2).fit(X).transform(X[:, :4])
-    for est in (LayerNormalizer(eps=0.0), GroupNormalizer(2, eps=0.0), InstanceNormalizer(2, eps=0)):
+    for est in (LayerNormalizer(eps=-1.0), GroupNormalizer(2, eps=-1.0),
+                InstanceNormalizer(2, eps=-1)):
         with pytest.raises(ValueError, match="eps must be"):
             est.fit(X)
 
@@ -540,8 +560,8 @@ def test_statistics_bitwise_identical_for_1_and_2_threads(rng):
     assert results[1][1:] == results[3][1:]
     # the serial twin used for small inputs computes the same blocks in the same order
     blocks = column_blocks(*X.shape)
-    par = weighted_column_moments.parallel(X, w, *blocks)
-    ser = weighted_column_moments.serial(X, w, *blocks)
+    par = column_moments.parallel(X[None], w, True, *blocks)
+    ser = column_moments.serial(X[None], w, True, *blocks)
     for a, b in zip(par[:3], ser[:3]):
         assert a.tobytes() == b.tobytes()
 

@@ -1,7 +1,7 @@
 """Inner loops over one contiguous 1-D run.
 
 Each is its own small function because Numba vectorizes a plain ``for i in range(n)`` over a 1-D
-slice; the same loop written inline in a ``prange`` body ran 6x slower here (DESIGN.md).
+slice; the same loop written inline in a ``prange`` body was much slower (``docs/developer.rst``).
 Accumulators start at ``0.0``, so float32 data is summed in float64.
 """
 
@@ -58,13 +58,6 @@ def run_add(acc, v):
 
 
 @njit(**KERNEL)
-def run_add_sq_dev(acc, v, centre):
-    for i in range(acc.shape[0]):
-        d = v[i] - centre[i]
-        acc[i] += d * d
-
-
-@njit(**KERNEL)
 def run_add_grad_sums(acc_dy, acc_dyx, dy, x, centre):
     for i in range(acc_dy.shape[0]):
         g = dy[i] * 1.0
@@ -72,39 +65,8 @@ def run_add_grad_sums(acc_dy, acc_dyx, dy, x, centre):
         acc_dyx[i] += g * (x[i] - centre[i])
 
 
-@njit(**KERNEL)
-def run_add_scaled(acc, v, scale):
-    for i in range(acc.shape[0]):
-        acc[i] += v[i] * scale
-
-
-@njit(**KERNEL)
-def run_add_block_m2(acc, m2_block, mean_block, mean, n_block):
-    """Law of total variance: a block adds its own M2 plus n * (its mean - grand mean)^2."""
-    for i in range(acc.shape[0]):
-        d = mean_block[i] - mean[i]
-        acc[i] += m2_block[i] + n_block * d * d
-
-
-# Four rows per pass over the accumulator: a quarter of its loads and stores. Each value is widened
-# to float64 (``* 1.0``) before any addition.
-@njit(**KERNEL)
-def run_add4(acc, a, b, c, d):
-    for i in range(acc.shape[0]):
-        acc[i] += (a[i] * 1.0 + b[i]) + (c[i] * 1.0 + d[i])
-
-
-@njit(**KERNEL)
-def run_add_sq_dev4(acc, a, b, c, d, centre):
-    for i in range(acc.shape[0]):
-        m = centre[i]
-        da = a[i] - m
-        db = b[i] - m
-        dc = c[i] - m
-        dd = d[i] - m
-        acc[i] += (da * da + db * db) + (dc * dc + dd * dd)
-
-
+# Four rows per pass over the accumulators: a quarter of their loads and stores. Each value is
+# widened to float64 (``* 1.0``) before any addition.
 @njit(**KERNEL)
 def run_add_grad_sums4(acc_dy, acc_dyx, dy0, dy1, dy2, dy3, x0, x1, x2, x3, centre):
     for i in range(acc_dy.shape[0]):

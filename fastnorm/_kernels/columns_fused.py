@@ -8,7 +8,9 @@ from numba import prange
 from ._flags import parallel_kernel
 from ._loops import run_add
 from .elementwise import block_column_affine, block_column_grad_input
-from .reduce import block_grad_sums, block_moments, merge_column_blocks
+from .moments import merge_blocks, task_moments
+from .reduce import block_grad_sums
+from .running import update_running_stats
 from .schedule import column_task, rows_per_task
 
 
@@ -21,19 +23,19 @@ def columns_normalize(x, weight, bias, eps, running_mean, running_var, momentum,
     _, A, B = x.shape
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
-    part_mean = np.empty((n_rb, B))
-    part_m2 = np.empty((n_rb, B))
+    part_cnt = np.empty((1, n_rb, B))
+    part_mean = np.empty((1, n_rb, B))
+    part_m2 = np.empty((1, n_rb, B))
+    # the blocks of moments.column_moments, NaN not skipped: a NaN gives NaN statistics (torch)
     for t in prange(n_rb * n_cb):
-        _, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
-        block_moments(x, 0, r0, r1, c0, c1, part_mean[i, c0:c1], part_m2[i, c0:c1])
-    mean = np.zeros(B)
-    m2 = np.zeros(B)
-    merge_column_blocks(part_mean, part_m2, A, row_block, mean, m2)
+        task_moments(x, None, False, t, n_rb, n_cb, row_block, col_block, part_cnt, part_mean,
+                     part_m2)
+    _, mean2, m22 = merge_blocks(part_cnt, part_mean, part_m2)
+    mean = mean2[0]
+    m2 = m22[0]
     rstd = 1.0 / np.sqrt(m2 / A + eps)
     if running_mean.size > 0:
-        for b in range(B):
-            running_mean[b] = (1.0 - momentum) * running_mean[b] + momentum * mean[b]
-            running_var[b] = (1.0 - momentum) * running_var[b] + momentum * (m2[b] / (A - 1))
+        update_running_stats(running_mean, running_var, mean, m2 / (A - 1), momentum)
     scale = rstd * weight
     rows = rows_per_task(B)
     for t in prange((A + rows - 1) // rows):

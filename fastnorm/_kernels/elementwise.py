@@ -35,8 +35,8 @@ def rows_grad_input(dy, x, centre, alpha, beta, gamma, chunk, out):
 
 @njit(**KERNEL)
 def block_column_affine(x, p, r0, r1, centre, scale, shift, out):
-    """Rows r0:r1 of ``columns_affine``. Plain indexing, no per-row slices: narrow rows (64
-    features) ran 1.7x faster this way than as one sliced 1-D loop per row."""
+    """Rows r0:r1 of ``columns_affine``. Plain indexing, no per-row slices: a sliced 1-D loop
+    per row is much slower on narrow rows (figures: ``docs/developer.rst``)."""
     for a in range(r0, r1):
         for b in range(x.shape[2]):
             out[p, a, b] = (x[p, a, b] - centre[p, b]) * scale[p, b] + shift[p, b]

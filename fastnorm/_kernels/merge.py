@@ -1,4 +1,7 @@
-"""Chan et al.'s pairwise merge of (count, mean, M2) moments, the one formula every merge uses."""
+"""Chan et al.'s pairwise merge of (count, mean, M2) moments, the one formula every merge uses:
+block partials of the column and row kernels, per-position or per-channel moments pooled by the
+layouts, and the transformers' ``partial_fit`` and ``merge``. Merges always run in a fixed order,
+so their results do not depend on the thread count."""
 
 import numpy as np
 from numba import njit
@@ -17,6 +20,26 @@ def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     delta = mean_b - mean_a
     frac_b = n_b / n
     return n, mean_a + delta * frac_b, m2_a + m2_b + delta * delta * n_a * frac_b
+
+
+@njit(**KERNEL)
+def merge_into(n, mean, m2, n_b, mean_b, m2_b):
+    """``merge_moments`` element-wise over 1-D float64 arrays, in place into (n, mean, m2)."""
+    for j in range(n.shape[0]):
+        n[j], mean[j], m2[j] = merge_moments(n[j], mean[j], m2[j], n_b[j], mean_b[j], m2_b[j])
+
+
+@njit(**KERNEL)
+def merge_sets(mean, m2, count):
+    """Pool K sets of ``count`` values each, per column of (K, M) float64 moments, merged in
+    order k = 0, 1, ...; returns (mean, M2) of shape (M,)."""
+    n = np.full(mean.shape[1], float(count))
+    out_mean = mean[0].copy()
+    out_m2 = m2[0].copy()
+    n_b = np.full(mean.shape[1], float(count))
+    for k in range(1, mean.shape[0]):
+        merge_into(n, out_mean, out_m2, n_b, mean[k], m2[k])
+    return out_mean, out_m2
 
 
 @njit(**KERNEL)

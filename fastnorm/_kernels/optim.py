@@ -1,7 +1,7 @@
 """Optimizer updates (PyTorch's formulas), in place, over contiguous 1-D parameter arrays.
 
-Serial on purpose: the update runs between BLAS calls, and a parallel region there waited on
-BLAS's spinning threads (one epoch of the MLP benchmark: 4.4 s threaded against 1.9 s serial)."""
+Serial on purpose: the update runs between BLAS calls, and a parallel region there waits on
+BLAS's spinning threads (figures: ``docs/developer.rst``)."""
 
 import math
 

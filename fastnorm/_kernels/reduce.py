@@ -1,9 +1,9 @@
-"""Reductions: per-row and per-column moments, and the two sums of every backward pass.
+"""Reductions: per-row moments, and the two sums of every backward pass.
 
 "Row" kernels reduce contiguous runs of a 2-D array (rows, length): one result per row. Long rows
 are cut into chunks (``schedule.row_chunk``) merged in order. "Column" kernels reduce a 3-D array
 (P, A, B) over A: one result per (p, b); blocks of rows write their own partials, merged in block
-order.
+order. Column moments have their own module, ``moments``.
 """
 
 import numpy as np
@@ -12,13 +12,8 @@ from numba import njit, prange
 from ._flags import KERNEL, parallel_kernel
 from ._loops import (
     run_add,
-    run_add4,
-    run_add_grad_sums4,
-    run_add_sq_dev4,
     run_add_grad_sums,
-    run_add_sq_dev,
-    run_add_block_m2,
-    run_add_scaled,
+    run_add_grad_sums4,
     run_centred_sumsq,
     run_grad_sums,
     run_sum,
@@ -76,57 +71,6 @@ def row_grad_sums(dy, x, centre, chunk):
         sum_dy[t // per_row] += part_dy[t]
         sum_dyx[t // per_row] += part_dyx[t]
     return sum_dy, sum_dyx
-
-
-@njit(**KERNEL)
-def block_moments(x, p, r0, r1, c0, c1, mean_out, m2_out):
-    mean_out[:] = 0.0
-    a = r0
-    while a + 4 <= r1:
-        run_add4(mean_out, x[p, a, c0:c1], x[p, a + 1, c0:c1], x[p, a + 2, c0:c1],
-                 x[p, a + 3, c0:c1])
-        a += 4
-    for a in range(a, r1):
-        run_add(mean_out, x[p, a, c0:c1])
-    mean_out *= 1.0 / (r1 - r0)
-    m2_out[:] = 0.0
-    a = r0
-    while a + 4 <= r1:
-        run_add_sq_dev4(m2_out, x[p, a, c0:c1], x[p, a + 1, c0:c1], x[p, a + 2, c0:c1],
-                        x[p, a + 3, c0:c1], mean_out)
-        a += 4
-    for a in range(a, r1):
-        run_add_sq_dev(m2_out, x[p, a, c0:c1], mean_out)
-
-
-@njit(**KERNEL)
-def merge_column_blocks(part_mean, part_m2, n_rows, row_block, mean, m2):
-    """Merge (n_blocks, B) block moments in block order: grand mean, then within- plus
-    between-block squares. ``mean`` and ``m2`` must start at zero."""
-    for i in range(part_mean.shape[0]):
-        n_i = min(n_rows, (i + 1) * row_block) - i * row_block
-        run_add_scaled(mean, part_mean[i], n_i / n_rows)
-    for i in range(part_mean.shape[0]):
-        n_i = min(n_rows, (i + 1) * row_block) - i * row_block
-        run_add_block_m2(m2, part_m2[i], part_mean[i], mean, float(n_i))
-
-
-@parallel_kernel
-def column_moments(x, row_block, col_block):
-    """Mean and M2 over axis 1 of ``x`` (P, A, B), A >= 1: arrays of shape (P, B)."""
-    P, A, B = x.shape
-    n_rb = (A + row_block - 1) // row_block
-    n_cb = (B + col_block - 1) // col_block
-    part_mean = np.empty((P, n_rb, B))
-    part_m2 = np.empty((P, n_rb, B))
-    for t in prange(P * n_rb * n_cb):
-        p, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
-        block_moments(x, p, r0, r1, c0, c1, part_mean[p, i, c0:c1], part_m2[p, i, c0:c1])
-    mean = np.zeros((P, B))
-    m2 = np.zeros((P, B))
-    for p in range(P):
-        merge_column_blocks(part_mean[p], part_m2[p], A, row_block, mean[p], m2[p])
-    return mean, m2
 
 
 @njit(**KERNEL)

@@ -1,13 +1,14 @@
 """Torch-compatible normalization functions on NumPy arrays.
 
-The ``*_forward`` variants also return a context from which ``channel_norm_backward`` (batch,
-group, instance norm) or ``rows_norm_backward`` (layer, RMS norm) compute the gradients. The building blocks below them
-(column moments, the moments merge, the per-column affine map, optimizer steps, the kernel
+The ``*_forward`` variants also return a context; ``ctx.backward(grad_out)`` (or
+``channel_norm_backward`` for batch, group, instance norm, ``rows_norm_backward`` for layer and
+RMS norm) computes the gradients. The building blocks below them (column moments, the moments
+merge, the running-statistics update, the per-column affine map, optimizer steps, the kernel
 threading policy) are the only way the rest of fastnorm reaches ``fastnorm._kernels``.
 """
 
 from .._kernels.policy import serial_kernels, streaming_kernels
-from ._channel_context import channel_norm_backward
+from ._contexts import channel_norm_backward
 from .affine import columns_affine
 from .batch_norm import batch_norm, batch_norm_forward, feature_moments
 from .group_norm import group_norm, group_norm_forward, instance_norm, instance_norm_forward
@@ -18,7 +19,7 @@ from .layer_norm import (
     rms_norm_forward,
     rows_norm_backward,
 )
-from .moments import column_moments, merge_moments
+from .moments import column_moments, merge_moments, update_running_stats
 from .optim import adam_step, sgd_step
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "serial_kernels",
     "sgd_step",
     "streaming_kernels",
+    "update_running_stats",
 ]

@@ -1,8 +1,14 @@
-"""Input validation shared by the functional API: clear errors before any kernel runs."""
+"""Input validation shared by the functional API: clear errors before any kernel runs.
+
+Parameters (eps, momentum, axis, group counts) follow the rules declared once in
+``fastnorm._validation``; the array checks (dtype, shape, output buffers) are here.
+"""
 
 import numbers
 
 import numpy as np
+
+from .. import _validation as rules
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -26,32 +32,38 @@ def check_ndim(x, minimum, name="input"):
 
 
 def check_eps(eps, allow_none=False):
-    if eps is None and allow_none:
-        return None
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps must be a positive real number, got {eps!r}")
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps!r}")
-    return float(eps)
+    """A finite real >= 0 as a float (``rules.EPS``); None too with ``allow_none`` (RMS norm)."""
+    return rules.check(eps, "eps", rules.EPS_OR_NONE if allow_none else rules.EPS)
 
 
 def check_momentum(momentum):
-    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-        raise TypeError(f"momentum must be a real number in [0, 1], got {momentum!r}")
-    if not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"momentum must be in [0, 1], got {momentum!r}")
-    return float(momentum)
+    """A real in [0, 1] as a float (``rules.MOMENTUM``)."""
+    return rules.check(momentum, "momentum", rules.MOMENTUM)
 
 
 def check_axis(axis, ndim, allowed=None):
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be an integer, got {axis!r}")
+    """An integer axis of an ``ndim``-dimensional input, as a non-negative int; with ``allowed``,
+    one of those axes."""
+    axis = rules.check(axis, "axis", rules.Interval(numbers.Integral))
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis={axis} is out of range for an input with {ndim} dimensions")
-    axis = int(axis) % ndim
+    axis = axis % ndim
     if allowed is not None and axis not in [a % ndim for a in allowed]:
         raise ValueError(f"axis must be 1 (channels first) or -1 (channels last), got {axis}")
     return axis
+
+
+def check_groups(num_groups, channels):
+    """An integer (``TypeError`` otherwise) that is a positive divisor of ``channels``."""
+    value = num_groups
+    try:
+        num_groups = rules.check(num_groups, "num_groups", rules.POSITIVE_INT)
+    except ValueError:
+        num_groups = 0
+    if num_groups <= 0 or channels % num_groups != 0:
+        raise ValueError(f"num_groups={value!r} must be a positive divisor of the number of "
+                         f"channels ({channels})")
+    return num_groups
 
 
 def vector_param(value, name, length, shape_text="(num_features,)"):

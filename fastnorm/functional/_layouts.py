@@ -1,5 +1,9 @@
 """How batch, group and instance norm see their input, and which kernel schedule serves it.
 
+Two views: ``ChannelRuns`` (outer, channels, inner), where channel c's values are the runs
+x[n, c, :] (channels-first data, and channels-last batch norm with inner = 1), and
+``SampleColumns`` (N, S, C), the columns of each sample (channels-last group and instance norm).
+
 Parameters of the element-wise passes are (Np, C) float64 arrays: one value per channel
 (Np = 1, batch norm) or per sample and channel (Np = N, group and instance norm).
 """
@@ -8,7 +12,7 @@ import math
 
 import numpy as np
 
-from .._kernels import columns_fused, elementwise, groups_fused, reduce, schedule
+from .._kernels import columns_fused, elementwise, groups_fused, merge, moments, reduce, schedule
 
 _NO_RUNNING_STATS = np.empty(0)
 
@@ -17,14 +21,28 @@ ROW_MIN = 64
 
 
 def merge_equal_counts(mean, m2, count, axis):
-    """Moments of the union of equal-sized sets (law of total variance, in float64)."""
-    grand = mean.mean(axis=axis, keepdims=True)
-    m2 = m2.sum(axis=axis) + count * np.square(mean - grand).sum(axis=axis)
-    return np.squeeze(grand, axis=axis), m2
+    """Moments of the union of the sets along ``axis``, each of ``count`` values: Chan's merge
+    (``merge.merge_moments``) in index order, in float64."""
+    rest = mean.shape[:axis] + mean.shape[axis + 1:]
+    k = mean.shape[axis]
+
+    def sets(a):
+        return np.ascontiguousarray(np.moveaxis(a, axis, 0), dtype=np.float64).reshape(k, -1)
+
+    out_mean, out_m2 = merge.merge_sets(sets(mean), sets(m2), count)
+    return out_mean.reshape(rest), out_m2.reshape(rest)
 
 
-class ChannelsFirst:
-    """x seen as (N, C, D): the values of channel c in sample n are the contiguous run x[n, c, :]."""
+def _column_moments(x3, row_block, col_block):
+    """(mean, M2) over axis 1 of (P, A, B): ``moments.column_moments`` without NaN skipping, so a
+    NaN gives NaN statistics as in PyTorch."""
+    _, mean, m2, _ = moments.column_moments(x3, None, False, row_block, col_block)
+    return mean, m2
+
+
+class ChannelRuns:
+    """x seen as (N, C, D) = (outer, channels, inner): the values of channel c in outer index n
+    are the contiguous run x[n, c, :]. Channels-last batch norm is the case D = 1."""
 
     def __init__(self, x3):
         self.x = x3
@@ -92,7 +110,7 @@ class ChannelsFirst:
             return merge_equal_counts(mean.reshape(self.n, self.c), m2.reshape(self.n, self.c),
                                       self.d, axis=0)
         x2 = self._columns(self.x, 1)
-        mean, m2 = reduce.column_moments(x2, *schedule.column_blocks(self.n, self.c * self.d))
+        mean, m2 = _column_moments(x2, *schedule.column_blocks(self.n, self.c * self.d))
         if self.d == 1:
             return mean[0], m2[0]
         return merge_equal_counts(mean.reshape(self.c, self.d), m2.reshape(self.c, self.d),
@@ -151,8 +169,9 @@ class ChannelsFirst:
                 self._columns(out, n_p))
 
 
-class ChannelsLast:
-    """x seen as (N, S, C) for per-sample statistics (group and instance norm, channels last)."""
+class SampleColumns:
+    """x seen as (N, S, C): per sample, C columns of S positions (group and instance norm,
+    channels last)."""
 
     fuses_batch_norm = False
     fuses_groups = False
@@ -162,7 +181,7 @@ class ChannelsLast:
         self.n, self.d, self.c = x3.shape
 
     def _moments(self):
-        return reduce.column_moments(self.x, *schedule.column_blocks(self.d, self.c))
+        return _column_moments(self.x, *schedule.column_blocks(self.d, self.c))
 
     def group_moments(self, groups):
         mean, m2 = self._moments()
@@ -179,7 +198,7 @@ class ChannelsLast:
         elementwise.columns_grad_input(dy, self.x, centre, alpha, beta, gamma, out)
 
 
-def channels_first_view(x, axis):
-    """x (C-contiguous) as (N, C, D) around the channel axis."""
+def channel_runs_view(x, axis):
+    """x (C-contiguous) as (outer, C, inner) around the channel axis, for ``ChannelRuns``."""
     shape = x.shape
     return x.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))

@@ -3,13 +3,9 @@
 import numpy as np
 
 from . import _checks as checks
-from ._channel_context import NormContext
-from ._layouts import ChannelsFirst, channels_first_view
-
-
-def _update_running(running, value, momentum):
-    running *= 1.0 - momentum
-    running += momentum * value
+from ._contexts import ChannelRunsContext, ColumnsContext
+from ._layouts import ChannelRuns, channel_runs_view
+from .moments import update_running_stats
 
 
 def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias=None,
@@ -29,7 +25,7 @@ def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias
     x = checks.saved_input(x, out)
     out = checks.output_array(out, x.shape, x.dtype)
 
-    layout = ChannelsFirst(channels_first_view(x, axis))
+    layout = ChannelRuns(channel_runs_view(x, axis))
     count = layout.n * layout.d
     if training and count == 1:
         raise ValueError(
@@ -40,17 +36,16 @@ def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias
     if training and count > 0 and layout.fuses_batch_norm:
         target = checks.contiguous_target(out)
         mean, m2, rstd = layout.batch_norm_columns(w, b, eps, running_mean, running_var, momentum,
-                                                   channels_first_view(target, axis))
+                                                   channel_runs_view(target, axis))
         checks.finish(target, out)
-        return out, NormContext(layout, x.shape, mean[None, :], rstd[None, :], w, True, count)
+        return out, ColumnsContext(layout, x.shape, w, mean, rstd, True)
 
     if training:
         if count > 0:
             mean, m2 = layout.channel_moments()
             var = m2 / count
             if running_mean is not None:
-                _update_running(running_mean, mean, momentum)
-                _update_running(running_var, m2 / (count - 1), momentum)
+                update_running_stats(running_mean, running_var, mean, m2 / (count - 1), momentum)
         else:
             mean = var = np.full(channels, np.nan)
     else:
@@ -58,11 +53,14 @@ def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias
         var = running_var.astype(np.float64)
     rstd = 1.0 / np.sqrt(var + eps)
 
-    ctx = NormContext(layout, x.shape, mean[None, :], rstd[None, :], w, training, count)
+    if layout.fuses_batch_norm:
+        ctx = ColumnsContext(layout, x.shape, w, mean, rstd, training)
+    else:
+        ctx = ChannelRunsContext(layout, x.shape, w, mean[None, :], rstd[None, :], training, count)
     if count > 0:
         target = checks.contiguous_target(out)
-        layout.affine(ctx.centre, (rstd * w)[None, :], b[None, :],
-                      channels_first_view(target, axis))
+        layout.affine(mean[None, :], (rstd * w)[None, :], b[None, :],
+                      channel_runs_view(target, axis))
         checks.finish(target, out)
     return out, ctx
 
@@ -85,7 +83,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     momentum : float
         ``running = (1 - momentum) * running + momentum * batch``; the running variance is unbiased.
     eps : float
-        Added to the variance for numerical stability; must be > 0.
+        Added to the variance for numerical stability; a finite real >= 0.
     out : ndarray, optional
         Array of x's shape and dtype to write the result into.
 
@@ -102,4 +100,4 @@ def feature_moments(x):
     x = checks.as_float_array(x)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"feature_moments expects a non-empty 2-D array, got shape {x.shape}")
-    return ChannelsFirst(x.reshape(x.shape[0], x.shape[1], 1)).channel_moments()
+    return ChannelRuns(x.reshape(x.shape[0], x.shape[1], 1)).channel_moments()

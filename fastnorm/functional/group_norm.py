@@ -1,26 +1,27 @@
 """Group and instance norm: statistics per sample, over channel groups and spatial positions."""
 
 import math
-import numbers
 
 import numpy as np
 
 from . import _checks as checks
-from ._channel_context import NormContext
-from ._layouts import ChannelsFirst, ChannelsLast, channels_first_view
+from ._contexts import ChannelRunsContext, GroupRunsContext
+from ._layouts import ChannelRuns, SampleColumns, channel_runs_view
+from .moments import update_running_stats
 
 
 def _per_sample_layout(x, axis):
     if axis == 1:
-        return ChannelsFirst(channels_first_view(x, 1))
-    return ChannelsLast(x.reshape(x.shape[0], math.prod(x.shape[1:-1]), x.shape[-1]))
+        return ChannelRuns(channel_runs_view(x, 1))
+    return SampleColumns(x.reshape(x.shape[0], math.prod(x.shape[1:-1]), x.shape[-1]))
 
 
-def _context(x, layout, mean, rstd, weight, groups):
+def _context(x, layout, mean, rstd, weight, groups, batch_stats=True):
+    """Context of the generic passes: per-(sample, group) statistics repeated per channel."""
     group_size = layout.c // groups
-    return NormContext(layout, x.shape, np.repeat(mean, group_size, axis=1),
-                       np.repeat(rstd, group_size, axis=1), weight, True, group_size * layout.d,
-                       group_size, per_sample=True)
+    return ChannelRunsContext(layout, x.shape, weight, np.repeat(mean, group_size, axis=1),
+                              np.repeat(rstd, group_size, axis=1), batch_stats,
+                              group_size * layout.d, group_size)
 
 
 def _input_stats(x, layout, weight, bias, eps, groups, out):
@@ -32,7 +33,7 @@ def _input_stats(x, layout, weight, bias, eps, groups, out):
         target = checks.contiguous_target(out)
         mean, m2, rstd = layout.group_norm_rows(groups, w, b, eps, _same_view(target, layout))
         checks.finish(target, out)
-        return out, _context(x, layout, mean, rstd, w, groups), mean, m2
+        return out, GroupRunsContext(layout, x.shape, w, mean, rstd, groups), mean, m2
     if x.size == 0:
         mean = m2 = np.zeros((layout.n, groups))
     else:
@@ -41,12 +42,12 @@ def _input_stats(x, layout, weight, bias, eps, groups, out):
     return out, ctx, mean, m2
 
 
-def _normalize(x, layout, mean, var, weight, bias, eps, groups, out):
+def _normalize(x, layout, mean, var, weight, bias, eps, groups, out, batch_stats=True):
     """Apply per-(sample, group) statistics; returns the output and the backward context."""
     channels = layout.c
     w = np.ones(channels) if weight is None else weight
     b = np.zeros(channels) if bias is None else bias
-    ctx = _context(x, layout, mean, 1.0 / np.sqrt(var + eps), w, groups)
+    ctx = _context(x, layout, mean, 1.0 / np.sqrt(var + eps), w, groups, batch_stats)
     centre, rstd_c = ctx.centre, ctx.rstd
     if x.size == 0:
         return out, ctx
@@ -68,18 +69,13 @@ def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=
     axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
     eps = checks.check_eps(eps)
     channels = x.shape[axis]
-    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral):
-        raise TypeError(f"num_groups must be an integer, got {num_groups!r}")
-    if num_groups <= 0 or channels % num_groups != 0:
-        raise ValueError(
-            f"num_groups={num_groups} must be a positive divisor of the number of channels "
-            f"({channels})")
+    num_groups = checks.check_groups(num_groups, channels)
     w = checks.vector_param(weight, "weight", channels, "(num_channels,)")
     b = checks.vector_param(bias, "bias", channels, "(num_channels,)")
     x = checks.saved_input(x, out)
     out = checks.output_array(out, x.shape, x.dtype)
     layout = _per_sample_layout(x, axis)
-    return _input_stats(x, layout, w, b, eps, int(num_groups), out)[:2]
+    return _input_stats(x, layout, w, b, eps, num_groups, out)[:2]
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=None):
@@ -115,18 +111,15 @@ def instance_norm_forward(x, running_mean=None, running_var=None, weight=None, b
                 f"Expected more than 1 spatial element when training, got input size {x.shape}")
         out, ctx, mean, m2 = _input_stats(x, layout, w, b, eps, channels, out)
         if running_mean is not None and x.size > 0:
-            running_mean[...] = (1 - momentum) * running_mean + momentum * mean.mean(axis=0)
-            running_var[...] = ((1 - momentum) * running_var
-                                + momentum * (m2 / (spatial - 1)).mean(axis=0))
+            update_running_stats(running_mean, running_var, mean.mean(axis=0),
+                                 (m2 / (spatial - 1)).mean(axis=0), momentum)
         return out, ctx
     if running_mean is None:
         raise ValueError("running_mean and running_var are required when use_input_stats=False")
     n = layout.n
     mean = np.broadcast_to(running_mean.astype(np.float64), (n, channels))
     var = np.broadcast_to(running_var.astype(np.float64), (n, channels))
-    out, ctx = _normalize(x, layout, mean, var, w, b, eps, channels, out)
-    ctx.batch_stats = False
-    return out, ctx
+    return _normalize(x, layout, mean, var, w, b, eps, channels, out, batch_stats=False)
 
 
 def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,

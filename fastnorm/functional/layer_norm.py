@@ -1,23 +1,38 @@
 """Layer and RMS norm: statistics per sample over the trailing ``normalized_shape`` dimensions."""
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .._kernels import rows_fused, schedule
 from . import _checks as checks
 
 
-@dataclass
 class RowsContext:
-    """What a layer/RMS norm forward saves for its backward pass."""
+    """What a layer/RMS norm forward saves; ``backward`` computes the gradients from it."""
 
-    x2: np.ndarray  # (rows, length) view of the input
-    shape: tuple
-    mean: np.ndarray  # (rows,), zeros for RMS norm
-    rstd: np.ndarray  # (rows,)
-    weight: np.ndarray  # (length,) float64, ones when absent
-    subtract_mean: bool
+    __slots__ = ("x2", "shape", "mean", "rstd", "weight", "subtract_mean")
+
+    def __init__(self, x2, shape, mean, rstd, weight, subtract_mean):
+        self.x2 = x2  # (rows, length) view of the input
+        self.shape = shape
+        self.mean = mean  # (rows,), zeros for RMS norm
+        self.rstd = rstd  # (rows,)
+        self.weight = weight  # (length,) float64, ones when absent
+        self.subtract_mean = subtract_mean
+
+    def backward(self, grad_out):
+        """Gradients (input, weight, bias) of the forward pass that saved this context."""
+        dy = np.ascontiguousarray(grad_out, dtype=self.x2.dtype)
+        if dy.shape != self.shape:
+            raise ValueError(
+                f"grad_out must have the forward input's shape {self.shape}, got {dy.shape}")
+        rows, length = self.x2.shape
+        dx = np.empty_like(dy)
+        if dy.size == 0:
+            return dx, np.zeros(length), np.zeros(length)
+        grad_w, grad_b = rows_fused.rows_normalize_backward(
+            dy.reshape(rows, length), self.x2, self.mean, self.rstd, self.weight,
+            self.subtract_mean, schedule.rows_per_block(rows, length), dx.reshape(rows, length))
+        return dx, grad_w, grad_b
 
 
 def _rows_forward(x, normalized_shape, weight, bias, eps, out, subtract_mean):
@@ -78,14 +93,4 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None):
 
 def rows_norm_backward(ctx, grad_out):
     """Gradients (input, weight, bias) of layer or RMS norm from a saved context."""
-    dy = np.ascontiguousarray(grad_out, dtype=ctx.x2.dtype)
-    if dy.shape != ctx.shape:
-        raise ValueError(f"grad_out must have the forward input's shape {ctx.shape}, got {dy.shape}")
-    rows, length = ctx.x2.shape
-    dx = np.empty_like(dy)
-    if dy.size == 0:
-        return dx, np.zeros(length), np.zeros(length)
-    grad_w, grad_b = rows_fused.rows_normalize_backward(
-        dy.reshape(rows, length), ctx.x2, ctx.mean, ctx.rstd, ctx.weight, ctx.subtract_mean,
-        schedule.rows_per_block(rows, length), dx.reshape(rows, length))
-    return dx, grad_w, grad_b
+    return ctx.backward(grad_out)

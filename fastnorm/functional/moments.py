@@ -1,4 +1,5 @@
-"""Moments as building blocks: per-column statistics of 2-D data and the one merge formula.
+"""Moments as building blocks: per-column statistics of 2-D data, the one merge formula and the
+one running-statistics update.
 
 These are the doors through which the transformers (``partial_fit``, ``merge``) and the model
 utilities (precise batch-norm statistics) reach the kernels.
@@ -6,7 +7,7 @@ utilities (precise batch-norm statistics) reach the kernels.
 
 import numpy as np
 
-from .._kernels import merge, schedule, weighted_moments
+from .._kernels import merge, moments, running, schedule
 
 
 def column_moments(x, sample_weight=None):
@@ -18,13 +19,13 @@ def column_moments(x, sample_weight=None):
     met.
     """
     row_block, col_block = schedule.column_blocks(*x.shape)
-    weight_sum, mean, m2, nonfinite = weighted_moments.weighted_column_moments(
-        x, sample_weight, row_block, col_block)
+    weight_sum, mean, m2, nonfinite = moments.column_moments(
+        x.reshape((1,) + x.shape), sample_weight, True, row_block, col_block)
     if nonfinite:
         raise ValueError(
             f"Input X contains infinity or a value too large for {x.dtype!r} "
             "(NaN marks a missing value; infinities are rejected).")
-    return weight_sum, mean, m2
+    return weight_sum[0], mean[0], m2[0]
 
 
 def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
@@ -32,3 +33,18 @@ def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     (Chan et al.'s pairwise formula, the one every merge in fastnorm uses)."""
     args = [np.ascontiguousarray(a, dtype=np.float64) for a in (n_a, mean_a, m2_a, n_b, mean_b, m2_b)]
     return merge.merge_moment_arrays(*args)
+
+
+def update_running_stats(running_mean, running_var, mean, var, momentum):
+    """In place: ``running = (1 - momentum) * running + momentum * value`` for the running mean
+    (with ``mean``) and the running variance (with ``var``), element-wise over 1-D arrays.
+
+    ``running_mean`` and ``running_var`` are writeable, C-contiguous 1-D float32/float64 arrays;
+    ``mean`` and ``var`` anything NumPy turns into float64 arrays of their length. Which variance
+    is averaged (biased or unbiased) is the caller's choice, as is a cumulative average
+    (``momentum = 1 / (batches + 1)``)."""
+    mean = np.ascontiguousarray(mean, dtype=np.float64).reshape(-1)
+    var = np.ascontiguousarray(var, dtype=np.float64).reshape(-1)
+    if not (running_mean.shape == running_var.shape == mean.shape == var.shape):
+        raise ValueError("running statistics and batch statistics must have the same length")
+    running.update_running_stats(running_mean, running_var, mean, var, float(momentum))

@@ -1,0 +1,208 @@
+"""Per-column (sum of weights, mean, M2) over the rows of (P, A, B) data: the one column-moments
+kernel. It serves batch norm's column statistics (also fused into ``columns_fused``, through the
+same block functions), the per-sample columns of channels-last group and instance norm, and the
+transformers' statistics (NaN skipped, optional weights).
+
+The rows are cut into blocks whose size depends only on the shape (``schedule.column_blocks``);
+each block computes its own partial moments with two passes over data that sits in cache (sum,
+then centred squares), and the partials are merged serially in block order with
+``merge.merge_moments``. Results are therefore bitwise identical for any number of threads, and
+for the serial twin used on small inputs.
+
+With ``skip_nan``, NaN values are skipped (``v == v`` is false only for NaN). Infinite values are
+not skipped: they make a block's weighted sum non-finite, which is reported in the returned
+``nonfinite`` flag so that the caller can raise a clear error (the kernel itself never raises:
+exceptions in parallel regions can be lost). Without ``skip_nan`` (batch norm), a NaN or an
+infinity propagates into its column's statistics, as in PyTorch.
+
+Loop shape: each block function receives the whole (rows, columns) block and indexes it in 2-D,
+with the column loop innermost. Slicing one 1-D row per iteration (``x[a, c0:c1]``) costs a
+reference-count update per slice, which made narrow rows (64 values) markedly slower (figures:
+``docs/developer.rst``). The loops also take four rows per pass over the float64 accumulators, so
+that they are loaded and stored once per four rows.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from ._flags import KERNEL, parallel_kernel
+from .merge import merge_into
+from .schedule import column_task
+
+
+@njit(**KERNEL)
+def _block_sum(xb, wb, acc):
+    """acc[j] = sum over rows a of (wb[a] *) xb[a, j]; returns the sum of the weights."""
+    rows, cols = xb.shape
+    acc[:] = 0.0
+    total = 0.0
+    a = 0
+    while a + 4 <= rows:
+        if wb is None:
+            for j in range(cols):
+                acc[j] += (np.float64(xb[a, j]) + np.float64(xb[a + 1, j])) + (
+                    np.float64(xb[a + 2, j]) + np.float64(xb[a + 3, j]))
+        else:
+            w0, w1, w2, w3 = wb[a], wb[a + 1], wb[a + 2], wb[a + 3]
+            for j in range(cols):
+                acc[j] += (w0 * xb[a, j] + w1 * xb[a + 1, j]) + (
+                    w2 * xb[a + 2, j] + w3 * xb[a + 3, j])
+            total += (w0 + w1) + (w2 + w3)
+        a += 4
+    while a < rows:
+        if wb is None:
+            for j in range(cols):
+                acc[j] += np.float64(xb[a, j])
+        else:
+            w0 = wb[a]
+            for j in range(cols):
+                acc[j] += w0 * xb[a, j]
+            total += w0
+        a += 1
+    if wb is None:
+        total = float(rows)
+    return total
+
+
+@njit(**KERNEL)
+def _block_sq_dev(xb, wb, mean, acc):
+    """acc[j] = sum over rows a of (wb[a] *) (xb[a, j] - mean[j]) ** 2."""
+    rows, cols = xb.shape
+    acc[:] = 0.0
+    a = 0
+    while a + 4 <= rows:
+        if wb is None:
+            for j in range(cols):
+                m = mean[j]
+                d0 = xb[a, j] - m
+                d1 = xb[a + 1, j] - m
+                d2 = xb[a + 2, j] - m
+                d3 = xb[a + 3, j] - m
+                acc[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        else:
+            w0, w1, w2, w3 = wb[a], wb[a + 1], wb[a + 2], wb[a + 3]
+            for j in range(cols):
+                m = mean[j]
+                d0 = xb[a, j] - m
+                d1 = xb[a + 1, j] - m
+                d2 = xb[a + 2, j] - m
+                d3 = xb[a + 3, j] - m
+                acc[j] += (w0 * (d0 * d0) + w1 * (d1 * d1)) + (w2 * (d2 * d2) + w3 * (d3 * d3))
+        a += 4
+    while a < rows:
+        w0 = 1.0 if wb is None else wb[a]
+        for j in range(cols):
+            d = xb[a, j] - mean[j]
+            acc[j] += w0 * (d * d)
+        a += 1
+
+
+@njit(**KERNEL)
+def _all_finite(v):
+    ok = True
+    for j in range(v.shape[0]):
+        ok &= v[j] - v[j] == 0.0
+    return ok
+
+
+@njit(**KERNEL)
+def _block_moments_nan(xb, wb, cnt, mean, m2):
+    """NaN-skipping moments of a block; returns True when a weighted sum is not finite."""
+    rows, cols = xb.shape
+    cnt[:] = 0.0
+    mean[:] = 0.0
+    m2[:] = 0.0
+    for a in range(rows):
+        w0 = 1.0 if wb is None else wb[a]
+        for j in range(cols):
+            v = xb[a, j]
+            ok = v == v
+            cnt[j] += w0 if ok else 0.0
+            mean[j] += w0 * v if ok else 0.0
+    bad = not _all_finite(mean)
+    for j in range(cols):
+        # NaN marks "no data": merge_moments never reads the mean of an empty set
+        mean[j] = mean[j] / cnt[j] if cnt[j] > 0.0 else np.nan
+    for a in range(rows):
+        w0 = 1.0 if wb is None else wb[a]
+        for j in range(cols):
+            d = xb[a, j] - mean[j]
+            m2[j] += w0 * (d * d) if d == d else 0.0
+    return bad
+
+
+@njit(**KERNEL)
+def block_moments(xb, wb, skip_nan, cnt, mean, m2):
+    """Moments of the block ``xb`` (rows, cols) into cnt, mean, m2 (length cols).
+
+    Fast path first: plain sums, which vectorize best. With ``skip_nan``, a NaN or infinity makes
+    some sum non-finite and the block (still in cache) is redone with the NaN-skipping loops;
+    returns True when a weighted sum is not finite even with NaN skipped (an infinite value, or
+    overflow). Without ``skip_nan`` non-finite values propagate and the result is False."""
+    total = _block_sum(xb, wb, mean)
+    if skip_nan and not _all_finite(mean):
+        return _block_moments_nan(xb, wb, cnt, mean, m2)
+    cnt[:] = total
+    if total == 0.0:  # only zero weights: no data
+        mean[:] = np.nan
+        m2[:] = 0.0
+        return False
+    for j in range(mean.shape[0]):
+        mean[j] = mean[j] / total  # a division, so a constant column gets its value back exactly
+    _block_sq_dev(xb, wb, mean, m2)
+    return False
+
+
+@njit(**KERNEL)
+def task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, part_cnt, part_mean,
+                 part_m2):
+    """Task t of the column schedule over x (P, A, B): the moments of one block into the
+    (P, n_rb, B) partials; returns the ``nonfinite`` flag of ``block_moments``."""
+    P, A, B = x.shape
+    p, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
+    wb = None if w is None else w[r0:r1]
+    if n_cb == 1:  # whole rows: a C-contiguous block, which the inner loops vectorize best
+        return block_moments(x[p, r0:r1], wb, skip_nan, part_cnt[p, i], part_mean[p, i],
+                             part_m2[p, i])
+    return block_moments(x[p, r0:r1, c0:c1], wb, skip_nan, part_cnt[p, i, c0:c1],
+                         part_mean[p, i, c0:c1], part_m2[p, i, c0:c1])
+
+
+@njit(**KERNEL)
+def merge_blocks(part_cnt, part_mean, part_m2):
+    """Merge (P, n_rb, B) block partials in block order, along the columns so that the loop
+    vectorizes; returns (cnt, mean, m2), each (P, B)."""
+    cnt = part_cnt[:, 0, :].copy()
+    mean = part_mean[:, 0, :].copy()
+    m2 = part_m2[:, 0, :].copy()
+    for p in range(part_cnt.shape[0]):
+        for i in range(1, part_cnt.shape[1]):
+            merge_into(cnt[p], mean[p], m2[p], part_cnt[p, i], part_mean[p, i], part_m2[p, i])
+    return cnt, mean, m2
+
+
+@parallel_kernel
+def column_moments(x, w, skip_nan, row_block, col_block):
+    """Moments of each column of ``x`` (P, A, B), C-contiguous float32/float64, over axis 1.
+
+    ``w`` is None or a float64 array of A non-negative weights (Numba compiles the two cases apart,
+    so the unweighted loops carry no weight code). ``row_block``/``col_block`` must depend on the
+    shape only.
+
+    Returns ``(sum_w, mean, m2, nonfinite)``: float64 arrays of shape (P, B) with the sum of the
+    weights of the (non-NaN) values, their weighted mean (NaN where ``sum_w == 0``) and weighted
+    centred sum of squares, and a flag set when ``skip_nan`` met an infinite value (or an
+    overflowing sum).
+    """
+    P, A, B = x.shape
+    n_rb = (A + row_block - 1) // row_block
+    n_cb = (B + col_block - 1) // col_block
+    part_cnt = np.empty((P, n_rb, B))
+    part_mean = np.empty((P, n_rb, B))
+    part_m2 = np.empty((P, n_rb, B))
+    bad = np.zeros(P * n_rb * n_cb, dtype=np.bool_)
+    for t in prange(P * n_rb * n_cb):
+        bad[t] = task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, part_cnt,
+                              part_mean, part_m2)
+    cnt, mean, m2 = merge_blocks(part_cnt, part_mean, part_m2)
+    return cnt, mean, m2, bad.any()

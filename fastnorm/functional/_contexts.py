@@ -1,0 +1,125 @@
+"""What a batch, group or instance norm forward saves, one type per forward path, each computing
+its own backward pass: ``ctx.backward(grad_out) -> (grad_input, grad_weight, grad_bias)``.
+
+- ``ColumnsContext``: batch norm on (A, C) columns (fused kernels, ``ChannelRuns`` with inner 1).
+- ``GroupRunsContext``: group/instance norm with the fused per-(sample, group) kernels.
+- ``ChannelRunsContext``: everything else, through the generic ``grad_sums`` and ``grad_input``
+  passes of a layout.
+
+No statistic is recomputed; a context holds the forward input (through its layout) and the
+statistics its backward reads, nothing else.
+"""
+
+import numpy as np
+
+
+class _Context:
+    __slots__ = ("layout", "shape", "weight")
+
+    def __init__(self, layout, shape, weight):
+        self.layout = layout  # a view of the forward input (ChannelRuns or SampleColumns)
+        self.shape = shape  # the forward input's shape
+        self.weight = weight  # (C,) float64, ones when absent
+
+    def _grad_arrays(self, grad_out):
+        """grad_out checked and as the layout's dtype, and a new array for the input gradient."""
+        dy = np.ascontiguousarray(grad_out, dtype=self.layout.x.dtype)
+        if dy.shape != self.shape:
+            raise ValueError(
+                f"grad_out must have the forward input's shape {self.shape}, got {dy.shape}")
+        return dy, np.empty_like(dy)
+
+    def _zeros(self, dx):
+        channels = self.weight.shape[0]
+        return dx, np.zeros(channels), np.zeros(channels)
+
+
+class ColumnsContext(_Context):
+    """Batch norm whose channels are columns (one value per (sample, channel)): fused kernels."""
+
+    __slots__ = ("mean", "rstd", "batch_stats")
+
+    def __init__(self, layout, shape, weight, mean, rstd, batch_stats):
+        super().__init__(layout, shape, weight)
+        self.mean = mean  # (C,) centre subtracted from each channel
+        self.rstd = rstd  # (C,) 1 / sqrt(var + eps)
+        self.batch_stats = batch_stats  # True when mean/rstd came from the input itself
+
+    def backward(self, grad_out):
+        dy, dx = self._grad_arrays(grad_out)
+        if dy.size == 0:
+            return self._zeros(dx)
+        shape3 = self.layout.x.shape
+        grad_weight, grad_bias = self.layout.batch_norm_columns_backward(
+            dy.reshape(shape3), self.mean, self.rstd, self.weight, self.batch_stats,
+            dx.reshape(shape3))
+        return dx, grad_weight, grad_bias
+
+
+class GroupRunsContext(_Context):
+    """Group or instance norm with its own statistics, through the fused per-(sample, group)
+    kernels (channels first, long channel runs)."""
+
+    __slots__ = ("mean", "rstd", "groups")
+
+    def __init__(self, layout, shape, weight, mean, rstd, groups):
+        super().__init__(layout, shape, weight)
+        self.mean = np.ascontiguousarray(mean).reshape(-1)  # (N * groups,)
+        self.rstd = np.ascontiguousarray(rstd).reshape(-1)
+        self.groups = groups
+
+    def backward(self, grad_out):
+        dy, dx = self._grad_arrays(grad_out)
+        if dy.size == 0:
+            return self._zeros(dx)
+        shape3 = self.layout.x.shape
+        s_dyxhat, s_dy = self.layout.group_norm_rows_backward(
+            dy.reshape(shape3), self.mean, self.rstd, self.weight, self.groups,
+            dx.reshape(shape3))
+        return dx, s_dyxhat.sum(axis=0), s_dy.sum(axis=0)
+
+
+class ChannelRunsContext(_Context):
+    """Any batch, group or instance norm through a layout's generic passes: sums of dy and of
+    dy * (x - centre) per parameter slot, then the element-wise input gradient."""
+
+    __slots__ = ("centre", "rstd", "batch_stats", "count", "group_size")
+
+    def __init__(self, layout, shape, weight, centre, rstd, batch_stats, count, group_size=1):
+        super().__init__(layout, shape, weight)
+        self.centre = centre  # (Np, C): the mean subtracted from each channel slot
+        self.rstd = rstd  # (Np, C): 1 / sqrt(var + eps)
+        self.batch_stats = batch_stats  # True when centre/rstd came from the input itself
+        self.count = count  # values behind each statistic
+        self.group_size = group_size  # channels that share one statistic (group norm)
+
+    def backward(self, grad_out):
+        dy, dx = self._grad_arrays(grad_out)
+        if self.count == 0 or dy.size == 0:
+            return self._zeros(dx)
+        layout = self.layout
+        dy3 = dy.reshape(layout.x.shape)
+        s_dy, s_dyx = layout.grad_sums(dy3, self.centre)  # (Np, C)
+        grad_weight = (s_dyx * self.rstd).sum(axis=0)
+        grad_bias = s_dy.sum(axis=0)
+
+        alpha = self.rstd * self.weight  # (Np, C)
+        if self.batch_stats:
+            g = self.group_size
+            n_p = s_dy.shape[0]
+            # sums of (weight * dy) and (weight * dy * (x - mean)) over each statistic's values
+            sum_g = (s_dy * self.weight).reshape(n_p, -1, g).sum(axis=2)
+            sum_gx = (s_dyx * self.weight).reshape(n_p, -1, g).sum(axis=2)
+            rstd = self.rstd[:, ::g]
+            beta = np.repeat(-(rstd ** 3) * sum_gx / self.count, g, axis=1)
+            gamma = np.repeat(-rstd * sum_g / self.count, g, axis=1)
+        else:
+            beta = np.zeros_like(alpha)
+            gamma = np.zeros_like(alpha)
+        layout.grad_input(dy3, self.centre, alpha, beta, gamma, dx.reshape(layout.x.shape))
+        return dx, grad_weight, grad_bias
+
+
+def channel_norm_backward(ctx, grad_out):
+    """Gradients (input, weight, bias) of batch, group or instance norm from a saved context."""
+    return ctx.backward(grad_out)
