@@ -51,6 +51,27 @@ class _StreamedState:
             raise
         return self
 
+    def _check_mergeable(self, other):
+        """``other`` holds exact statistics of the same features as ``self``."""
+        if not isinstance(other, type(self)):
+            raise TypeError(f"can only merge a {type(self).__name__}, got {type(other).__name__}")
+        check_is_fitted(self)
+        check_is_fitted(other)
+        if self._m2 is None or other._m2 is None:
+            raise ValueError(
+                "merge needs exact statistics: both normalizers must be fitted with momentum=None"
+            )
+        if other.n_features_in_ != self.n_features_in_:
+            raise ValueError(
+                f"cannot merge a normalizer fitted on {other.n_features_in_} features into one "
+                f"fitted on {self.n_features_in_} features"
+            )
+        names, other_names = (getattr(e, "feature_names_in_", None) for e in (self, other))
+        if (names is None) != (other_names is None) or (
+            names is not None and not np.array_equal(names, other_names)
+        ):
+            raise ValueError("cannot merge normalizers fitted on different feature names")
+
     def _validate_batch(self, X, reset):
         """validate_data for fit/partial_fit, with a fast path for the streaming case.
 
@@ -245,24 +266,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, Ba
         -------
         self : BatchNormalizer
         """
-        if not isinstance(other, BatchNormalizer):
-            raise TypeError(f"can only merge a BatchNormalizer, got {type(other).__name__}")
-        check_is_fitted(self)
-        check_is_fitted(other)
-        if self._m2 is None or other._m2 is None:
-            raise ValueError(
-                "merge needs exact statistics: both normalizers must be fitted with momentum=None"
-            )
-        if other.n_features_in_ != self.n_features_in_:
-            raise ValueError(
-                f"cannot merge a normalizer fitted on {other.n_features_in_} features into one "
-                f"fitted on {self.n_features_in_} features"
-            )
-        names, other_names = (getattr(e, "feature_names_in_", None) for e in (self, other))
-        if (names is None) != (other_names is None) or (
-            names is not None and not np.array_equal(names, other_names)
-        ):
-            raise ValueError("cannot merge normalizers fitted on different feature names")
+        self._check_mergeable(other)
         sum_w, mean, m2, var = exact_merge(
             self._sum_weights, self.mean_, self._m2, other._sum_weights, other.mean_, other._m2
         )
