@@ -22,6 +22,7 @@ _LAZY = {
 _SUBMODULES = {"nn", "functional", "preprocessing", "neural_network"}
 
 __all__ = [
+    "__version__",
     "batch_norm",
     "group_norm",
     "instance_norm",

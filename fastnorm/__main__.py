@@ -7,22 +7,33 @@ import sys
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastnorm")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="train on scikit-learn's digits with and without normalization")
+    demo = sub.add_parser(
+        "demo", help="train on scikit-learn's digits with and without normalization"
+    )
     demo.add_argument("--seed", type=int, default=0)
     bench = sub.add_parser("bench", help="time fastnorm against NumPy, PyTorch and scikit-learn")
-    bench.add_argument("--group", action="append", choices=["kernels", "preprocessing", "mlp"],
-                       help="case groups to run (default: all)")
+    bench.add_argument(
+        "--group",
+        action="append",
+        choices=["kernels", "preprocessing", "mlp"],
+        help="case groups to run (default: all)",
+    )
     bench.add_argument("-k", "--filter", default="", help="run only cases whose name contains this")
-    bench.add_argument("--repeat", type=int, default=None, help="timed runs per case (best is kept)")
+    bench.add_argument(
+        "--repeat", type=int, default=None, help="timed runs per case (best is kept)"
+    )
     bench.add_argument("--threads", type=int, default=None, help="Numba (and torch) thread count")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from ._demo import run_demo
+
         run_demo(seed=args.seed)
         return 0
     from ._bench import runner
+
     if args.threads:
         import numba
+
         numba.set_num_threads(args.threads)
     cases = [c for c in runner.load_cases(args.group) if args.filter in c.name]
     print(runner.HEADER)

@@ -16,9 +16,21 @@ import numbers
 import numpy as np
 
 __all__ = [
-    "Interval", "Options", "Boolean", "NoneOr", "IntTuple", "FloatDtype",
-    "EPS", "EPS_OR_NONE", "MOMENTUM", "MOMENTUM_OR_NONE", "POSITIVE_INT", "NON_NEGATIVE_INT",
-    "FLOAT_DTYPE", "check", "check_params",
+    "Interval",
+    "Options",
+    "Boolean",
+    "NoneOr",
+    "IntTuple",
+    "FloatDtype",
+    "EPS",
+    "EPS_OR_NONE",
+    "MOMENTUM",
+    "MOMENTUM_OR_NONE",
+    "POSITIVE_INT",
+    "NON_NEGATIVE_INT",
+    "FLOAT_DTYPE",
+    "check",
+    "check_params",
 ]
 
 
@@ -155,10 +167,14 @@ class FloatDtype(Rule):
 
 
 # Rules shared across fastnorm: each parameter means the same thing everywhere.
-EPS = Interval(numbers.Real, 0.0, None, closed="left")  # added to a variance; 0 allowed, as in torch
+EPS = Interval(
+    numbers.Real, 0.0, None, closed="left"
+)  # added to a variance; 0 allowed, as in torch
 EPS_OR_NONE = NoneOr(EPS)  # RMS norm: None is the dtype's machine epsilon
 MOMENTUM = Interval(numbers.Real, 0.0, 1.0, closed="both")  # weight of the newest batch
-MOMENTUM_OR_NONE = NoneOr(MOMENTUM)  # None: cumulative average (layers), exact statistics (transformer)
+MOMENTUM_OR_NONE = NoneOr(
+    MOMENTUM
+)  # None: cumulative average (layers), exact statistics (transformer)
 POSITIVE_INT = Interval(numbers.Integral, 1, None)
 NON_NEGATIVE_INT = Interval(numbers.Integral, 0, None)
 FLOAT_DTYPE = FloatDtype()

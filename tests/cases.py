@@ -16,24 +16,24 @@ DTYPES = (np.float32, np.float64)
 # channel, which training must reject).
 BN = namedtuple("BN", "shape axis train")
 BATCH_NORM = [
-    BN((8, 3), 1, True),             # MLP features, 2-D
-    BN((7, 1), 1, True),             # C = 1, odd N
-    BN((1, 6), 1, False),            # N = 1: eval only
-    BN((1, 4, 1), 1, False),         # N = 1 and spatial size 1: eval only
-    BN((5, 4, 1), 1, True),          # spatial size 1
-    BN((1, 3, 5), 1, True),          # N = 1 with spatial > 1 trains fine
-    BN((3, 5, 7), 1, True),          # odd sizes, 3-D
-    BN((3, 7, 5), -1, True),         # channels last, 3-D
-    BN((2, 3, 4, 5), 1, True),       # 4-D NCHW
-    BN((2, 4, 5, 3), -1, True),      # 4-D NHWC
-    BN((4, 5, 3, 2), 2, True),       # a middle axis
-    BN((2, 3, 2, 3, 4), 1, True),    # 5-D
-    BN((2, 2, 3, 2, 5), -1, True),   # 5-D channels last
-    BN((13, 1031), 1, True),         # large channel count, odd N
-    BN((2, 3, 1031), -1, True),      # large channel count, channels last
-    BN((0, 3, 4), 1, True),          # zero-size batch
-    BN((0, 5), 1, True),             # zero-size batch, 2-D
-    BN((0, 2, 3), -1, True),         # zero-size batch, channels last
+    BN((8, 3), 1, True),  # MLP features, 2-D
+    BN((7, 1), 1, True),  # C = 1, odd N
+    BN((1, 6), 1, False),  # N = 1: eval only
+    BN((1, 4, 1), 1, False),  # N = 1 and spatial size 1: eval only
+    BN((5, 4, 1), 1, True),  # spatial size 1
+    BN((1, 3, 5), 1, True),  # N = 1 with spatial > 1 trains fine
+    BN((3, 5, 7), 1, True),  # odd sizes, 3-D
+    BN((3, 7, 5), -1, True),  # channels last, 3-D
+    BN((2, 3, 4, 5), 1, True),  # 4-D NCHW
+    BN((2, 4, 5, 3), -1, True),  # 4-D NHWC
+    BN((4, 5, 3, 2), 2, True),  # a middle axis
+    BN((2, 3, 2, 3, 4), 1, True),  # 5-D
+    BN((2, 2, 3, 2, 5), -1, True),  # 5-D channels last
+    BN((13, 1031), 1, True),  # large channel count, odd N
+    BN((2, 3, 1031), -1, True),  # large channel count, channels last
+    BN((0, 3, 4), 1, True),  # zero-size batch
+    BN((0, 5), 1, True),  # zero-size batch, 2-D
+    BN((0, 2, 3), -1, True),  # zero-size batch, channels last
 ]
 
 # (case, training) pairs: every case in eval, and in training where training is defined.
@@ -51,16 +51,16 @@ def mode_id(value):
 # shape, normalized_shape (trailing dims)
 LN = namedtuple("LN", "shape normalized_shape")
 LAYER_NORM = [
-    LN((7,), (7,)),                  # 1-D input
-    LN((5, 13), (13,)),              # odd sizes
-    LN((4, 1), (1,)),                # a single normalized element
-    LN((1, 9), (9,)),                # one row
-    LN((3, 4, 5), (4, 5)),           # 3-D, two normalized dims
-    LN((2, 3, 4, 5), (3, 4, 5)),     # 4-D
-    LN((2, 3, 2, 3, 4), (4,)),       # 5-D, last dim only
-    LN((3, 1031), (1031,)),          # long rows
-    LN((1030, 3), (3,)),             # many short rows
-    LN((0, 6), (6,)),                # zero-size batch
+    LN((7,), (7,)),  # 1-D input
+    LN((5, 13), (13,)),  # odd sizes
+    LN((4, 1), (1,)),  # a single normalized element
+    LN((1, 9), (9,)),  # one row
+    LN((3, 4, 5), (4, 5)),  # 3-D, two normalized dims
+    LN((2, 3, 4, 5), (3, 4, 5)),  # 4-D
+    LN((2, 3, 2, 3, 4), (4,)),  # 5-D, last dim only
+    LN((3, 1031), (1031,)),  # long rows
+    LN((1030, 3), (3,)),  # many short rows
+    LN((0, 6), (6,)),  # zero-size batch
 ]
 RMS_NORM = LAYER_NORM
 
@@ -68,37 +68,37 @@ RMS_NORM = LAYER_NORM
 GN = namedtuple("GN", "shape groups axis")
 GROUP_NORM = [
     GN((2, 6, 5), 3, 1),
-    GN((3, 4), 2, 1),                # 2-D: no spatial dims
-    GN((2, 1, 7), 1, 1),             # C = 1
-    GN((3, 6, 1), 6, 1),             # groups == C, spatial size 1: one element per group
-    GN((2, 6, 1), 2, 1),             # spatial size 1
-    GN((1, 4, 3, 5), 1, 1),          # one group (layer-norm-like), N = 1
-    GN((2, 3, 5, 4), 2, -1),         # channels last
-    GN((1, 8, 2, 3, 2), 4, 1),       # 5-D
-    GN((2, 3, 2, 2, 6), 3, -1),      # 5-D channels last
-    GN((2, 1032, 3), 8, 1),          # large channel count
-    GN((0, 4, 3), 2, 1),             # zero-size batch
-    GN((0, 4, 4, 6), 2, -1),         # zero-size batch, channels last
-    GN((1, 8), 2, 1),                # N = 1, 2-D: per-sample statistics, not the batch's
-    GN((1, 6, 1), 3, 1),             # N = 1, spatial size 1
-    GN((2, 6, 100), 3, 1),           # long runs: fused per-(sample, group) kernels
-    GN((1, 4, 7, 10), 2, 1),         # long runs, N = 1
+    GN((3, 4), 2, 1),  # 2-D: no spatial dims
+    GN((2, 1, 7), 1, 1),  # C = 1
+    GN((3, 6, 1), 6, 1),  # groups == C, spatial size 1: one element per group
+    GN((2, 6, 1), 2, 1),  # spatial size 1
+    GN((1, 4, 3, 5), 1, 1),  # one group (layer-norm-like), N = 1
+    GN((2, 3, 5, 4), 2, -1),  # channels last
+    GN((1, 8, 2, 3, 2), 4, 1),  # 5-D
+    GN((2, 3, 2, 2, 6), 3, -1),  # 5-D channels last
+    GN((2, 1032, 3), 8, 1),  # large channel count
+    GN((0, 4, 3), 2, 1),  # zero-size batch
+    GN((0, 4, 4, 6), 2, -1),  # zero-size batch, channels last
+    GN((1, 8), 2, 1),  # N = 1, 2-D: per-sample statistics, not the batch's
+    GN((1, 6, 1), 3, 1),  # N = 1, spatial size 1
+    GN((2, 6, 100), 3, 1),  # long runs: fused per-(sample, group) kernels
+    GN((1, 4, 7, 10), 2, 1),  # long runs, N = 1
 ]
 
 # ---------------------------------------------------------------- instance norm
 IN = namedtuple("IN", "shape axis")
 INSTANCE_NORM = [
     IN((2, 3, 5), 1),
-    IN((1, 3, 7), 1),                # N = 1
-    IN((3, 1, 6), 1),                # C = 1
-    IN((2, 4, 3, 5), 1),             # 4-D
-    IN((2, 3, 5, 4), -1),            # channels last
-    IN((2, 2, 2, 3, 2), 1),          # 5-D
-    IN((2, 1030, 3), 1),             # large channel count
-    IN((0, 3, 4), 1),                # zero-size batch
-    IN((0, 4, 4, 6), -1),            # zero-size batch, channels last
-    IN((2, 3, 80), 1),               # long runs: fused kernels
-    IN((1, 2, 9, 9), 1),             # long runs, N = 1
+    IN((1, 3, 7), 1),  # N = 1
+    IN((3, 1, 6), 1),  # C = 1
+    IN((2, 4, 3, 5), 1),  # 4-D
+    IN((2, 3, 5, 4), -1),  # channels last
+    IN((2, 2, 2, 3, 2), 1),  # 5-D
+    IN((2, 1030, 3), 1),  # large channel count
+    IN((0, 3, 4), 1),  # zero-size batch
+    IN((0, 4, 4, 6), -1),  # zero-size batch, channels last
+    IN((2, 3, 80), 1),  # long runs: fused kernels
+    IN((1, 2, 9, 9), 1),  # long runs, N = 1
 ]
 
 
@@ -179,5 +179,6 @@ def assert_close(actual, expected, dtype, scale=None, err_msg=""):
     if scale is None:
         finite = expected[np.isfinite(expected)]
         scale = max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
-    np.testing.assert_allclose(actual.astype(np.float64), expected, rtol=rtol,
-                               atol=atol * scale, err_msg=err_msg)
+    np.testing.assert_allclose(
+        actual.astype(np.float64), expected, rtol=rtol, atol=atol * scale, err_msg=err_msg
+    )

@@ -57,31 +57,58 @@ class TorchRef:
             res["db"] = None if bt is None else self._np(bt.grad)
         return res
 
-    def batch_norm(self, x, running_mean=None, running_var=None, weight=None, bias=None,
-                   training=False, momentum=0.1, eps=1e-5, axis=1, dy=None):
+    def batch_norm(
+        self,
+        x,
+        running_mean=None,
+        running_var=None,
+        weight=None,
+        bias=None,
+        training=False,
+        momentum=0.1,
+        eps=1e-5,
+        axis=1,
+        dy=None,
+    ):
         def fn(x, rm, rv, w, b):
             return self.F.batch_norm(x, rm, rv, w, b, training, momentum, eps)
+
         return self._run(fn, x, weight, bias, dy, axis, running_mean, running_var)
 
     def layer_norm(self, x, normalized_shape, weight=None, bias=None, eps=1e-5, dy=None):
         def fn(x, rm, rv, w, b):
             return self.F.layer_norm(x, tuple(normalized_shape), w, b, eps)
+
         return self._run(fn, x, weight, bias, dy, None)
 
     def group_norm(self, x, num_groups, weight=None, bias=None, eps=1e-5, axis=1, dy=None):
         def fn(x, rm, rv, w, b):
             return self.F.group_norm(x, num_groups, w, b, eps)
+
         return self._run(fn, x, weight, bias, dy, axis)
 
-    def instance_norm(self, x, running_mean=None, running_var=None, weight=None, bias=None,
-                      use_input_stats=True, momentum=0.1, eps=1e-5, axis=1, dy=None):
+    def instance_norm(
+        self,
+        x,
+        running_mean=None,
+        running_var=None,
+        weight=None,
+        bias=None,
+        use_input_stats=True,
+        momentum=0.1,
+        eps=1e-5,
+        axis=1,
+        dy=None,
+    ):
         def fn(x, rm, rv, w, b):
             return self.F.instance_norm(x, rm, rv, w, b, use_input_stats, momentum, eps)
+
         return self._run(fn, x, weight, bias, dy, axis, running_mean, running_var)
 
     def rms_norm(self, x, normalized_shape, weight=None, eps=None, dy=None):
         def fn(x, rm, rv, w, b):
             return self.F.rms_norm(x, tuple(normalized_shape), w, eps)
+
         return self._run(fn, x, weight, None, dy, None)
 
 

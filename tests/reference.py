@@ -50,6 +50,7 @@ def _as_shape(normalized_shape):
 # generic: normalize over `axes` (stats kept with keepdims), then per-element affine
 # --------------------------------------------------------------------------------------------
 
+
 def _stats(x, axes):
     """Mean and biased variance over ``axes`` (keepdims), two passes."""
     mean = np.mean(x, axis=axes, keepdims=True)
@@ -75,8 +76,19 @@ def _empty_like64(x):
 # batch norm
 # --------------------------------------------------------------------------------------------
 
-def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
-               training=False, momentum=0.1, eps=1e-5, *, axis=1):
+
+def batch_norm(
+    x,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    training=False,
+    momentum=0.1,
+    eps=1e-5,
+    *,
+    axis=1,
+):
     """y = (x - mean) / sqrt(var + eps) * weight + bias, statistics per channel ``axis``."""
     x = _f64(x)
     cshape, axis = _channel_shape(x.ndim, axis)
@@ -112,8 +124,18 @@ def batch_norm_running_stats(x, running_mean, running_var, momentum=0.1, *, axis
     return rm, rv
 
 
-def batch_norm_backward(dy, x, running_mean=None, running_var=None, weight=None, bias=None,
-                        training=False, eps=1e-5, *, axis=1):
+def batch_norm_backward(
+    dy,
+    x,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    training=False,
+    eps=1e-5,
+    *,
+    axis=1,
+):
     """(dx, dweight, dbias). Training couples all samples of a channel; eval does not."""
     x, dy = _f64(x), _f64(dy)
     cshape, axis = _channel_shape(x.ndim, axis)
@@ -145,6 +167,7 @@ def batch_norm_backward(dy, x, running_mean=None, running_var=None, weight=None,
 # --------------------------------------------------------------------------------------------
 # layer norm
 # --------------------------------------------------------------------------------------------
+
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     x = _f64(x)
@@ -182,6 +205,7 @@ def layer_norm_backward(dy, x, normalized_shape, weight=None, bias=None, eps=1e-
 # --------------------------------------------------------------------------------------------
 # group norm (computed on (N, C, *S); axis moved to 1 and back)
 # --------------------------------------------------------------------------------------------
+
 
 def _to_nc(x, axis):
     return np.moveaxis(x, axis, 1)
@@ -242,8 +266,19 @@ def group_norm_backward(dy, x, num_groups, weight=None, bias=None, eps=1e-5, *, 
 # instance norm (statistics per (sample, channel) over the spatial axes)
 # --------------------------------------------------------------------------------------------
 
-def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
-                  use_input_stats=True, momentum=0.1, eps=1e-5, *, axis=1):
+
+def instance_norm(
+    x,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    use_input_stats=True,
+    momentum=0.1,
+    eps=1e-5,
+    *,
+    axis=1,
+):
     x = _to_nc(_f64(x), axis)
     C = x.shape[1]
     cshape = (1, C) + (1,) * (x.ndim - 2)
@@ -270,15 +305,25 @@ def instance_norm_running_stats(x, running_mean, running_var, momentum=0.1, *, a
         return rm, rv
     spatial = tuple(range(2, x.ndim))
     S = int(np.prod(x.shape[2:]))
-    mean_nc = np.mean(x, axis=spatial)                                       # (N, C)
+    mean_nc = np.mean(x, axis=spatial)  # (N, C)
     var_nc = np.sum((x - np.mean(x, axis=spatial, keepdims=True)) ** 2, axis=spatial) / (S - 1)
     rm = (1 - momentum) * rm + momentum * np.mean(mean_nc, axis=0)
     rv = (1 - momentum) * rv + momentum * np.mean(var_nc, axis=0)
     return rm, rv
 
 
-def instance_norm_backward(dy, x, running_mean=None, running_var=None, weight=None, bias=None,
-                           use_input_stats=True, eps=1e-5, *, axis=1):
+def instance_norm_backward(
+    dy,
+    x,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    use_input_stats=True,
+    eps=1e-5,
+    *,
+    axis=1,
+):
     x = _to_nc(_f64(x), axis)
     dy = _to_nc(_f64(dy), axis)
     C = x.shape[1]
@@ -309,6 +354,7 @@ def instance_norm_backward(dy, x, running_mean=None, running_var=None, weight=No
 # --------------------------------------------------------------------------------------------
 # RMS norm: y = x / sqrt(mean(x^2) + eps) * weight; eps=None -> machine eps of the input dtype
 # --------------------------------------------------------------------------------------------
+
 
 def rms_eps(x_dtype, eps):
     """torch's default: finfo(input dtype).eps; integer input is computed in float64."""
@@ -344,6 +390,6 @@ def rms_norm_backward(dy, x, normalized_shape, weight=None, eps=None):
         return _empty_like64(x), dw
     r = 1.0 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + eps)
     g = dy if weight is None else dy * _f64(weight)
-    dx = r * g - r ** 3 * x * np.mean(g * x, axis=axes, keepdims=True)
+    dx = r * g - r**3 * x * np.mean(g * x, axis=axes, keepdims=True)
     dw = None if weight is None else np.sum(dy * x * r, axis=lead)
     return dx, dw

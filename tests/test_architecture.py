@@ -34,7 +34,9 @@ def test_only_functional_imports_the_kernels(path):
     if _layer(path) in ("_kernels", "functional"):
         return
     kernel_imports = [m for m in _imported_modules(path) if m.startswith("fastnorm._kernels")]
-    assert not kernel_imports, f"{path.name} imports {kernel_imports}: go through fastnorm.functional"
+    assert not kernel_imports, (
+        f"{path.name} imports {kernel_imports}: go through fastnorm.functional"
+    )
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -44,14 +46,19 @@ def test_modules_and_classes_stay_small(path):
     for node in ast.walk(ast.parse(text)):
         if isinstance(node, ast.ClassDef):
             length = node.end_lineno - node.lineno + 1
-            assert length <= 260, f"class {node.name} in {path.name} has {length} lines"
+            doc = node.body[0] if node.body and isinstance(node.body[0], ast.Expr) else None
+            if doc is not None and isinstance(getattr(doc, "value", None), ast.Constant):
+                length -= doc.end_lineno - doc.lineno + 1  # documentation is not bulk
+            assert length <= 250, f"class {node.name} in {path.name} has {length} lines of code"
 
 
 def test_the_import_checker_resolves_relative_imports(tmp_path):
     source = tmp_path / "fastnorm" / "nn" / "layer.py"
     source.parent.mkdir(parents=True)
-    source.write_text("from .._kernels import reduce\nfrom ..functional import batch_norm\n"
-                      "import fastnorm._kernels.merge\nfrom . import optim\n")
+    source.write_text(
+        "from .._kernels import reduce\nfrom ..functional import batch_norm\n"
+        "import fastnorm._kernels.merge\nfrom . import optim\n"
+    )
     names = _imported_modules(source, root=tmp_path)
     assert "fastnorm._kernels.reduce" in names
     assert "fastnorm.functional.batch_norm" in names

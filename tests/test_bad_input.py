@@ -25,9 +25,13 @@ FUNCTIONS = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_nor
 
 # ------------------------------------------------------------------------------- dtypes
 
+
 @pytest.mark.parametrize("fn", FUNCTIONS)
-@pytest.mark.parametrize("dtype", [np.complex128, np.complex64, object, bool, np.float16, "U3"],
-                         ids=["complex128", "complex64", "object", "bool", "float16", "str"])
+@pytest.mark.parametrize(
+    "dtype",
+    [np.complex128, np.complex64, object, bool, np.float16, "U3"],
+    ids=["complex128", "complex64", "object", "bool", "float16", "str"],
+)
 def test_unsupported_dtype_raises_type_error(fn, dtype):
     x = np.ones((3, 4, 5)).astype(dtype)
     with pytest.raises(TypeError):
@@ -43,6 +47,7 @@ def test_python_lists_of_strings_raise_type_error(fn):
 
 # ------------------------------------------------------------------------------- ndim
 
+
 @pytest.mark.parametrize("fn", ["batch_norm", "group_norm", "instance_norm"])
 @pytest.mark.parametrize("shape", [(5,), ()], ids=["1-D", "0-D"])
 def test_channel_functions_need_two_dims(fn, shape):
@@ -50,8 +55,9 @@ def test_channel_functions_need_two_dims(fn, shape):
     f = {
         "batch_norm": lambda: fastnorm.batch_norm(x, np.zeros(5), np.ones(5), training=False),
         "group_norm": lambda: fastnorm.group_norm(x, 1),
-        "instance_norm": lambda: fastnorm.instance_norm(x, np.zeros(5), np.ones(5),
-                                                        use_input_stats=False),
+        "instance_norm": lambda: fastnorm.instance_norm(
+            x, np.zeros(5), np.ones(5), use_input_stats=False
+        ),
     }[fn]
     with pytest.raises(ValueError, match=X_NAME):
         f()
@@ -65,12 +71,17 @@ def test_trailing_functions_need_one_dim(fn):
 
 # ------------------------------------------------------------------------------- shapes
 
+
 @pytest.mark.parametrize("arg", ["weight", "bias", "running_mean", "running_var"])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_batch_norm_parameter_shape(arg, training):
     x = np.random.default_rng(0).standard_normal((4, 3, 5))
-    kw = {"running_mean": np.zeros(3), "running_var": np.ones(3), "weight": np.ones(3),
-          "bias": np.zeros(3)}
+    kw = {
+        "running_mean": np.zeros(3),
+        "running_var": np.ones(3),
+        "weight": np.ones(3),
+        "bias": np.zeros(3),
+    }
     before = {k: v.copy() for k, v in kw.items()}
     kw[arg] = np.ones(4)
     with pytest.raises(ValueError, match=arg):
@@ -98,8 +109,12 @@ def test_batch_norm_2d_weight_rejected():
 @pytest.mark.parametrize("arg", ["weight", "bias", "running_mean", "running_var"])
 def test_instance_norm_parameter_shape(arg):
     x = np.random.default_rng(0).standard_normal((4, 3, 5))
-    kw = {"running_mean": np.zeros(3), "running_var": np.ones(3), "weight": np.ones(3),
-          "bias": np.zeros(3)}
+    kw = {
+        "running_mean": np.zeros(3),
+        "running_var": np.ones(3),
+        "weight": np.ones(3),
+        "bias": np.zeros(3),
+    }
     kw[arg] = np.ones(2)
     with pytest.raises(ValueError, match=arg):
         fastnorm.instance_norm(x, **kw)
@@ -134,14 +149,18 @@ def test_rms_norm_weight_shape():
 
 
 @pytest.mark.parametrize("fn", ["layer_norm", "rms_norm"])
-@pytest.mark.parametrize("normalized_shape", [(5,), (3, 6), (1, 2, 4, 6), 7],
-                         ids=["wrong-last", "wrong-second", "too-long", "int"])
+@pytest.mark.parametrize(
+    "normalized_shape",
+    [(5,), (3, 6), (1, 2, 4, 6), 7],
+    ids=["wrong-last", "wrong-second", "too-long", "int"],
+)
 def test_normalized_shape_must_match_trailing_dims(fn, normalized_shape):
     with pytest.raises(ValueError, match="normalized_shape"):
         getattr(fastnorm, fn)(np.ones((2, 4, 6)), normalized_shape)
 
 
 # ------------------------------------------------------------------------------- eps
+
 
 @pytest.mark.parametrize("eps", [-1e-5, float("nan"), float("inf")])
 @pytest.mark.parametrize("fn", ["batch_norm", "layer_norm", "group_norm", "instance_norm"])
@@ -157,8 +176,9 @@ def test_eps_must_be_a_finite_non_negative_real(fn, eps):
         f()
 
 
-@pytest.mark.parametrize("fn", ["batch_norm", "layer_norm", "rms_norm", "group_norm",
-                                "instance_norm"])
+@pytest.mark.parametrize(
+    "fn", ["batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm"]
+)
 def test_eps_zero_is_accepted(fn):
     """As in torch: eps=0 is a valid parameter (non-constant data keeps a finite result)."""
     x = np.arange(48.0).reshape(2, 4, 6) ** 1.5
@@ -174,8 +194,10 @@ def test_eps_zero_is_accepted(fn):
 
 # ------------------------------------------------------------------------------- statistics
 
-@pytest.mark.parametrize("shape,axis", [((1, 4), 1), ((1, 4, 1), 1), ((1, 1, 1, 3), -1),
-                                        ((1, 3, 1, 1, 1), 1)])
+
+@pytest.mark.parametrize(
+    "shape,axis", [((1, 4), 1), ((1, 4, 1), 1), ((1, 1, 1, 3), -1), ((1, 3, 1, 1, 1), 1)]
+)
 def test_one_value_per_channel_in_training(shape, axis):
     rm, rv = np.zeros(shape[axis]), np.ones(shape[axis])
     with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):

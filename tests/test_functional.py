@@ -2,12 +2,27 @@
 
 import numpy as np
 import pytest
+import reference as ref
+from cases import (
+    BATCH_NORM,
+    BATCH_NORM_MODES,
+    DTYPES,
+    GROUP_NORM,
+    INSTANCE_NORM,
+    LAYER_NORM,
+    LAYOUTS,
+    RMS_NORM,
+    assert_close,
+    case_id,
+    channel_count,
+    dtype_id,
+    make_affine,
+    make_input,
+    make_running,
+    mode_id,
+)
 
 import fastnorm
-import reference as ref
-from cases import (BATCH_NORM, BATCH_NORM_MODES, DTYPES, GROUP_NORM, INSTANCE_NORM, LAYER_NORM,
-                   LAYOUTS, RMS_NORM, assert_close, case_id, channel_count, dtype_id, make_affine,
-                   make_input, make_running, mode_id)
 
 AFFINE = pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 DTYPE = pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
@@ -22,6 +37,7 @@ def check_output(y, x, expected, dtype):
 
 # --------------------------------------------------------------------------- batch norm
 
+
 @DTYPE
 @AFFINE
 @pytest.mark.parametrize("case,training", BATCH_NORM_MODES, ids=mode_id)
@@ -33,8 +49,9 @@ def test_batch_norm(case, training, affine, dtype, rng):
     rm0, rv0 = rm.copy(), rv.copy()
     w, b = make_affine(rng, C, dtype) if affine else (None, None)
     y = fastnorm.batch_norm(x, rm, rv, w, b, training, 0.2, 1e-4, axis=case.axis)
-    check_output(y, x, ref.batch_norm(x, rm0, rv0, w, b, training, 0.2, 1e-4, axis=case.axis),
-                 dtype)
+    check_output(
+        y, x, ref.batch_norm(x, rm0, rv0, w, b, training, 0.2, 1e-4, axis=case.axis), dtype
+    )
     np.testing.assert_array_equal(x, x_before)
     if training and x.size:
         new_rm, new_rv = ref.batch_norm_running_stats(x, rm0, rv0, 0.2, axis=case.axis)
@@ -46,8 +63,9 @@ def test_batch_norm(case, training, affine, dtype, rng):
 
 
 @DTYPE
-@pytest.mark.parametrize("case", [c for c in BATCH_NORM if c.train and 0 not in c.shape],
-                         ids=case_id)
+@pytest.mark.parametrize(
+    "case", [c for c in BATCH_NORM if c.train and 0 not in c.shape], ids=case_id
+)
 def test_batch_norm_training_without_running_stats(case, dtype, rng):
     C = channel_count(case.shape, case.axis)
     x = make_input(rng, case.shape, dtype)
@@ -83,6 +101,7 @@ def test_batch_norm_eval_ignores_batch(rng):
 
 # --------------------------------------------------------------------------- layer norm
 
+
 @DTYPE
 @AFFINE
 @pytest.mark.parametrize("case", LAYER_NORM, ids=case_id)
@@ -101,6 +120,7 @@ def test_layer_norm_int_normalized_shape(rng):
 
 # --------------------------------------------------------------------------- group norm
 
+
 @DTYPE
 @AFFINE
 @pytest.mark.parametrize("case", GROUP_NORM, ids=case_id)
@@ -113,6 +133,7 @@ def test_group_norm(case, affine, dtype, rng):
 
 
 # --------------------------------------------------------------------------- instance norm
+
 
 @DTYPE
 @AFFINE
@@ -148,6 +169,7 @@ def test_instance_norm_without_running_stats(case, dtype, rng):
 
 # --------------------------------------------------------------------------- RMS norm
 
+
 @DTYPE
 @AFFINE
 @pytest.mark.parametrize("eps", [None, 1e-3], ids=["eps=None", "eps=1e-3"])
@@ -174,6 +196,7 @@ def test_rms_norm_default_eps_is_dtype_eps(dtype, rng):
 
 # --------------------------------------------------------------------------- one call per op
 
+
 def call_each(x, rng, dtype, out=None):
     """(name, fastnorm result, reference) for every op on a (N, C, S...) input x."""
     C = x.shape[1]
@@ -183,33 +206,47 @@ def call_each(x, rng, dtype, out=None):
     ns = x.shape[-1:]
     kw = {} if out is None else {"out": out}
     return [
-        ("batch_norm train",
-         lambda: fastnorm.batch_norm(x, None, None, w, b, True, **kw),
-         lambda: ref.batch_norm(x, None, None, w, b, True)),
-        ("batch_norm eval",
-         lambda: fastnorm.batch_norm(x, rm, rv, w, b, False, **kw),
-         lambda: ref.batch_norm(x, rm, rv, w, b, False)),
-        ("batch_norm channels last",
-         lambda: fastnorm.batch_norm(x, None, None, lw, lb, True, axis=-1, **kw),
-         lambda: ref.batch_norm(x, None, None, lw, lb, True, axis=-1)),
-        ("layer_norm",
-         lambda: fastnorm.layer_norm(x, ns, lw, lb, **kw),
-         lambda: ref.layer_norm(x, ns, lw, lb)),
-        ("group_norm",
-         lambda: fastnorm.group_norm(x, 2, w, b, **kw),
-         lambda: ref.group_norm(x, 2, w, b)),
-        ("group_norm channels last",
-         lambda: fastnorm.group_norm(x, 2, lw, lb, axis=-1, **kw),
-         lambda: ref.group_norm(x, 2, lw, lb, axis=-1)),
-        ("instance_norm",
-         lambda: fastnorm.instance_norm(x, None, None, w, b, **kw),
-         lambda: ref.instance_norm(x, None, None, w, b)),
-        ("instance_norm channels last",
-         lambda: fastnorm.instance_norm(x, None, None, lw, lb, axis=-1, **kw),
-         lambda: ref.instance_norm(x, None, None, lw, lb, axis=-1)),
-        ("rms_norm",
-         lambda: fastnorm.rms_norm(x, ns, lw, **kw),
-         lambda: ref.rms_norm(x, ns, lw)),
+        (
+            "batch_norm train",
+            lambda: fastnorm.batch_norm(x, None, None, w, b, True, **kw),
+            lambda: ref.batch_norm(x, None, None, w, b, True),
+        ),
+        (
+            "batch_norm eval",
+            lambda: fastnorm.batch_norm(x, rm, rv, w, b, False, **kw),
+            lambda: ref.batch_norm(x, rm, rv, w, b, False),
+        ),
+        (
+            "batch_norm channels last",
+            lambda: fastnorm.batch_norm(x, None, None, lw, lb, True, axis=-1, **kw),
+            lambda: ref.batch_norm(x, None, None, lw, lb, True, axis=-1),
+        ),
+        (
+            "layer_norm",
+            lambda: fastnorm.layer_norm(x, ns, lw, lb, **kw),
+            lambda: ref.layer_norm(x, ns, lw, lb),
+        ),
+        (
+            "group_norm",
+            lambda: fastnorm.group_norm(x, 2, w, b, **kw),
+            lambda: ref.group_norm(x, 2, w, b),
+        ),
+        (
+            "group_norm channels last",
+            lambda: fastnorm.group_norm(x, 2, lw, lb, axis=-1, **kw),
+            lambda: ref.group_norm(x, 2, lw, lb, axis=-1),
+        ),
+        (
+            "instance_norm",
+            lambda: fastnorm.instance_norm(x, None, None, w, b, **kw),
+            lambda: ref.instance_norm(x, None, None, w, b),
+        ),
+        (
+            "instance_norm channels last",
+            lambda: fastnorm.instance_norm(x, None, None, lw, lb, axis=-1, **kw),
+            lambda: ref.instance_norm(x, None, None, lw, lb, axis=-1),
+        ),
+        ("rms_norm", lambda: fastnorm.rms_norm(x, ns, lw, **kw), lambda: ref.rms_norm(x, ns, lw)),
     ]
 
 
@@ -233,11 +270,17 @@ def test_strided_view_of_channels(rng):
     big = make_input(rng, (5, 8, 3))
     x = big[:, ::2]
     w, b = make_affine(rng, 4)
-    assert_close(fastnorm.batch_norm(x, None, None, w, b, True),
-                 ref.batch_norm(x, None, None, w, b, True), np.float64)
+    assert_close(
+        fastnorm.batch_norm(x, None, None, w, b, True),
+        ref.batch_norm(x, None, None, w, b, True),
+        np.float64,
+    )
     assert_close(fastnorm.group_norm(x, 2, w, b), ref.group_norm(x, 2, w, b), np.float64)
-    assert_close(fastnorm.instance_norm(x, weight=w, bias=b),
-                 ref.instance_norm(x, None, None, w, b), np.float64)
+    assert_close(
+        fastnorm.instance_norm(x, weight=w, bias=b),
+        ref.instance_norm(x, None, None, w, b),
+        np.float64,
+    )
     assert_close(fastnorm.layer_norm(x, (4, 3)), ref.layer_norm(x, (4, 3)), np.float64)
 
 
@@ -296,6 +339,7 @@ def test_large_spatial_batch_norm_float32(rng):
 
 # --------------------------------------------------------------------------- accuracy
 
+
 @pytest.mark.parametrize("axis", [1, -1])
 def test_forward_accuracy_large_offset(axis, rng):
     """float32 input 1e4 + randn: outputs within 1e-3 of the float64 reference of the same
@@ -307,8 +351,9 @@ def test_forward_accuracy_large_offset(axis, rng):
     rm = np.zeros(C, np.float32)
     rv = np.ones(C, np.float32)
     y = fastnorm.batch_norm(x, rm, rv, training=True, axis=axis)
-    np.testing.assert_allclose(y, ref.batch_norm(x, None, None, training=True, axis=axis),
-                               atol=1e-3, rtol=0)
+    np.testing.assert_allclose(
+        y, ref.batch_norm(x, None, None, training=True, axis=axis), atol=1e-3, rtol=0
+    )
     new_rm, new_rv = ref.batch_norm_running_stats(x, np.zeros(C), np.ones(C), axis=axis)
     np.testing.assert_allclose(rv, new_rv, atol=1e-3, rtol=0)
     np.testing.assert_allclose(rm, new_rm, rtol=1e-6)
@@ -323,6 +368,7 @@ def test_forward_accuracy_large_offset(axis, rng):
 
 
 # --------------------------------------------------------------------------- NaN / Inf
+
 
 def test_nan_propagates_within_its_slot(rng):
     """A NaN poisons exactly the statistics it enters: its channel (batch norm, training), its
@@ -358,6 +404,7 @@ def test_nan_in_running_stats_stays_in_place(rng):
 
 # --------------------------------------------------------------------------- unusual arrays
 
+
 def test_negative_zero_strides_and_read_only(rng):
     """Reversed views, broadcast (zero-stride) views and read-only arrays are valid inputs."""
     x = make_input(rng, (5, 6, 8))
@@ -368,15 +415,27 @@ def test_negative_zero_strides_and_read_only(rng):
     }
     inputs["read-only"].flags.writeable = False
     for name, v in inputs.items():
-        assert_close(fastnorm.batch_norm(v, None, None, training=True),
-                     ref.batch_norm(v, None, None, training=True), np.float64, err_msg=name)
-        assert_close(fastnorm.batch_norm(v, None, None, training=True, axis=-1),
-                     ref.batch_norm(v, None, None, training=True, axis=-1), np.float64,
-                     err_msg=name)
-        assert_close(fastnorm.layer_norm(v, (6, 8)), ref.layer_norm(v, (6, 8)), np.float64,
-                     err_msg=name)
-        assert_close(fastnorm.group_norm(v, 2, axis=-1), ref.group_norm(v, 2, axis=-1),
-                     np.float64, err_msg=name)
+        assert_close(
+            fastnorm.batch_norm(v, None, None, training=True),
+            ref.batch_norm(v, None, None, training=True),
+            np.float64,
+            err_msg=name,
+        )
+        assert_close(
+            fastnorm.batch_norm(v, None, None, training=True, axis=-1),
+            ref.batch_norm(v, None, None, training=True, axis=-1),
+            np.float64,
+            err_msg=name,
+        )
+        assert_close(
+            fastnorm.layer_norm(v, (6, 8)), ref.layer_norm(v, (6, 8)), np.float64, err_msg=name
+        )
+        assert_close(
+            fastnorm.group_norm(v, 2, axis=-1),
+            ref.group_norm(v, 2, axis=-1),
+            np.float64,
+            err_msg=name,
+        )
         assert_close(fastnorm.instance_norm(v), ref.instance_norm(v), np.float64, err_msg=name)
         assert_close(fastnorm.rms_norm(v, (8,)), ref.rms_norm(v, (8,)), np.float64, err_msg=name)
 
@@ -411,8 +470,9 @@ def test_constant_channel_gives_bias(dtype):
     atol = 1e-3 if dtype == np.float32 else 1e-9
     results = {
         "batch_norm": fastnorm.batch_norm(x, None, None, w, b, training=True),
-        "batch_norm last": fastnorm.batch_norm(np.moveaxis(x, 1, -1), None, None, w, b,
-                                               training=True, axis=-1),
+        "batch_norm last": fastnorm.batch_norm(
+            np.moveaxis(x, 1, -1), None, None, w, b, training=True, axis=-1
+        ),
         "group_norm": fastnorm.group_norm(x, 3, w, b),
         "instance_norm": fastnorm.instance_norm(x, weight=w, bias=b),
     }

@@ -38,11 +38,14 @@ def test_channel_mismatch_names_the_layer():
         BatchNorm(3).forward(np.ones((4, 5)))
 
 
-@pytest.mark.parametrize("forward, backward, args", [
-    (F.batch_norm_forward, F.channel_norm_backward, (None, None, None, None, True)),
-    (F.group_norm_forward, F.channel_norm_backward, (2,)),
-    (F.layer_norm_forward, F.rows_norm_backward, ((6,),)),
-])
+@pytest.mark.parametrize(
+    "forward, backward, args",
+    [
+        (F.batch_norm_forward, F.channel_norm_backward, (None, None, None, None, True)),
+        (F.group_norm_forward, F.channel_norm_backward, (2,)),
+        (F.layer_norm_forward, F.rows_norm_backward, ((6,),)),
+    ],
+)
 def test_out_aliasing_the_input_keeps_gradients(forward, backward, args):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((5, 4, 6))
@@ -65,7 +68,9 @@ def _trained(seq, x):
 def test_fold_skips_batchnorm_not_on_the_last_axis():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((8, 4, 4))  # (N, T, F) with T == F: axis 1 is not the features
-    seq = _trained(Sequential(Linear(4, 4, random_state=0), BatchNorm(4, axis=1, dtype=np.float64)), x)
+    seq = _trained(
+        Sequential(Linear(4, 4, random_state=0), BatchNorm(4, axis=1, dtype=np.float64)), x
+    )
     folded = fold_batchnorm(seq)
     np.testing.assert_allclose(folded.forward(x), seq.forward(x), rtol=1e-6, atol=1e-6)
     assert any(isinstance(layer, BatchNorm) for layer in folded.layers)
@@ -74,8 +79,9 @@ def test_fold_skips_batchnorm_not_on_the_last_axis():
 def test_fold_folds_2d_and_does_not_share_layers():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((16, 4))
-    seq = _trained(Sequential(Linear(4, 5, random_state=0), BatchNorm(5, dtype=np.float64),
-                              ReLU()), x)
+    seq = _trained(
+        Sequential(Linear(4, 5, random_state=0), BatchNorm(5, dtype=np.float64), ReLU()), x
+    )
     folded = fold_batchnorm(seq)
     np.testing.assert_allclose(folded.forward(x), seq.forward(x), rtol=1e-6, atol=1e-6)
     assert [type(layer) for layer in folded.layers] == [Linear, ReLU]
@@ -104,10 +110,14 @@ def test_workqueue_layer_is_serialized_with_a_warning():
         assert not errors
         print("ok")
     """)
-    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                          timeout=300)
+    env = {
+        **os.environ,
+        "NUMBA_THREADING_LAYER": "workqueue",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
 
 

@@ -20,23 +20,29 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 
 # small, fast settings: check_estimator fits dozens of times
-@parametrize_with_checks([
-    MLPClassifier((8,), normalization="batch", learning_rate_init=0.02, max_iter=60,
-                  random_state=0),
-    MLPClassifier((8,), normalization="layer", learning_rate_init=0.02, max_iter=60,
-                  random_state=0),
-    MLPRegressor((8,), normalization="batch", learning_rate_init=0.02, max_iter=60,
-                 random_state=0),
-    MLPRegressor((8,), learning_rate_init=0.02, max_iter=60, random_state=0),
-])
+@parametrize_with_checks(
+    [
+        MLPClassifier(
+            (8,), normalization="batch", learning_rate_init=0.02, max_iter=60, random_state=0
+        ),
+        MLPClassifier(
+            (8,), normalization="layer", learning_rate_init=0.02, max_iter=60, random_state=0
+        ),
+        MLPRegressor(
+            (8,), normalization="batch", learning_rate_init=0.02, max_iter=60, random_state=0
+        ),
+        MLPRegressor((8,), learning_rate_init=0.02, max_iter=60, random_state=0),
+    ]
+)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
 
 @pytest.fixture(scope="module")
 def blobs():
-    X, y = make_classification(n_samples=600, n_features=12, n_informative=8, n_classes=3,
-                               random_state=0)
+    X, y = make_classification(
+        n_samples=600, n_features=12, n_informative=8, n_classes=3, random_state=0
+    )
     X = (X * 4 + 3).astype(np.float32)  # offset and scale: batch norm has work to do
     return X, y
 
@@ -44,8 +50,9 @@ def blobs():
 @pytest.fixture(scope="module")
 def fitted_bn(blobs):
     X, y = blobs
-    return MLPClassifier((32, 16), normalization="batch", max_iter=15, batch_size=32,
-                         random_state=0).fit(X, y)
+    return MLPClassifier(
+        (32, 16), normalization="batch", max_iter=15, batch_size=32, random_state=0
+    ).fit(X, y)
 
 
 # ---------------------------------------------------------------------------- inference
@@ -59,7 +66,7 @@ def test_pickle_round_trip(fitted_bn, blobs):
 def test_one_row_at_a_time_equals_whole_set(fitted_bn, blobs):
     X, _ = blobs
     whole = fitted_bn.predict_proba(X[:120])
-    rows = np.vstack([fitted_bn.predict_proba(X[i:i + 1]) for i in range(120)])
+    rows = np.vstack([fitted_bn.predict_proba(X[i : i + 1]) for i in range(120)])
     # inference runs in float64, so batching changes nothing beyond ~1e-16
     np.testing.assert_allclose(rows, whole, rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(np.argmax(rows, 1), np.argmax(whole, 1))
@@ -74,7 +81,7 @@ def test_inference_uses_running_statistics_not_batch_statistics(fitted_bn, blobs
     X, _ = blobs
     shifted = X[:40] + 5.0  # batch statistics would hide a shift of the whole batch
     p_shift = fitted_bn.predict_proba(shifted)
-    p_rows = np.vstack([fitted_bn.predict_proba(shifted[i:i + 1]) for i in range(40)])
+    p_rows = np.vstack([fitted_bn.predict_proba(shifted[i : i + 1]) for i in range(40)])
     np.testing.assert_allclose(p_shift, p_rows, rtol=1e-10, atol=1e-12)
     assert not np.allclose(p_shift, fitted_bn.predict_proba(X[:40]), atol=1e-3)
 
@@ -126,8 +133,9 @@ def _bn_inputs(model, X):
 @pytest.mark.parametrize("batch_size", [7, 64, 10_000])
 def test_recompute_batchnorm_statistics_is_exact(blobs, batch_size):
     X, y = blobs
-    model = MLPClassifier((24, 16), normalization="batch", max_iter=3, bn_momentum=0.5,
-                          random_state=0).fit(X, y)
+    model = MLPClassifier(
+        (24, 16), normalization="batch", max_iter=3, bn_momentum=0.5, random_state=0
+    ).fit(X, y)
     weights = {k: v.copy() for k, v in model.net_.params.items()}
     assert model.recompute_batchnorm_statistics(X, batch_size=batch_size) is model
     inputs = _bn_inputs(model, X)  # uses the recomputed statistics of earlier layers
@@ -142,8 +150,9 @@ def test_recompute_batchnorm_statistics_is_exact(blobs, batch_size):
 
 def test_recompute_batchnorm_statistics_changes_moving_averages(blobs):
     X, y = blobs
-    model = MLPClassifier((16,), normalization="batch", max_iter=2, bn_momentum=0.9,
-                          random_state=0).fit(X, y)
+    model = MLPClassifier(
+        (16,), normalization="batch", max_iter=2, bn_momentum=0.9, random_state=0
+    ).fit(X, y)
     before = model.net_[1].running_var.copy()
     model.recompute_batchnorm_statistics(X)
     assert not np.allclose(before, model.net_[1].running_var, rtol=1e-3)
@@ -175,8 +184,15 @@ def test_attributes_partial_fit_and_warm_start(blobs):
 
 def test_early_stopping_keeps_best_validation_model(blobs):
     X, y = blobs
-    model = MLPClassifier((16,), normalization="batch", early_stopping=True, n_iter_no_change=3,
-                          max_iter=60, learning_rate_init=0.05, random_state=0).fit(X, y)
+    model = MLPClassifier(
+        (16,),
+        normalization="batch",
+        early_stopping=True,
+        n_iter_no_change=3,
+        max_iter=60,
+        learning_rate_init=0.05,
+        random_state=0,
+    ).fit(X, y)
     assert len(model.validation_scores_) == model.n_iter_
     assert model.best_validation_score_ == max(model.validation_scores_)
     assert model.n_iter_ < 60
@@ -196,9 +212,17 @@ def test_fit_is_reproducible_with_random_state(blobs):
 @pytest.mark.parametrize("solver", ["adam", "adamw", "sgd"])
 def test_all_normalizations_and_solvers_learn(blobs, norm, solver):
     X, y = blobs
-    model = MLPClassifier((16, 16), normalization=norm, norm_groups=4, solver=solver,
-                          activation="gelu" if norm == "rms" else "relu", dropout=0.1,
-                          learning_rate_init=0.01, max_iter=10, random_state=0).fit(X, y)
+    model = MLPClassifier(
+        (16, 16),
+        normalization=norm,
+        norm_groups=4,
+        solver=solver,
+        activation="gelu" if norm == "rms" else "relu",
+        dropout=0.1,
+        learning_rate_init=0.01,
+        max_iter=10,
+        random_state=0,
+    ).fit(X, y)
     assert model.loss_curve_[-1] < 0.7 * model.loss_curve_[0]
     assert model.score(X, y) > 0.55  # chance is 1/3; 10 epochs only
 
@@ -206,8 +230,14 @@ def test_all_normalizations_and_solvers_learn(blobs, norm, solver):
 def test_regressor_multioutput_and_float64():
     X, y = make_regression(n_samples=300, n_features=6, n_targets=2, noise=1.0, random_state=0)
     y = y / y.std(0)
-    model = MLPRegressor((32,), normalization="batch", dtype=np.float64, max_iter=100,
-                         learning_rate_init=0.01, random_state=0).fit(X, y)
+    model = MLPRegressor(
+        (32,),
+        normalization="batch",
+        dtype=np.float64,
+        max_iter=100,
+        learning_rate_init=0.01,
+        random_state=0,
+    ).fit(X, y)
     assert model.predict(X).shape == (300, 2)
     assert model.net_[0].weight.dtype == np.float64
     assert model.score(X, y) > 0.9
@@ -239,8 +269,9 @@ def test_n_threads_limits_and_restores(blobs):
     model = MLPClassifier((8,), max_iter=2, n_threads=1, random_state=0).fit(X, y)
     model.predict(X)
     assert numba.get_num_threads() == before_numba
-    assert [info["num_threads"] for info in threadpool_info()
-            if info["user_api"] == "blas"] == before_blas
+    assert [
+        info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"
+    ] == before_blas
     with pytest.raises(ValueError, match="n_threads"):
         MLPClassifier(n_threads=0).fit(X, y)
 
@@ -285,15 +316,17 @@ def test_bad_input_raises_clear_errors(blobs):
 def test_batch_size_larger_than_data_is_clipped(blobs):
     X, y = blobs
     with pytest.warns(UserWarning, match="clipped"):
-        model = MLPClassifier((8,), normalization="batch", batch_size=10_000, max_iter=3,
-                              random_state=0).fit(X, y)
+        model = MLPClassifier(
+            (8,), normalization="batch", batch_size=10_000, max_iter=3, random_state=0
+        ).fit(X, y)
     assert model.t_ == 3  # one full batch per epoch
 
 
 def test_single_row_last_batch_is_merged_for_batch_norm(blobs):
     X, y = blobs
-    model = MLPClassifier((8,), normalization="batch", batch_size=33, max_iter=1,
-                          random_state=0).fit(X[:67], y[:67])  # 33 + 33 + 1 rows
+    model = MLPClassifier(
+        (8,), normalization="batch", batch_size=33, max_iter=1, random_state=0
+    ).fit(X[:67], y[:67])  # 33 + 33 + 1 rows
     assert model.t_ == 2
     assert np.isfinite(model.predict_proba(X)).all()
 
@@ -325,10 +358,12 @@ def test_digits_accuracy_at_least_sklearn():
     X, y = load_digits(return_X_y=True)
     ours, theirs = [], []
     for seed in range(2):
-        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, stratify=y,
-                                              random_state=seed)
-        ours.append(MLPClassifier((64,), normalization="batch", random_state=seed)
-                    .fit(Xtr, ytr).score(Xte, yte))
+        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, stratify=y, random_state=seed)
+        ours.append(
+            MLPClassifier((64,), normalization="batch", random_state=seed)
+            .fit(Xtr, ytr)
+            .score(Xte, yte)
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             theirs.append(SkMLP((64,), random_state=seed).fit(Xtr, ytr).score(Xte, yte))

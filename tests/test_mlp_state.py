@@ -16,29 +16,33 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 @pytest.fixture(scope="module")
 def data():
-    X, y = make_classification(n_samples=300, n_features=10, n_informative=6, n_classes=3,
-                               random_state=0)
+    X, y = make_classification(
+        n_samples=300, n_features=10, n_informative=6, n_classes=3, random_state=0
+    )
     return X.astype(np.float32), y
 
 
-@pytest.mark.parametrize("params, error, name", [
-    (dict(hidden_layer_sizes="64"), TypeError, "hidden_layer_sizes"),
-    (dict(hidden_layer_sizes=(2.5,)), TypeError, "hidden_layer_sizes"),
-    (dict(hidden_layer_sizes=(8, 0)), ValueError, "hidden_layer_sizes"),
-    (dict(solver="sgd", momentum=2), ValueError, "momentum"),
-    (dict(verbose="loud"), TypeError, "verbose"),
-    (dict(verbose=-1), ValueError, "verbose"),
-    (dict(shuffle="yes"), TypeError, "shuffle"),
-    (dict(early_stopping=1), TypeError, "early_stopping"),
-    (dict(activation="swish"), ValueError, "activation"),
-    (dict(solver="lbfgs"), ValueError, "solver"),
-    (dict(dropout=1.0), ValueError, "dropout"),
-    (dict(batch_size="big"), ValueError, "batch_size"),
-    (dict(batch_size=0), ValueError, "batch_size"),
-    (dict(max_iter=2.5), TypeError, "max_iter"),
-    (dict(n_threads=0), ValueError, "n_threads"),
-    (dict(dtype=np.int32), TypeError, "dtype"),
-])
+@pytest.mark.parametrize(
+    "params, error, name",
+    [
+        (dict(hidden_layer_sizes="64"), TypeError, "hidden_layer_sizes"),
+        (dict(hidden_layer_sizes=(2.5,)), TypeError, "hidden_layer_sizes"),
+        (dict(hidden_layer_sizes=(8, 0)), ValueError, "hidden_layer_sizes"),
+        (dict(solver="sgd", momentum=2), ValueError, "momentum"),
+        (dict(verbose="loud"), TypeError, "verbose"),
+        (dict(verbose=-1), ValueError, "verbose"),
+        (dict(shuffle="yes"), TypeError, "shuffle"),
+        (dict(early_stopping=1), TypeError, "early_stopping"),
+        (dict(activation="swish"), ValueError, "activation"),
+        (dict(solver="lbfgs"), ValueError, "solver"),
+        (dict(dropout=1.0), ValueError, "dropout"),
+        (dict(batch_size="big"), ValueError, "batch_size"),
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(max_iter=2.5), TypeError, "max_iter"),
+        (dict(n_threads=0), ValueError, "n_threads"),
+        (dict(dtype=np.int32), TypeError, "dtype"),
+    ],
+)
 def test_rejected_parameters_are_named(data, params, error, name):
     X, y = data
     with pytest.raises(error, match=rf"^{name} must be"):
@@ -52,10 +56,17 @@ def test_bn_momentum_error_names_bn_momentum(data):
     assert "bn_momentum" in str(info.value)
 
 
-@pytest.mark.parametrize("params", [dict(verbose=0), dict(verbose=False),
-                                    dict(hidden_layer_sizes=8), dict(batch_size=16),
-                                    dict(bn_momentum=None, normalization="batch"),
-                                    dict(hidden_layer_sizes=np.array([8, 4]))])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(verbose=0),
+        dict(verbose=False),
+        dict(hidden_layer_sizes=8),
+        dict(batch_size=16),
+        dict(bn_momentum=None, normalization="batch"),
+        dict(hidden_layer_sizes=np.array([8, 4])),
+    ],
+)
 def test_accepted_parameters(data, params):
     X, y = data
     MLPClassifier(max_iter=1, random_state=0, **params).fit(X, y)
@@ -66,9 +77,16 @@ def test_predictions_follow_edited_and_loaded_weights(data):
     model = MLPClassifier((16,), normalization="batch", max_iter=5, random_state=0).fit(X, y)
     other = MLPClassifier((16,), normalization="batch", max_iter=5, random_state=1).fit(X, y)
     before = model.predict_proba(X)
-    assert list(model.net_.state_dict()) == ["0.weight", "1.weight", "1.bias", "1.running_mean",
-                                             "1.running_var", "1.num_batches_tracked",
-                                             "3.weight", "3.bias"]
+    assert list(model.net_.state_dict()) == [
+        "0.weight",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+        "3.weight",
+        "3.bias",
+    ]
     model.net_.load_state_dict(other.net_.state_dict())
     np.testing.assert_array_equal(model.predict_proba(X), other.predict_proba(X))
     model.net_.layers[0].params["weight"][...] = 0  # in place
@@ -78,7 +96,7 @@ def test_predictions_follow_edited_and_loaded_weights(data):
     np.testing.assert_allclose(edited, np.broadcast_to(edited[:1], edited.shape), rtol=1e-12)
     assert not np.allclose(before, edited)
     # row invariance still holds
-    rows = np.vstack([model.predict_proba(X[i:i + 1]) for i in range(10)])
+    rows = np.vstack([model.predict_proba(X[i : i + 1]) for i in range(10)])
     np.testing.assert_allclose(rows, model.predict_proba(X[:10]), rtol=1e-10, atol=1e-12)
 
 
@@ -102,8 +120,9 @@ def test_pickle_holds_no_training_rows(cls):
     X, y = load_digits(return_X_y=True)
     X = X[:1000]
     y = y[:1000] if cls is MLPClassifier else y[:1000].astype(float)
-    model = cls((64,), normalization="batch", dropout=0.1, max_iter=3, batch_size=500,
-                random_state=0).fit(X, y)
+    model = cls(
+        (64,), normalization="batch", dropout=0.1, max_iter=3, batch_size=500, random_state=0
+    ).fit(X, y)
     shapes, size = _pickled_arrays(model)
     assert shapes and not any(s[:1] in ((500,), (1000,)) for s in shapes), shapes
     param_bytes = sum(p.nbytes for p in model.net_.params.values())

@@ -9,9 +9,26 @@ import pickle
 import numpy as np
 import pytest
 
-from fastnorm.nn import (GELU, SGD, Adam, AdamW, BatchNorm, CrossEntropyLoss, Dropout, GroupNorm,
-                         Identity, LayerNorm, Linear, MSELoss, ReLU, RMSNorm, Sequential, Sigmoid,
-                         Tanh, fold_batchnorm)
+from fastnorm.nn import (
+    GELU,
+    SGD,
+    Adam,
+    AdamW,
+    BatchNorm,
+    CrossEntropyLoss,
+    Dropout,
+    GroupNorm,
+    Identity,
+    LayerNorm,
+    Linear,
+    MSELoss,
+    ReLU,
+    RMSNorm,
+    Sequential,
+    Sigmoid,
+    Tanh,
+    fold_batchnorm,
+)
 from fastnorm.nn.layers import init_bound
 from fastnorm.nn.losses import log_softmax, softmax
 
@@ -76,18 +93,31 @@ def _randomize_affine(module, rng):
 
 
 # ---------------------------------------------------------------------------- layers
-@pytest.mark.parametrize("make", [
-    lambda: Linear(4, 3, random_state=0, dtype=F64),
-    lambda: Linear(4, 3, bias=False, init="glorot", random_state=0, dtype=F64),
-    lambda: ReLU(),
-    lambda: GELU(),
-    lambda: GELU(approximate="tanh"),
-    lambda: Tanh(),
-    lambda: Sigmoid(),
-    lambda: Identity(),
-    lambda: Dropout(0.3, random_state=0),
-], ids=["linear", "linear-nobias", "relu", "gelu", "gelu-tanh", "tanh", "sigmoid", "identity",
-        "dropout"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Linear(4, 3, random_state=0, dtype=F64),
+        lambda: Linear(4, 3, bias=False, init="glorot", random_state=0, dtype=F64),
+        lambda: ReLU(),
+        lambda: GELU(),
+        lambda: GELU(approximate="tanh"),
+        lambda: Tanh(),
+        lambda: Sigmoid(),
+        lambda: Identity(),
+        lambda: Dropout(0.3, random_state=0),
+    ],
+    ids=[
+        "linear",
+        "linear-nobias",
+        "relu",
+        "gelu",
+        "gelu-tanh",
+        "tanh",
+        "sigmoid",
+        "identity",
+        "dropout",
+    ],
+)
 def test_layer_gradients(make):
     layer = make()
     x = np.random.default_rng(0).standard_normal((5, 4))
@@ -119,8 +149,12 @@ def test_sequential_gradients_all_layers_float64():
 
 def test_sequential_gradients_eval_mode_batchnorm():
     rng = np.random.default_rng(3)
-    net = Sequential(Linear(5, 6, random_state=0, dtype=F64), BatchNorm(6, dtype=F64), ReLU(),
-                     Linear(6, 2, random_state=1, dtype=F64))
+    net = Sequential(
+        Linear(5, 6, random_state=0, dtype=F64),
+        BatchNorm(6, dtype=F64),
+        ReLU(),
+        Linear(6, 2, random_state=1, dtype=F64),
+    )
     net.forward(rng.standard_normal((16, 5)))  # move the running statistics
     net.eval()
     _check_gradients(net, rng.standard_normal((4, 5)))
@@ -187,10 +221,21 @@ def test_activations_values():
 
 # ---------------------------------------------------------------------------- Sequential
 def test_sequential_params_are_flat_views_with_state_dict_keys():
-    net = Sequential(Linear(3, 4, random_state=0), BatchNorm(4), ReLU(),
-                     Sequential(Linear(4, 2, random_state=1), RMSNorm(2)))
-    assert list(net.params) == ["0.weight", "0.bias", "1.weight", "1.bias", "3.0.weight",
-                                "3.0.bias", "3.1.weight"]
+    net = Sequential(
+        Linear(3, 4, random_state=0),
+        BatchNorm(4),
+        ReLU(),
+        Sequential(Linear(4, 2, random_state=1), RMSNorm(2)),
+    )
+    assert list(net.params) == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "3.0.weight",
+        "3.0.bias",
+        "3.1.weight",
+    ]
     assert net.params["3.0.weight"] is net[3][0].params["weight"]
     net.params["0.weight"][...] = 5.0  # in-place update reaches the layer
     np.testing.assert_array_equal(net[0].weight, 5.0)
@@ -213,9 +258,15 @@ def test_sequential_train_eval_recursive():
 
 def test_fold_batchnorm_sequential():
     rng = np.random.default_rng(0)
-    net = Sequential(Linear(5, 8, random_state=0), BatchNorm(8), ReLU(),
-                     Linear(8, 8, bias=False, random_state=1), BatchNorm(8), GELU(),
-                     Linear(8, 3, random_state=2))
+    net = Sequential(
+        Linear(5, 8, random_state=0),
+        BatchNorm(8),
+        ReLU(),
+        Linear(8, 8, bias=False, random_state=1),
+        BatchNorm(8),
+        GELU(),
+        Linear(8, 3, random_state=2),
+    )
     for _ in range(5):  # non-trivial running statistics
         net.forward(rng.standard_normal((32, 5)).astype(np.float32) * 3 + 1)
     for bn in (net[1], net[4]):
@@ -232,8 +283,13 @@ def test_fold_batchnorm_sequential():
 
 
 def test_layers_pickle():
-    net = Sequential(Linear(3, 4, random_state=0), BatchNorm(4), ReLU(), Dropout(0.1),
-                     Linear(4, 2, random_state=1))
+    net = Sequential(
+        Linear(3, 4, random_state=0),
+        BatchNorm(4),
+        ReLU(),
+        Dropout(0.1),
+        Linear(4, 2, random_state=1),
+    )
     x = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
     net.forward(x)
     net.eval()
@@ -262,7 +318,8 @@ def test_cross_entropy_value_gradient_and_stability():
     loss_big = ce.forward(big, target)
     assert np.isfinite(loss_big)
     assert loss_big == pytest.approx(
-        -np.mean(log_softmax(big.astype(np.float64))[np.arange(6), target]), rel=1e-5)
+        -np.mean(log_softmax(big.astype(np.float64))[np.arange(6), target]), rel=1e-5
+    )
     assert np.isfinite(ce.backward()).all()
     np.testing.assert_allclose(softmax(big).sum(1), 1, rtol=1e-6)
     with pytest.raises(ValueError):
@@ -313,16 +370,18 @@ def _adam_reference(p, grads, lr, b1, b2, eps, wd, decoupled):
             g = g + wd * p
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        m_hat = m / (1 - b1 ** t)
-        v_hat = v / (1 - b2 ** t)
+        m_hat = m / (1 - b1**t)
+        v_hat = v / (1 - b2**t)
         # torch puts eps outside the bias-corrected square root
         p = p - lr * m_hat / (np.sqrt(v_hat) + eps)
     return p
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("momentum,nesterov,wd", [(0.0, False, 0.0), (0.9, False, 0.0),
-                                                  (0.9, True, 0.01), (0.5, False, 0.1)])
+@pytest.mark.parametrize(
+    "momentum,nesterov,wd",
+    [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 0.01), (0.5, False, 0.1)],
+)
 def test_sgd_matches_formula(dtype, momentum, nesterov, wd):
     p0, grads = _problem(dtype)
     p = p0.copy()
@@ -331,8 +390,9 @@ def test_sgd_matches_formula(dtype, momentum, nesterov, wd):
         opt.step({"w": g})
     assert opt.params["w"] is p  # updated in place
     tol = 1e-6 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(p, _sgd_reference(p0, grads, 0.1, momentum, wd, nesterov),
-                               rtol=tol, atol=tol)
+    np.testing.assert_allclose(
+        p, _sgd_reference(p0, grads, 0.1, momentum, wd, nesterov), rtol=tol, atol=tol
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -357,9 +417,12 @@ def test_optimizer_non_contiguous_parameter_uses_same_formula():
     opt = Adam({"w": p}, lr=0.1, weight_decay=0.1)
     for g in grads:
         opt.step({"w": g})
-    np.testing.assert_allclose(p, _adam_reference(p0, grads, 0.1, 0.9, 0.999, 1e-8, 0.1, False),
-                               rtol=1e-12)
-    np.testing.assert_array_equal(base[:, 1::2], np.random.default_rng(0).standard_normal((6, 8))[:, 1::2])
+    np.testing.assert_allclose(
+        p, _adam_reference(p0, grads, 0.1, 0.9, 0.999, 1e-8, 0.1, False), rtol=1e-12
+    )
+    np.testing.assert_array_equal(
+        base[:, 1::2], np.random.default_rng(0).standard_normal((6, 8))[:, 1::2]
+    )
 
 
 def test_optimizer_reads_module_grads():
@@ -407,27 +470,33 @@ def _torch_pair(torch, norm, dtype, seed=0):
     return Sequential(*ours), torch.nn.Sequential(*theirs)
 
 
-@pytest.mark.parametrize("norm,solver", [("batch", "adam"), ("batch", "sgd"),
-                                         ("layer", "adamw"), ("group", "adam")])
+@pytest.mark.parametrize(
+    "norm,solver", [("batch", "adam"), ("batch", "sgd"), ("layer", "adamw"), ("group", "adam")]
+)
 def test_twenty_steps_match_torch(norm, solver):
     torch = pytest.importorskip("torch")
     dtype = np.float32
     net, tnet = _torch_pair(torch, norm, dtype)
     if solver == "adam":
-        opt, topt = Adam(net, lr=1e-2, weight_decay=1e-3), torch.optim.Adam(
-            tnet.parameters(), lr=1e-2, weight_decay=1e-3)
+        opt, topt = (
+            Adam(net, lr=1e-2, weight_decay=1e-3),
+            torch.optim.Adam(tnet.parameters(), lr=1e-2, weight_decay=1e-3),
+        )
     elif solver == "adamw":
         opt, topt = AdamW(net, lr=1e-2), torch.optim.AdamW(tnet.parameters(), lr=1e-2)
     else:
-        opt, topt = (SGD(net, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-                     torch.optim.SGD(tnet.parameters(), lr=0.05, momentum=0.9, nesterov=True,
-                                     weight_decay=1e-3))
+        opt, topt = (
+            SGD(net, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+            torch.optim.SGD(
+                tnet.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3
+            ),
+        )
     rng = np.random.default_rng(1)
     X = rng.standard_normal((20 * 16, 10)).astype(dtype) * 2 + 0.5
     y = rng.integers(0, 4, len(X))
     loss_fn, tloss_fn = CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
     for step in range(20):
-        xb, yb = X[step * 16:(step + 1) * 16], y[step * 16:(step + 1) * 16]
+        xb, yb = X[step * 16 : (step + 1) * 16], y[step * 16 : (step + 1) * 16]
         loss = loss_fn.forward(net.forward(xb), yb)
         net.backward(loss_fn.backward())
         opt.step()
@@ -442,13 +511,16 @@ def test_twenty_steps_match_torch(norm, solver):
     if norm == "batch":
         for i, layer in enumerate(net):
             if isinstance(layer, BatchNorm):
-                np.testing.assert_allclose(layer.running_mean,
-                                           tparams[f"{i}.running_mean"].numpy(), atol=1e-4)
-                np.testing.assert_allclose(layer.running_var,
-                                           tparams[f"{i}.running_var"].numpy(), atol=1e-4)
+                np.testing.assert_allclose(
+                    layer.running_mean, tparams[f"{i}.running_mean"].numpy(), atol=1e-4
+                )
+                np.testing.assert_allclose(
+                    layer.running_var, tparams[f"{i}.running_var"].numpy(), atol=1e-4
+                )
     # and the trained networks agree in eval mode
     net.eval()
     tnet.eval()
     with torch.no_grad():
-        np.testing.assert_allclose(net.forward(X[:50]), tnet(torch.from_numpy(X[:50])).numpy(),
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            net.forward(X[:50]), tnet(torch.from_numpy(X[:50])).numpy(), atol=1e-4
+        )

@@ -4,11 +4,24 @@ accuracy at a large offset."""
 
 import numpy as np
 import pytest
-
 import reference as ref
-from cases import (BATCH_NORM_MODES, DTYPES, GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM,
-                   assert_close, case_id, channel_count, dtype_id, make_affine, make_input,
-                   make_running, mode_id)
+from cases import (
+    BATCH_NORM_MODES,
+    DTYPES,
+    GROUP_NORM,
+    INSTANCE_NORM,
+    LAYER_NORM,
+    RMS_NORM,
+    assert_close,
+    case_id,
+    channel_count,
+    dtype_id,
+    make_affine,
+    make_input,
+    make_running,
+    mode_id,
+)
+
 from fastnorm.nn import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 
 DTYPE = pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
@@ -49,6 +62,7 @@ def check_grads(layer, dx, expected, dtype, x):
 
 # ------------------------------------------------------------------------------ grid vs reference
 
+
 @DTYPE
 @AFFINE
 @pytest.mark.parametrize("case,training", BATCH_NORM_MODES, ids=mode_id)
@@ -65,8 +79,13 @@ def test_batch_norm_layer(case, training, affine, dtype, rng):
     y, dx = run(layer, x, dy)
     assert y.dtype == np.dtype(dtype)
     assert_close(y, ref.batch_norm(x, rm, rv, w, b, training, 0.2, 1e-4, axis=case.axis), dtype)
-    check_grads(layer, dx, ref.batch_norm_backward(dy, x, rm, rv, w, b, training, 1e-4,
-                                                   axis=case.axis), dtype, x)
+    check_grads(
+        layer,
+        dx,
+        ref.batch_norm_backward(dy, x, rm, rv, w, b, training, 1e-4, axis=case.axis),
+        dtype,
+        x,
+    )
     if training and x.size:
         new_rm, new_rv = ref.batch_norm_running_stats(x, rm, rv, 0.2, axis=case.axis)
         assert_close(layer.running_mean, new_rm, dtype)
@@ -86,8 +105,9 @@ def test_layer_norm_layer(case, affine, dtype, rng):
     dy = rng.standard_normal(case.shape).astype(dtype)
     y, dx = run(layer, x, dy)
     assert_close(y, ref.layer_norm(x, case.normalized_shape, w, b, 1e-4), dtype)
-    check_grads(layer, dx, ref.layer_norm_backward(dy, x, case.normalized_shape, w, b, 1e-4),
-                dtype, x)
+    check_grads(
+        layer, dx, ref.layer_norm_backward(dy, x, case.normalized_shape, w, b, 1e-4), dtype, x
+    )
 
 
 @DTYPE
@@ -105,16 +125,31 @@ def test_group_norm_layer(case, affine, dtype, rng):
 
 
 @DTYPE
-@pytest.mark.parametrize("affine,track,training",
-                         [(False, False, True), (True, False, True), (True, True, True),
-                          (False, True, False), (True, True, False), (True, False, False)],
-                         ids=["plain", "affine", "affine-track", "plain-track-eval",
-                              "affine-track-eval", "affine-notrack-eval"])
+@pytest.mark.parametrize(
+    "affine,track,training",
+    [
+        (False, False, True),
+        (True, False, True),
+        (True, True, True),
+        (False, True, False),
+        (True, True, False),
+        (True, False, False),
+    ],
+    ids=[
+        "plain",
+        "affine",
+        "affine-track",
+        "plain-track-eval",
+        "affine-track-eval",
+        "affine-notrack-eval",
+    ],
+)
 @pytest.mark.parametrize("case", [c for c in INSTANCE_NORM if c.axis == 1], ids=case_id)
 def test_instance_norm_layer(case, affine, track, training, dtype, rng):
     C = case.shape[1]
-    layer = InstanceNorm(C, eps=1e-4, momentum=0.2, affine=affine, track_running_stats=track,
-                         dtype=dtype)
+    layer = InstanceNorm(
+        C, eps=1e-4, momentum=0.2, affine=affine, track_running_stats=track, dtype=dtype
+    )
     w, b = set_params(layer, rng, dtype)
     rm = rv = None
     if track:
@@ -122,13 +157,14 @@ def test_instance_norm_layer(case, affine, track, training, dtype, rng):
         layer.running_mean[...] = rm
         layer.running_var[...] = rv
     layer.train(training)
-    use_input_stats = training or not track       # as torch
+    use_input_stats = training or not track  # as torch
     x = make_input(rng, case.shape, dtype)
     dy = rng.standard_normal(case.shape).astype(dtype)
     y, dx = run(layer, x, dy)
     assert_close(y, ref.instance_norm(x, rm, rv, w, b, use_input_stats, 0.2, 1e-4), dtype)
-    check_grads(layer, dx, ref.instance_norm_backward(dy, x, rm, rv, w, b, use_input_stats,
-                                                      1e-4), dtype, x)
+    check_grads(
+        layer, dx, ref.instance_norm_backward(dy, x, rm, rv, w, b, use_input_stats, 1e-4), dtype, x
+    )
     if track and training and x.size:
         new_rm, new_rv = ref.instance_norm_running_stats(x, rm, rv, 0.2)
         assert_close(layer.running_mean, new_rm, dtype)
@@ -154,6 +190,7 @@ def test_rms_norm_layer(case, eps, affine, dtype, rng):
 
 # ------------------------------------------------------------------------------ finite differences
 
+
 def make_layers():
     """(id, factory, input shape) for every layer configuration checked by finite differences."""
     f64 = np.float64
@@ -162,21 +199,29 @@ def make_layers():
         ("batch-train-2d", lambda: BatchNorm(3, dtype=f64), (5, 3), True),
         ("batch-train-last", lambda: BatchNorm(3, axis=-1, dtype=f64), (2, 2, 3), True),
         ("batch-eval", lambda: BatchNorm(3, dtype=f64), (4, 3, 2), False),
-        ("batch-notrack-eval", lambda: BatchNorm(3, track_running_stats=False, dtype=f64),
-         (4, 3, 2), False),
+        (
+            "batch-notrack-eval",
+            lambda: BatchNorm(3, track_running_stats=False, dtype=f64),
+            (4, 3, 2),
+            False,
+        ),
         ("layer", lambda: LayerNorm((3, 2), dtype=f64), (2, 3, 2), True),
         ("group", lambda: GroupNorm(2, 4, dtype=f64), (2, 4, 3), True),
         ("instance", lambda: InstanceNorm(3, affine=True, dtype=f64), (2, 3, 4), True),
-        ("instance-track-eval",
-         lambda: InstanceNorm(3, affine=True, track_running_stats=True, dtype=f64),
-         (2, 3, 4), False),
+        (
+            "instance-track-eval",
+            lambda: InstanceNorm(3, affine=True, track_running_stats=True, dtype=f64),
+            (2, 3, 4),
+            False,
+        ),
         ("rms", lambda: RMSNorm((4,), dtype=f64), (3, 4), True),
         ("rms-eps", lambda: RMSNorm(4, eps=1e-2, dtype=f64), (3, 4), True),
     ]
 
 
-@pytest.mark.parametrize("name,factory,shape,training", make_layers(),
-                         ids=[c[0] for c in make_layers()])
+@pytest.mark.parametrize(
+    "name,factory,shape,training", make_layers(), ids=[c[0] for c in make_layers()]
+)
 def test_gradients_match_finite_differences(name, factory, shape, training, rng):
     layer = factory()
     set_params(layer, rng, np.float64, with_bias="bias" in layer.params)
@@ -211,6 +256,7 @@ def test_gradients_match_finite_differences(name, factory, shape, training, rng)
 
 # ------------------------------------------------------------------------------ running statistics
 
+
 def test_batch_norm_momentum_steps_and_eval(rng):
     layer = BatchNorm(4, momentum=0.3, dtype=np.float64)
     rm, rv = layer.running_mean.copy(), layer.running_var.copy()
@@ -238,8 +284,9 @@ def test_momentum_none_is_cumulative_average(layer_cls, rng):
     the batch means and the running variance the average of the unbiased batch variances."""
     kw = {"track_running_stats": True} if layer_cls is InstanceNorm else {}
     layer = layer_cls(3, momentum=None, dtype=np.float64, **kw)
-    running = ref.batch_norm_running_stats if layer_cls is BatchNorm \
-        else ref.instance_norm_running_stats
+    running = (
+        ref.batch_norm_running_stats if layer_cls is BatchNorm else ref.instance_norm_running_stats
+    )
     rm, rv = np.zeros(3), np.ones(3)
     means, variances = [], []
     for step in range(1, 5):
@@ -282,24 +329,39 @@ def test_zero_size_batch_leaves_running_stats(rng):
 
 # ------------------------------------------------------------------------------ the layer contract
 
-@pytest.mark.parametrize("factory,keys", [
-    (lambda d: BatchNorm(5, dtype=d), {"weight", "bias"}),
-    (lambda d: BatchNorm(5, affine=False, dtype=d), set()),
-    (lambda d: LayerNorm((5,), dtype=d), {"weight", "bias"}),
-    (lambda d: LayerNorm(5, elementwise_affine=False, dtype=d), set()),
-    (lambda d: GroupNorm(1, 5, dtype=d), {"weight", "bias"}),
-    (lambda d: GroupNorm(5, 5, affine=False, dtype=d), set()),
-    (lambda d: InstanceNorm(5, dtype=d), set()),
-    (lambda d: InstanceNorm(5, affine=True, dtype=d), {"weight", "bias"}),
-    (lambda d: RMSNorm((5,), dtype=d), {"weight"}),
-    (lambda d: RMSNorm(5, elementwise_affine=False, dtype=d), set()),
-], ids=["bn", "bn-plain", "ln", "ln-plain", "gn", "gn-plain", "in", "in-affine", "rms",
-        "rms-plain"])
+
+@pytest.mark.parametrize(
+    "factory,keys",
+    [
+        (lambda d: BatchNorm(5, dtype=d), {"weight", "bias"}),
+        (lambda d: BatchNorm(5, affine=False, dtype=d), set()),
+        (lambda d: LayerNorm((5,), dtype=d), {"weight", "bias"}),
+        (lambda d: LayerNorm(5, elementwise_affine=False, dtype=d), set()),
+        (lambda d: GroupNorm(1, 5, dtype=d), {"weight", "bias"}),
+        (lambda d: GroupNorm(5, 5, affine=False, dtype=d), set()),
+        (lambda d: InstanceNorm(5, dtype=d), set()),
+        (lambda d: InstanceNorm(5, affine=True, dtype=d), {"weight", "bias"}),
+        (lambda d: RMSNorm((5,), dtype=d), {"weight"}),
+        (lambda d: RMSNorm(5, elementwise_affine=False, dtype=d), set()),
+    ],
+    ids=[
+        "bn",
+        "bn-plain",
+        "ln",
+        "ln-plain",
+        "gn",
+        "gn-plain",
+        "in",
+        "in-affine",
+        "rms",
+        "rms-plain",
+    ],
+)
 @DTYPE
 def test_params_grads_and_modes(factory, keys, dtype, rng):
     layer = factory(dtype)
     assert set(layer.params) == keys
-    for key, p in layer.params.items():
+    for p in layer.params.values():
         assert p.dtype == np.dtype(dtype) and p.shape == (5,)
     # torch's initial values: weight 1, bias 0
     if keys:
@@ -314,8 +376,9 @@ def test_params_grads_and_modes(factory, keys, dtype, rng):
     assert layer.eval() is layer and layer.training is False
     assert layer.train() is layer and layer.training is True
 
-    x = make_input(rng, (4, 5, 3) if not isinstance(layer, (LayerNorm, RMSNorm)) else (4, 3, 5),
-                   dtype)
+    x = make_input(
+        rng, (4, 5, 3) if not isinstance(layer, (LayerNorm, RMSNorm)) else (4, 3, 5), dtype
+    )
     dy = rng.standard_normal(x.shape).astype(dtype)
     param_ids = {k: id(v) for k, v in layer.params.items()}
     layer.forward(x)
@@ -338,8 +401,9 @@ def test_in_place_param_update_is_used(rng):
     x = make_input(rng, (3, 6))
     layer.params["weight"] *= 2.0
     layer.params["bias"] += 0.5
-    assert_close(layer.forward(x), ref.layer_norm(x, (6,), 2 * np.ones(6), 0.5 * np.ones(6)),
-                 np.float64)
+    assert_close(
+        layer.forward(x), ref.layer_norm(x, (6,), 2 * np.ones(6), 0.5 * np.ones(6)), np.float64
+    )
 
 
 def test_backward_uses_last_forward(rng):
@@ -350,32 +414,75 @@ def test_backward_uses_last_forward(rng):
     layer.forward(x1)
     layer.forward(x2)
     dx = layer.backward(dy)
-    check_grads(layer, dx, ref.batch_norm_backward(dy, x2, None, None, np.ones(3), np.zeros(3),
-                                                   True), np.float64, x2)
+    check_grads(
+        layer,
+        dx,
+        ref.batch_norm_backward(dy, x2, None, None, np.ones(3), np.zeros(3), True),
+        np.float64,
+        x2,
+    )
 
 
 # ------------------------------------------------------------------------------ accuracy
 
 ACCURACY_LAYERS = [
-    ("batch", lambda d=np.float32: BatchNorm(8, dtype=d), (64, 8, 10),
-     lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True),
-                          ref.batch_norm_backward(dy, x, None, None, w, b, True))),
-    ("batch-last", lambda d=np.float32: BatchNorm(8, axis=-1, dtype=d), (64, 10, 8),
-     lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True, axis=-1),
-                          ref.batch_norm_backward(dy, x, None, None, w, b, True, axis=-1))),
-    ("batch-2d", lambda d=np.float32: BatchNorm(16, dtype=d), (512, 16),
-     lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True),
-                          ref.batch_norm_backward(dy, x, None, None, w, b, True))),
-    ("layer", lambda d=np.float32: LayerNorm((256,), dtype=d), (16, 256),
-     lambda x, w, b, dy: (ref.layer_norm(x, (256,), w, b),
-                          ref.layer_norm_backward(dy, x, (256,), w, b))),
-    ("group", lambda d=np.float32: GroupNorm(4, 8, dtype=d), (8, 8, 40),
-     lambda x, w, b, dy: (ref.group_norm(x, 4, w, b), ref.group_norm_backward(dy, x, 4, w, b))),
-    ("instance", lambda d=np.float32: InstanceNorm(8, affine=True, dtype=d), (4, 8, 200),
-     lambda x, w, b, dy: (ref.instance_norm(x, None, None, w, b),
-                          ref.instance_norm_backward(dy, x, None, None, w, b))),
-    ("rms", lambda d=np.float32: RMSNorm((256,), dtype=d), (16, 256),
-     lambda x, w, b, dy: (ref.rms_norm(x, (256,), w), ref.rms_norm_backward(dy, x, (256,), w))),
+    (
+        "batch",
+        lambda d=np.float32: BatchNorm(8, dtype=d),
+        (64, 8, 10),
+        lambda x, w, b, dy: (
+            ref.batch_norm(x, None, None, w, b, True),
+            ref.batch_norm_backward(dy, x, None, None, w, b, True),
+        ),
+    ),
+    (
+        "batch-last",
+        lambda d=np.float32: BatchNorm(8, axis=-1, dtype=d),
+        (64, 10, 8),
+        lambda x, w, b, dy: (
+            ref.batch_norm(x, None, None, w, b, True, axis=-1),
+            ref.batch_norm_backward(dy, x, None, None, w, b, True, axis=-1),
+        ),
+    ),
+    (
+        "batch-2d",
+        lambda d=np.float32: BatchNorm(16, dtype=d),
+        (512, 16),
+        lambda x, w, b, dy: (
+            ref.batch_norm(x, None, None, w, b, True),
+            ref.batch_norm_backward(dy, x, None, None, w, b, True),
+        ),
+    ),
+    (
+        "layer",
+        lambda d=np.float32: LayerNorm((256,), dtype=d),
+        (16, 256),
+        lambda x, w, b, dy: (
+            ref.layer_norm(x, (256,), w, b),
+            ref.layer_norm_backward(dy, x, (256,), w, b),
+        ),
+    ),
+    (
+        "group",
+        lambda d=np.float32: GroupNorm(4, 8, dtype=d),
+        (8, 8, 40),
+        lambda x, w, b, dy: (ref.group_norm(x, 4, w, b), ref.group_norm_backward(dy, x, 4, w, b)),
+    ),
+    (
+        "instance",
+        lambda d=np.float32: InstanceNorm(8, affine=True, dtype=d),
+        (4, 8, 200),
+        lambda x, w, b, dy: (
+            ref.instance_norm(x, None, None, w, b),
+            ref.instance_norm_backward(dy, x, None, None, w, b),
+        ),
+    ),
+    (
+        "rms",
+        lambda d=np.float32: RMSNorm((256,), dtype=d),
+        (16, 256),
+        lambda x, w, b, dy: (ref.rms_norm(x, (256,), w), ref.rms_norm_backward(dy, x, (256,), w)),
+    ),
 ]
 
 
@@ -383,15 +490,18 @@ def _assert_within_1e3(layer, y, dx, ex_y, grads, b):
     """Output and every gradient within 1e-3 (absolute) of the float64 reference."""
     np.testing.assert_allclose(y, ex_y, rtol=0, atol=1e-3, err_msg="y")
     np.testing.assert_allclose(dx, grads[0], rtol=0, atol=1e-3, err_msg="dx")
-    np.testing.assert_allclose(layer.grads["weight"], grads[1], rtol=0, atol=1e-3,
-                               err_msg="dweight")
+    np.testing.assert_allclose(
+        layer.grads["weight"], grads[1], rtol=0, atol=1e-3, err_msg="dweight"
+    )
     if b is not None:
-        np.testing.assert_allclose(layer.grads["bias"], grads[2], rtol=0, atol=1e-3,
-                                   err_msg="dbias")
+        np.testing.assert_allclose(
+            layer.grads["bias"], grads[2], rtol=0, atol=1e-3, err_msg="dbias"
+        )
 
 
-@pytest.mark.parametrize("name,factory,shape,reference", ACCURACY_LAYERS,
-                         ids=[c[0] for c in ACCURACY_LAYERS])
+@pytest.mark.parametrize(
+    "name,factory,shape,reference", ACCURACY_LAYERS, ids=[c[0] for c in ACCURACY_LAYERS]
+)
 def test_float32_accuracy_at_large_offset(name, factory, shape, reference, rng):
     """float32 input 1e4 + randn: output and every gradient within 1e-3 (absolute) of the
     float64 reference computed from the same float32 values."""
@@ -408,31 +518,81 @@ def test_float32_accuracy_at_large_offset(name, factory, shape, reference, rng):
 # ------------------------------------------------------------- bigger shapes, layouts
 
 BIG = [
-    ("batch-features", lambda d: BatchNorm(64, dtype=d), (4099, 64),
-     lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True),
-                          ref.batch_norm_backward(dy, x, None, None, w, b, True))),
-    ("batch-nhwc", lambda d: BatchNorm(48, axis=-1, dtype=d), (9, 21, 19, 48),
-     lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True, axis=-1),
-                          ref.batch_norm_backward(dy, x, None, None, w, b, True, axis=-1))),
-    ("batch-nchw", lambda d: BatchNorm(6, dtype=d), (33, 6, 37, 29),
-     lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True),
-                          ref.batch_norm_backward(dy, x, None, None, w, b, True))),
-    ("batch-wide", lambda d: BatchNorm(2051, dtype=d), (37, 2051),
-     lambda x, w, b, dy: (ref.batch_norm(x, None, None, w, b, True),
-                          ref.batch_norm_backward(dy, x, None, None, w, b, True))),
-    ("layer", lambda d: LayerNorm((1031,), dtype=d), (257, 1031),
-     lambda x, w, b, dy: (ref.layer_norm(x, (1031,), w, b),
-                          ref.layer_norm_backward(dy, x, (1031,), w, b))),
-    ("layer-long-row", lambda d: LayerNorm((70001,), dtype=d), (3, 70001),
-     lambda x, w, b, dy: (ref.layer_norm(x, (70001,), w, b),
-                          ref.layer_norm_backward(dy, x, (70001,), w, b))),
-    ("group", lambda d: GroupNorm(4, 12, dtype=d), (5, 12, 61, 17),
-     lambda x, w, b, dy: (ref.group_norm(x, 4, w, b), ref.group_norm_backward(dy, x, 4, w, b))),
-    ("instance", lambda d: InstanceNorm(3, affine=True, dtype=d), (2, 3, 211, 97),
-     lambda x, w, b, dy: (ref.instance_norm(x, None, None, w, b),
-                          ref.instance_norm_backward(dy, x, None, None, w, b))),
-    ("rms", lambda d: RMSNorm((1031,), dtype=d), (257, 1031),
-     lambda x, w, b, dy: (ref.rms_norm(x, (1031,), w), ref.rms_norm_backward(dy, x, (1031,), w))),
+    (
+        "batch-features",
+        lambda d: BatchNorm(64, dtype=d),
+        (4099, 64),
+        lambda x, w, b, dy: (
+            ref.batch_norm(x, None, None, w, b, True),
+            ref.batch_norm_backward(dy, x, None, None, w, b, True),
+        ),
+    ),
+    (
+        "batch-nhwc",
+        lambda d: BatchNorm(48, axis=-1, dtype=d),
+        (9, 21, 19, 48),
+        lambda x, w, b, dy: (
+            ref.batch_norm(x, None, None, w, b, True, axis=-1),
+            ref.batch_norm_backward(dy, x, None, None, w, b, True, axis=-1),
+        ),
+    ),
+    (
+        "batch-nchw",
+        lambda d: BatchNorm(6, dtype=d),
+        (33, 6, 37, 29),
+        lambda x, w, b, dy: (
+            ref.batch_norm(x, None, None, w, b, True),
+            ref.batch_norm_backward(dy, x, None, None, w, b, True),
+        ),
+    ),
+    (
+        "batch-wide",
+        lambda d: BatchNorm(2051, dtype=d),
+        (37, 2051),
+        lambda x, w, b, dy: (
+            ref.batch_norm(x, None, None, w, b, True),
+            ref.batch_norm_backward(dy, x, None, None, w, b, True),
+        ),
+    ),
+    (
+        "layer",
+        lambda d: LayerNorm((1031,), dtype=d),
+        (257, 1031),
+        lambda x, w, b, dy: (
+            ref.layer_norm(x, (1031,), w, b),
+            ref.layer_norm_backward(dy, x, (1031,), w, b),
+        ),
+    ),
+    (
+        "layer-long-row",
+        lambda d: LayerNorm((70001,), dtype=d),
+        (3, 70001),
+        lambda x, w, b, dy: (
+            ref.layer_norm(x, (70001,), w, b),
+            ref.layer_norm_backward(dy, x, (70001,), w, b),
+        ),
+    ),
+    (
+        "group",
+        lambda d: GroupNorm(4, 12, dtype=d),
+        (5, 12, 61, 17),
+        lambda x, w, b, dy: (ref.group_norm(x, 4, w, b), ref.group_norm_backward(dy, x, 4, w, b)),
+    ),
+    (
+        "instance",
+        lambda d: InstanceNorm(3, affine=True, dtype=d),
+        (2, 3, 211, 97),
+        lambda x, w, b, dy: (
+            ref.instance_norm(x, None, None, w, b),
+            ref.instance_norm_backward(dy, x, None, None, w, b),
+        ),
+    ),
+    (
+        "rms",
+        lambda d: RMSNorm((1031,), dtype=d),
+        (257, 1031),
+        lambda x, w, b, dy: (ref.rms_norm(x, (1031,), w), ref.rms_norm_backward(dy, x, (1031,), w)),
+    ),
 ]
 
 
@@ -452,8 +612,9 @@ def test_multi_block_shapes(name, factory, shape, reference, dtype, rng):
 
 
 @pytest.mark.parametrize("x_layout,dy_layout", [("F", "C"), ("strided", "F"), ("C", "strided")])
-@pytest.mark.parametrize("name,factory,shape,reference", ACCURACY_LAYERS,
-                         ids=[c[0] for c in ACCURACY_LAYERS])
+@pytest.mark.parametrize(
+    "name,factory,shape,reference", ACCURACY_LAYERS, ids=[c[0] for c in ACCURACY_LAYERS]
+)
 def test_layer_memory_layouts(name, factory, shape, reference, x_layout, dy_layout, rng):
     """Fortran-ordered and strided inputs and upstream gradients (float64)."""
     layer64 = factory(np.float64)

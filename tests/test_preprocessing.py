@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
+from reference_preprocessing import batch_normalize, row_group_normalize, weighted_moments
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import NotFittedError
@@ -20,10 +21,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastnorm import BatchNormalizer, GroupNormalizer, InstanceNormalizer, LayerNormalizer
-from fastnorm._kernels.schedule import column_blocks
 from fastnorm._kernels.moments import column_moments
-
-from reference_preprocessing import batch_normalize, row_group_normalize, weighted_moments
+from fastnorm._kernels.schedule import column_blocks
 
 RTOL = 1e-10
 
@@ -265,7 +264,8 @@ def test_constant_features_map_to_shift_without_warnings(rng, dtype, weighted, e
 
 
 @pytest.mark.parametrize(
-    "est", [BatchNormalizer(), LayerNormalizer(), GroupNormalizer(2), InstanceNormalizer(2)],
+    "est",
+    [BatchNormalizer(), LayerNormalizer(), GroupNormalizer(2), InstanceNormalizer(2)],
     ids=lambda e: type(e).__name__,
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
@@ -294,8 +294,12 @@ def test_transform_and_inverse_round_trip(rng, scale, shift):
     X = _data(rng, n=100)
     bn = BatchNormalizer(scale=scale, shift=shift).fit(X)
     Y = bn.transform(X)
-    assert_allclose(Y, batch_normalize(X, bn.mean_, bn.var_, 1e-5, scale, np.asarray(shift)),
-                    rtol=1e-10, atol=1e-12)
+    assert_allclose(
+        Y,
+        batch_normalize(X, bn.mean_, bn.var_, 1e-5, scale, np.asarray(shift)),
+        rtol=1e-10,
+        atol=1e-12,
+    )
     back = bn.inverse_transform(Y)
     assert_array_equal(np.isnan(back), np.isnan(X))
     assert_allclose(back, X, rtol=1e-12)
@@ -426,8 +430,11 @@ def test_row_normalizer_layout_errors(rng):
         GroupNormalizer(2.0).fit(X)
     with pytest.raises(ValueError, match="features"):
         GroupNormalizer(2).fit(X).transform(X[:, :4])
-    for est in (LayerNormalizer(eps=-1.0), GroupNormalizer(2, eps=-1.0),
-                InstanceNormalizer(2, eps=-1)):
+    for est in (
+        LayerNormalizer(eps=-1.0),
+        GroupNormalizer(2, eps=-1.0),
+        InstanceNormalizer(2, eps=-1),
+    ):
         with pytest.raises(ValueError, match="eps must be"):
             est.fit(X)
 
@@ -440,8 +447,11 @@ def test_row_normalizer_layout_errors(rng):
 def test_row_normalizers_match_reference(rng, dtype):
     X = rng.normal(5.0, 3.0, (40, 12)).astype(dtype)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    cases = [(LayerNormalizer(eps=1e-3), 1), (GroupNormalizer(3, eps=1e-3), 3),
-             (InstanceNormalizer(4, eps=1e-3), 4)]
+    cases = [
+        (LayerNormalizer(eps=1e-3), 1),
+        (GroupNormalizer(3, eps=1e-3), 3),
+        (InstanceNormalizer(4, eps=1e-3), 4),
+    ]
     for est, groups in cases:
         Y = est.fit_transform(X)
         assert_allclose(Y, row_group_normalize(X, groups, eps=1e-3), rtol=tol, atol=tol)
@@ -458,14 +468,17 @@ def test_pipeline_column_transformer_and_grid_search(rng):
     pipe = make_pipeline(BatchNormalizer(), LogisticRegression())
     pipe.fit(X, y)
     manual = LogisticRegression().fit(BatchNormalizer().fit_transform(X), y)
-    assert_allclose(pipe.predict_proba(X), manual.predict_proba(
-        BatchNormalizer().fit(X).transform(X)))
+    assert_allclose(
+        pipe.predict_proba(X), manual.predict_proba(BatchNormalizer().fit(X).transform(X))
+    )
 
-    ct = ColumnTransformer([
-        ("bn", BatchNormalizer(), [0, 1, 2]),
-        ("ln", LayerNormalizer(), [3, 4, 5, 6]),
-        ("gn", GroupNormalizer(2), [4, 5, 6, 7]),
-    ])
+    ct = ColumnTransformer(
+        [
+            ("bn", BatchNormalizer(), [0, 1, 2]),
+            ("ln", LayerNormalizer(), [3, 4, 5, 6]),
+            ("gn", GroupNormalizer(2), [4, 5, 6, 7]),
+        ]
+    )
     Y = ct.fit_transform(X)
     assert_allclose(Y[:, :3], BatchNormalizer().fit_transform(X[:, :3]))
     assert_allclose(Y[:, 3:7], LayerNormalizer().fit_transform(X[:, 3:7]))
@@ -473,7 +486,8 @@ def test_pipeline_column_transformer_and_grid_search(rng):
 
     grid = GridSearchCV(
         Pipeline([("bn", BatchNormalizer()), ("lr", LogisticRegression())]),
-        {"bn__momentum": [None, 0.5], "bn__shift": [0.0, 2.0]}, cv=3,
+        {"bn__momentum": [None, 0.5], "bn__shift": [0.0, 2.0]},
+        cv=3,
     ).fit(X, y)
     assert len(grid.cv_results_["params"]) == 4
     best = grid.best_estimator_.named_steps["bn"]
@@ -599,7 +613,8 @@ def test_concurrent_python_threads_give_the_same_results():
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-c", CONCURRENT], cwd=repo, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", CONCURRENT], cwd=repo, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("ok")

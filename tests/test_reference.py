@@ -3,10 +3,20 @@ gradients) and against central finite differences (no torch needed). Does not im
 
 import numpy as np
 import pytest
-
 import reference as ref
-from cases import (BATCH_NORM_MODES, GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM, case_id,
-                   channel_count, make_affine, make_input, make_running, mode_id)
+from cases import (
+    BATCH_NORM_MODES,
+    GROUP_NORM,
+    INSTANCE_NORM,
+    LAYER_NORM,
+    RMS_NORM,
+    case_id,
+    channel_count,
+    make_affine,
+    make_input,
+    make_running,
+    mode_id,
+)
 
 
 def close(a, b, scale=1.0):
@@ -21,6 +31,7 @@ def scale_of(a):
 
 
 # ------------------------------------------------------------------------ vs torch, float64
+
 
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 @pytest.mark.parametrize("case,training", BATCH_NORM_MODES, ids=mode_id)
@@ -93,8 +104,9 @@ def test_instance_norm_matches_torch(case, affine, use_input_stats, rng, tref):
         new_rm, new_rv = rm, rv
     close(new_rm, t["rm"])
     close(new_rv, t["rv"], scale_of(new_rv))
-    dx, dw, db = ref.instance_norm_backward(dy, x, rm, rv, w, b, use_input_stats, 1e-4,
-                                            axis=case.axis)
+    dx, dw, db = ref.instance_norm_backward(
+        dy, x, rm, rv, w, b, use_input_stats, 1e-4, axis=case.axis
+    )
     close(dx, t["dx"], scale_of(t["dx"]))
     close(dw, t["dw"], scale_of(t["dw"]))
     close(db, t["db"], scale_of(t["db"]))
@@ -120,11 +132,13 @@ def test_rms_norm_default_eps_follows_input_dtype(rng, tref):
     x = (1e-4 * rng.standard_normal((3, 5))).astype(np.float32)
     t = tref.rms_norm(x, (5,), None, None)
     np.testing.assert_allclose(ref.rms_norm(x, (5,)), t["y"], rtol=1e-6, atol=1e-6)
-    assert not np.allclose(ref.rms_norm(x, (5,), eps=np.finfo(np.float64).eps), t["y"],
-                           rtol=1e-4, atol=1e-4)
+    assert not np.allclose(
+        ref.rms_norm(x, (5,), eps=np.finfo(np.float64).eps), t["y"], rtol=1e-4, atol=1e-4
+    )
 
 
 # ------------------------------------------------------------ vs finite differences (no torch)
+
 
 def numeric_grad(f, a, h=1e-6):
     """Central differences of the scalar f() with respect to every element of ``a`` (in place)."""
@@ -157,19 +171,33 @@ def test_reference_batch_norm_backward_fd(shape, axis, training, rng):
     x = make_input(rng, shape)
     rm, rv = make_running(rng, C)
     w, b = make_affine(rng, C)
-    check_fd(lambda: ref.batch_norm(x, rm, rv, w, b, training, axis=axis),
-             lambda r: ref.batch_norm_backward(r, x, rm, rv, w, b, training, axis=axis),
-             [x, w, b], shape, rng)
+    check_fd(
+        lambda: ref.batch_norm(x, rm, rv, w, b, training, axis=axis),
+        lambda r: ref.batch_norm_backward(r, x, rm, rv, w, b, training, axis=axis),
+        [x, w, b],
+        shape,
+        rng,
+    )
 
 
 @pytest.mark.parametrize("shape,ns", [((3, 4), (4,)), ((2, 3, 2), (3, 2))])
 def test_reference_layer_and_rms_norm_backward_fd(shape, ns, rng):
     x = make_input(rng, shape)
     w, b = make_affine(rng, ns)
-    check_fd(lambda: ref.layer_norm(x, ns, w, b),
-             lambda r: ref.layer_norm_backward(r, x, ns, w, b), [x, w, b], shape, rng)
-    check_fd(lambda: ref.rms_norm(x, ns, w, 1e-5),
-             lambda r: ref.rms_norm_backward(r, x, ns, w, 1e-5), [x, w], shape, rng)
+    check_fd(
+        lambda: ref.layer_norm(x, ns, w, b),
+        lambda r: ref.layer_norm_backward(r, x, ns, w, b),
+        [x, w, b],
+        shape,
+        rng,
+    )
+    check_fd(
+        lambda: ref.rms_norm(x, ns, w, 1e-5),
+        lambda r: ref.rms_norm_backward(r, x, ns, w, 1e-5),
+        [x, w],
+        shape,
+        rng,
+    )
 
 
 @pytest.mark.parametrize("shape,groups,axis", [((2, 4, 3), 2, 1), ((2, 3, 4), 2, -1)])
@@ -177,9 +205,13 @@ def test_reference_group_norm_backward_fd(shape, groups, axis, rng):
     C = shape[axis]
     x = make_input(rng, shape)
     w, b = make_affine(rng, C)
-    check_fd(lambda: ref.group_norm(x, groups, w, b, axis=axis),
-             lambda r: ref.group_norm_backward(r, x, groups, w, b, axis=axis), [x, w, b],
-             shape, rng)
+    check_fd(
+        lambda: ref.group_norm(x, groups, w, b, axis=axis),
+        lambda r: ref.group_norm_backward(r, x, groups, w, b, axis=axis),
+        [x, w, b],
+        shape,
+        rng,
+    )
 
 
 @pytest.mark.parametrize("use_input_stats", [True, False])
@@ -188,6 +220,10 @@ def test_reference_instance_norm_backward_fd(use_input_stats, rng):
     x = make_input(rng, shape)
     rm, rv = make_running(rng, 3)
     w, b = make_affine(rng, 3)
-    check_fd(lambda: ref.instance_norm(x, rm, rv, w, b, use_input_stats),
-             lambda r: ref.instance_norm_backward(r, x, rm, rv, w, b, use_input_stats),
-             [x, w, b], shape, rng)
+    check_fd(
+        lambda: ref.instance_norm(x, rm, rv, w, b, use_input_stats),
+        lambda r: ref.instance_norm_backward(r, x, rm, rv, w, b, use_input_stats),
+        [x, w, b],
+        shape,
+        rng,
+    )

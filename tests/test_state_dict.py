@@ -7,13 +7,27 @@ import pickle
 import numpy as np
 import pytest
 
-from fastnorm.nn import (GELU, BatchNorm, Dropout, GroupNorm, InstanceNorm, LayerNorm, Linear,
-                         ReLU, RMSNorm, Sequential, Sigmoid, StateDict, Tanh)
+from fastnorm.nn import (
+    GELU,
+    BatchNorm,
+    Dropout,
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
+    Linear,
+    ReLU,
+    RMSNorm,
+    Sequential,
+    Sigmoid,
+    StateDict,
+    Tanh,
+)
 
 
 def _net():
-    return Sequential(Linear(4, 6, bias=False, random_state=0), BatchNorm(6), ReLU(),
-                      Linear(6, 3, random_state=1))
+    return Sequential(
+        Linear(4, 6, bias=False, random_state=0), BatchNorm(6), ReLU(), Linear(6, 3, random_state=1)
+    )
 
 
 def _trained(module, shape, seed=0, steps=3):
@@ -36,18 +50,43 @@ LAYERS = [
     (lambda: LayerNorm(5), (4, 5)),
     (lambda: GroupNorm(5, 5), (4, 5, 2)),
     (lambda: RMSNorm(5), (4, 5)),
-    (lambda: Sequential(Linear(5, 5, random_state=2), Sequential(BatchNorm(5), GELU()),
-                        Dropout(0.2, random_state=0), Linear(5, 2, random_state=3)), (8, 5)),
+    (
+        lambda: Sequential(
+            Linear(5, 5, random_state=2),
+            Sequential(BatchNorm(5), GELU()),
+            Dropout(0.2, random_state=0),
+            Linear(5, 2, random_state=3),
+        ),
+        (8, 5),
+    ),
 ]
-IDS = ["linear", "linear-nobias", "bn", "bn-plain-cumulative", "bn-untracked", "in-tracked",
-       "ln", "gn", "rms", "nested"]
+IDS = [
+    "linear",
+    "linear-nobias",
+    "bn",
+    "bn-plain-cumulative",
+    "bn-untracked",
+    "in-tracked",
+    "ln",
+    "gn",
+    "rms",
+    "nested",
+]
 
 
 def test_keys_are_torch_state_dict_keys():
     net = _net()
     state = net.state_dict()
-    assert list(state) == ["0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var",
-                           "1.num_batches_tracked", "3.weight", "3.bias"]
+    assert list(state) == [
+        "0.weight",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+        "3.weight",
+        "3.bias",
+    ]
     assert isinstance(state, StateDict) and state.metadata["format"] == 1
     assert "fastnorm_version" in state.metadata
     assert all(isinstance(v, np.ndarray) for v in state.values())
@@ -98,8 +137,10 @@ def test_round_trip_is_bitwise(make, shape):
 
 def test_load_casts_dtype_and_rejects_bad_state():
     net = _net()
-    state = {k: v.astype(np.float64) if v.dtype.kind == "f" else v
-             for k, v in _trained(_net(), (8, 4)).state_dict().items()}
+    state = {
+        k: v.astype(np.float64) if v.dtype.kind == "f" else v
+        for k, v in _trained(_net(), (8, 4)).state_dict().items()
+    }
     net.load_state_dict(state)
     assert net[0].weight.dtype == np.float32
     np.testing.assert_array_equal(net[0].weight, state["0.weight"].astype(np.float32))
@@ -140,18 +181,28 @@ def test_astype_casts_params_grads_and_float_buffers():
         net.astype(np.int32)
 
 
-@pytest.mark.parametrize("make, shape", LAYERS + [(ReLU, (4, 5)), (Tanh, (4, 5)),
-                                                  (Sigmoid, (4, 5)), (lambda: GELU("tanh"), (4, 5)),
-                                                  (lambda: Dropout(0.5, random_state=0), (4, 5))],
-                         ids=IDS + ["relu", "tanh", "sigmoid", "gelu", "dropout"])
+@pytest.mark.parametrize(
+    "make, shape",
+    LAYERS
+    + [
+        (ReLU, (4, 5)),
+        (Tanh, (4, 5)),
+        (Sigmoid, (4, 5)),
+        (lambda: GELU("tanh"), (4, 5)),
+        (lambda: Dropout(0.5, random_state=0), (4, 5)),
+    ],
+    ids=IDS + ["relu", "tanh", "sigmoid", "gelu", "dropout"],
+)
 def test_saved_for_backward_is_not_pickled_or_copied(make, shape):
     layer = make()
     x = np.random.default_rng(0).standard_normal((64,) + shape[1:]).astype(np.float32)
     layer.forward(x)
     for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
         assert all(not m._saved for m in clone.modules())
-        assert all(not any(np.shape(a)[:1] == (64,) for a in vars(m).values()
-                           if isinstance(a, np.ndarray)) for m in clone.modules())
+        assert all(
+            not any(np.shape(a)[:1] == (64,) for a in vars(m).values() if isinstance(a, np.ndarray))
+            for m in clone.modules()
+        )
         if clone.params:  # gradients are rebuilt as zeros
             assert all(not np.any(g) for g in clone.grads.values())
             with pytest.raises(RuntimeError, match="before forward"):

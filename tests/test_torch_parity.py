@@ -3,11 +3,24 @@ gradients against torch.nn.functional and torch.nn modules, float32 and float64.
 
 import numpy as np
 import pytest
+from cases import (
+    BATCH_NORM_MODES,
+    DTYPES,
+    GROUP_NORM,
+    INSTANCE_NORM,
+    LAYER_NORM,
+    RMS_NORM,
+    assert_close,
+    case_id,
+    channel_count,
+    dtype_id,
+    make_affine,
+    make_input,
+    make_running,
+    mode_id,
+)
 
 import fastnorm
-from cases import (BATCH_NORM_MODES, DTYPES, GROUP_NORM, INSTANCE_NORM, LAYER_NORM, RMS_NORM,
-                   assert_close, case_id, channel_count, dtype_id, make_affine, make_input,
-                   make_running, mode_id)
 from fastnorm.nn import BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm
 
 DTYPE = pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
@@ -24,6 +37,7 @@ def close(actual, expected, dtype, what=""):
 
 
 # ------------------------------------------------------------------------ functional
+
 
 @DTYPE
 @pytest.mark.parametrize("case,training", BATCH_NORM_MODES, ids=mode_id)
@@ -86,6 +100,7 @@ def test_rms_norm_functional(case, eps, dtype, rng, tref):
 
 # ------------------------------------------------------------------------ NaN / Inf as torch
 
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
 def test_nan_inf_propagate_as_torch(bad, rng, tref):
@@ -115,20 +130,27 @@ def test_nan_inf_propagate_as_torch(bad, rng, tref):
         np.testing.assert_array_equal(np.isnan(ours[name]), np.isnan(theirs[name]), err_msg=name)
         np.testing.assert_array_equal(np.isinf(ours[name]), np.isinf(theirs[name]), err_msg=name)
         finite = np.isfinite(theirs[name])
-        np.testing.assert_allclose(ours[name][finite], theirs[name][finite], rtol=1e-10,
-                                   atol=1e-10, err_msg=name)
+        np.testing.assert_allclose(
+            ours[name][finite], theirs[name][finite], rtol=1e-10, atol=1e-10, err_msg=name
+        )
 
 
 # ------------------------------------------------------------------------ modules (with autograd)
 
+
 def torch_bn_class(torch, ndim):
-    return {2: torch.nn.BatchNorm1d, 3: torch.nn.BatchNorm1d, 4: torch.nn.BatchNorm2d,
-            5: torch.nn.BatchNorm3d}[ndim]
+    return {
+        2: torch.nn.BatchNorm1d,
+        3: torch.nn.BatchNorm1d,
+        4: torch.nn.BatchNorm2d,
+        5: torch.nn.BatchNorm3d,
+    }[ndim]
 
 
 def torch_in_class(torch, ndim):
-    return {3: torch.nn.InstanceNorm1d, 4: torch.nn.InstanceNorm2d,
-            5: torch.nn.InstanceNorm3d}[ndim]
+    return {3: torch.nn.InstanceNorm1d, 4: torch.nn.InstanceNorm2d, 5: torch.nn.InstanceNorm3d}[
+        ndim
+    ]
 
 
 def compare_steps(torch, ours, theirs, shapes, dtype, rng, axis=1, steps=3, eval_step=True):
@@ -140,8 +162,7 @@ def compare_steps(torch, ours, theirs, shapes, dtype, rng, axis=1, steps=3, eval
     assert set(tparams) == set(ours.params)
     with torch.no_grad():  # same (random) parameters on both sides
         for k, p in tparams.items():
-            vals = rng.uniform(0.5, 1.5, p.shape) if k == "weight" \
-                else rng.standard_normal(p.shape)
+            vals = rng.uniform(0.5, 1.5, p.shape) if k == "weight" else rng.standard_normal(p.shape)
             ours.params[k][...] = vals.astype(dtype)
             p.copy_(torch.from_numpy(ours.params[k].copy()))
     for step in range(steps):
@@ -180,9 +201,11 @@ def compare_steps(torch, ours, theirs, shapes, dtype, rng, axis=1, steps=3, eval
 
 @DTYPE
 @pytest.mark.parametrize("momentum", [0.1, None], ids=["m=0.1", "m=None"])
-@pytest.mark.parametrize("shape,axis", [((6, 5), 1), ((4, 3, 7), 1), ((3, 4, 5, 6), 1),
-                                        ((3, 5, 6, 4), -1), ((2, 3, 2, 3, 4), 1)],
-                         ids=["2d", "3d", "4d", "4d-last", "5d"])
+@pytest.mark.parametrize(
+    "shape,axis",
+    [((6, 5), 1), ((4, 3, 7), 1), ((3, 4, 5, 6), 1), ((3, 5, 6, 4), -1), ((2, 3, 2, 3, 4), 1)],
+    ids=["2d", "3d", "4d", "4d-last", "5d"],
+)
 def test_batch_norm_module(shape, axis, momentum, dtype, rng, torch):
     C = shape[axis]
     ours = BatchNorm(C, momentum=momentum, axis=axis, dtype=dtype)
@@ -202,8 +225,7 @@ def test_batch_norm_module_no_tracking(dtype, rng, torch):
 
 @DTYPE
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
-@pytest.mark.parametrize("shape,ns", [((6, 9), (9,)), ((2, 3, 4, 5), (4, 5))],
-                         ids=["2d", "4d"])
+@pytest.mark.parametrize("shape,ns", [((6, 9), (9,)), ((2, 3, 4, 5), (4, 5))], ids=["2d", "4d"])
 def test_layer_norm_module(shape, ns, affine, dtype, rng, torch):
     ours = LayerNorm(ns, elementwise_affine=affine, dtype=dtype)
     theirs = torch.nn.LayerNorm(ns, elementwise_affine=affine)
@@ -211,8 +233,11 @@ def test_layer_norm_module(shape, ns, affine, dtype, rng, torch):
 
 
 @DTYPE
-@pytest.mark.parametrize("groups,shape", [(2, (3, 4, 5)), (3, (2, 6, 3, 2)), (1, (2, 5, 2, 2, 2))],
-                         ids=["3d", "4d", "5d"])
+@pytest.mark.parametrize(
+    "groups,shape",
+    [(2, (3, 4, 5)), (3, (2, 6, 3, 2)), (1, (2, 5, 2, 2, 2))],
+    ids=["3d", "4d", "5d"],
+)
 def test_group_norm_module(groups, shape, dtype, rng, torch):
     ours = GroupNorm(groups, shape[1], dtype=dtype)
     theirs = torch.nn.GroupNorm(groups, shape[1])
@@ -220,23 +245,27 @@ def test_group_norm_module(groups, shape, dtype, rng, torch):
 
 
 @DTYPE
-@pytest.mark.parametrize("affine,track", [(False, False), (True, False), (True, True),
-                                          (False, True)],
-                         ids=["plain", "affine", "affine-track", "plain-track"])
-@pytest.mark.parametrize("shape", [(3, 4, 6), (2, 3, 4, 5), (2, 2, 3, 2, 2)],
-                         ids=["3d", "4d", "5d"])
+@pytest.mark.parametrize(
+    "affine,track",
+    [(False, False), (True, False), (True, True), (False, True)],
+    ids=["plain", "affine", "affine-track", "plain-track"],
+)
+@pytest.mark.parametrize(
+    "shape", [(3, 4, 6), (2, 3, 4, 5), (2, 2, 3, 2, 2)], ids=["3d", "4d", "5d"]
+)
 def test_instance_norm_module(shape, affine, track, dtype, rng, torch):
-    ours = InstanceNorm(shape[1], momentum=0.2, affine=affine, track_running_stats=track,
-                        dtype=dtype)
-    theirs = torch_in_class(torch, len(shape))(shape[1], momentum=0.2, affine=affine,
-                                               track_running_stats=track)
+    ours = InstanceNorm(
+        shape[1], momentum=0.2, affine=affine, track_running_stats=track, dtype=dtype
+    )
+    theirs = torch_in_class(torch, len(shape))(
+        shape[1], momentum=0.2, affine=affine, track_running_stats=track
+    )
     compare_steps(torch, ours, theirs, [shape], dtype, rng)
 
 
 @DTYPE
 @pytest.mark.parametrize("eps", [None, 1e-4], ids=["eps=None", "eps=1e-4"])
-@pytest.mark.parametrize("shape,ns", [((6, 9), (9,)), ((2, 3, 4, 5), (4, 5))],
-                         ids=["2d", "4d"])
+@pytest.mark.parametrize("shape,ns", [((6, 9), (9,)), ((2, 3, 4, 5), (4, 5))], ids=["2d", "4d"])
 def test_rms_norm_module(shape, ns, eps, dtype, rng, torch):
     ours = RMSNorm(ns, eps=eps, dtype=dtype)
     theirs = torch.nn.RMSNorm(ns, eps=eps)

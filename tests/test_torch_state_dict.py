@@ -10,15 +10,25 @@ from fastnorm.nn import BatchNorm, GroupNorm, LayerNorm, Linear, ReLU, Sequentia
 def _pair(torch, kind):
     nn = torch.nn
     if kind == "batch":
-        theirs = nn.Sequential(nn.Linear(8, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(),
-                               nn.Linear(16, 3))
+        theirs = nn.Sequential(
+            nn.Linear(8, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)
+        )
         ours = Sequential(Linear(8, 16, bias=False), BatchNorm(16), ReLU(), Linear(16, 3))
     else:
-        theirs = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.ReLU(),
-                               nn.Sequential(nn.Linear(16, 12), nn.GroupNorm(4, 12), nn.ReLU()),
-                               nn.Linear(12, 3))
-        ours = Sequential(Linear(8, 16), LayerNorm(16), ReLU(),
-                          Sequential(Linear(16, 12), GroupNorm(4, 12), ReLU()), Linear(12, 3))
+        theirs = nn.Sequential(
+            nn.Linear(8, 16),
+            nn.LayerNorm(16),
+            nn.ReLU(),
+            nn.Sequential(nn.Linear(16, 12), nn.GroupNorm(4, 12), nn.ReLU()),
+            nn.Linear(12, 3),
+        )
+        ours = Sequential(
+            Linear(8, 16),
+            LayerNorm(16),
+            ReLU(),
+            Sequential(Linear(16, 12), GroupNorm(4, 12), ReLU()),
+            Linear(12, 3),
+        )
     return ours, theirs
 
 
@@ -29,8 +39,9 @@ def test_load_torch_state_dict(torch, kind):
     with torch.no_grad():  # random affine parameters, not torch's ones/zeros
         for name, p in theirs.named_parameters():
             if p.ndim == 1:
-                p.copy_(torch.rand(p.shape) + 0.5 if name.endswith("weight")
-                        else torch.randn(p.shape))
+                p.copy_(
+                    torch.rand(p.shape) + 0.5 if name.endswith("weight") else torch.randn(p.shape)
+                )
     opt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
     rng = np.random.default_rng(0)
     for _ in range(3):  # a few training steps: weights and running statistics move

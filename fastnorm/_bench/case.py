@@ -1,7 +1,7 @@
 """One benchmark case: the same operation in several libraries, timed side by side."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 
 @dataclass
@@ -17,7 +17,7 @@ class BenchCase:
     name: str
     group: str
     make: Callable[[], dict]
-    bytes_moved: Optional[int] = None
+    bytes_moved: int | None = None
     target: str = ""
     repeat: int = 7
     tags: tuple = field(default_factory=tuple)

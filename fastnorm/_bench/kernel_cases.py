@@ -2,22 +2,40 @@
 
 import numpy as np
 
-from .. import functional as F
 from .. import nn
 from .case import BenchCase
 
 # (name, operation, shape, mode, channel axis, target)
 TABLE = [
-    ("batch_norm fwd (256, 64, 56, 56)", "batch", (256, 64, 56, 56), "fwd", 1,
-     ">= 3x torch, >= 60% roofline"),
-    ("batch_norm fwd+bwd (256, 64, 56, 56)", "batch", (256, 64, 56, 56), "fwd+bwd", 1, ">= 2x torch"),
+    (
+        "batch_norm fwd (256, 64, 56, 56)",
+        "batch",
+        (256, 64, 56, 56),
+        "fwd",
+        1,
+        ">= 3x torch, >= 60% roofline",
+    ),
+    (
+        "batch_norm fwd+bwd (256, 64, 56, 56)",
+        "batch",
+        (256, 64, 56, 56),
+        "fwd+bwd",
+        1,
+        ">= 2x torch",
+    ),
     ("batch_norm fwd (32, 256, 28, 28)", "batch", (32, 256, 28, 28), "fwd", 1, ">= 1.5x torch"),
     ("batch_norm fwd (32, 28, 28, 256) channels-last", "batch", (32, 28, 28, 256), "fwd", -1, ""),
     ("batch_norm fwd+bwd (4096, 1024)", "batch", (4096, 1024), "fwd+bwd", 1, ">= 1x torch"),
     ("batch_norm fwd+bwd (128, 512)", "batch", (128, 512), "fwd+bwd", 1, ">= 1.5x torch"),
     ("layer_norm fwd+bwd (8192, 1024)", "layer", (8192, 1024), "fwd+bwd", None, ">= 1x torch"),
-    ("group_norm 32 fwd+bwd (32, 256, 28, 28)", "group", (32, 256, 28, 28), "fwd+bwd", 1,
-     ">= 1x torch"),
+    (
+        "group_norm 32 fwd+bwd (32, 256, 28, 28)",
+        "group",
+        (32, 256, 28, 28),
+        "fwd+bwd",
+        1,
+        ">= 1x torch",
+    ),
     ("instance_norm fwd+bwd (32, 64, 56, 56)", "instance", (32, 64, 56, 56), "fwd+bwd", 1, ""),
     ("rms_norm fwd+bwd (8192, 1024)", "rms", (8192, 1024), "fwd+bwd", None, ""),
 ]
@@ -91,9 +109,11 @@ def _torch_impl(op, x, dy, axis):
         return tf.rms_norm(inp, (width,), weight, eps=1e-5)
 
     if dy is None:
+
         def run():
             with torch.no_grad():
                 forward(xt)
+
         return run
 
     xg = xt.detach().requires_grad_(True)
@@ -101,6 +121,7 @@ def _torch_impl(op, x, dy, axis):
     def run():
         forward(xg).backward(dyt)
         xg.grad = weight.grad = bias.grad = None
+
     return run
 
 
@@ -112,12 +133,15 @@ def make_case(name, op, shape, mode, axis, target):
         channels = shape[axis] if axis is not None else None
         layer = _layer(op, channels, shape[-1], axis if axis is not None else 1)
         if dy is None:
+
             def fastnorm_run():
                 layer.forward(x)
         else:
+
             def fastnorm_run():
                 layer.forward(x)
                 layer.backward(dy)
+
         return {
             "fastnorm": fastnorm_run,
             "numpy": lambda: numpy_forward_backward(op, x, dy, axis if axis is not None else -1),

@@ -39,10 +39,17 @@ def _threads():
 def _fastnorm_model(X, y, fold=False):
     from ..neural_network import MLPClassifier
 
-    model = MLPClassifier(HIDDEN, normalization="batch", solver="adam", learning_rate_init=LR,
-                          batch_size=BATCH, random_state=0, n_threads=_threads())
+    model = MLPClassifier(
+        HIDDEN,
+        normalization="batch",
+        solver="adam",
+        learning_rate_init=LR,
+        batch_size=BATCH,
+        random_state=0,
+        n_threads=_threads(),
+    )
     # compile the kernels and create the optimizer state on a small slice
-    model.partial_fit(X[:2 * BATCH], y[:2 * BATCH], classes=np.arange(N_CLASSES))
+    model.partial_fit(X[: 2 * BATCH], y[: 2 * BATCH], classes=np.arange(N_CLASSES))
     if fold:
         model.fold_batchnorm()
     return model
@@ -57,8 +64,7 @@ def _torch_net():
     layers = []
     fan_in = N_FEATURES
     for h in HIDDEN:
-        layers += [torch.nn.Linear(fan_in, h, bias=False), torch.nn.BatchNorm1d(h),
-                   torch.nn.ReLU()]
+        layers += [torch.nn.Linear(fan_in, h, bias=False), torch.nn.BatchNorm1d(h), torch.nn.ReLU()]
         fan_in = h
     layers.append(torch.nn.Linear(fan_in, N_CLASSES))
     return torch, torch.nn.Sequential(*layers)
@@ -77,7 +83,7 @@ def _torch_epoch(X, y):
         net.train()
         order = torch.randperm(N_ROWS, generator=gen)
         for s in range(0, N_ROWS, BATCH):
-            ids = order[s:s + BATCH]
+            ids = order[s : s + BATCH]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(Xt[ids]), yt[ids])
             loss.backward()
@@ -89,8 +95,9 @@ def _torch_epoch(X, y):
 def _sklearn_epoch(X, y):
     from sklearn.neural_network import MLPClassifier
 
-    model = MLPClassifier(HIDDEN, solver="adam", learning_rate_init=LR, batch_size=BATCH,
-                          random_state=0)
+    model = MLPClassifier(
+        HIDDEN, solver="adam", learning_rate_init=LR, batch_size=BATCH, random_state=0
+    )
 
     from threadpoolctl import threadpool_limits
 

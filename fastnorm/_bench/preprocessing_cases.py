@@ -34,17 +34,17 @@ def _make_partial_fit():
     def fastnorm():
         est = BatchNormalizer()
         for i in starts:
-            est.partial_fit(X[i:i + CHUNK])
+            est.partial_fit(X[i : i + CHUNK])
 
     def sklearn():
         est = StandardScaler()
         for i in starts:
-            est.partial_fit(X[i:i + CHUNK])
+            est.partial_fit(X[i : i + CHUNK])
 
     def numpy():
         state = _numpy_moments(X[:CHUNK])
         for i in starts[1:]:
-            state = merge_moments(*state, *_numpy_moments(X[i:i + CHUNK]))
+            state = merge_moments(*state, *_numpy_moments(X[i : i + CHUNK]))
         return state
 
     return {"fastnorm": fastnorm, "sklearn": sklearn, "numpy": numpy}

@@ -70,8 +70,11 @@ def run(cases, repeat=None, libraries=LIBRARIES, echo=print):
     rows = []
     for case in cases:
         impls = case.make()
-        times = {lib: best_time(impls[lib], repeat or case.repeat)
-                 for lib in libraries if impls.get(lib) is not None}
+        times = {
+            lib: best_time(impls[lib], repeat or case.repeat)
+            for lib in libraries
+            if impls.get(lib) is not None
+        }
         del impls
         row = {"case": case.name, "target": case.target, **times}
         if case.bytes_moved and "fastnorm" in times:
@@ -81,8 +84,10 @@ def run(cases, repeat=None, libraries=LIBRARIES, echo=print):
     return bandwidth, rows
 
 
-HEADER = (f"{'case':<48} {'fastnorm':>10} {'numpy':>10} {'torch':>10} {'sklearn':>10} "
-          f"{'torch/fn':>9} {'numpy/fn':>9} {'skl/fn':>8} {'roofline':>9}  target")
+HEADER = (
+    f"{'case':<48} {'fastnorm':>10} {'numpy':>10} {'torch':>10} {'sklearn':>10} "
+    f"{'torch/fn':>9} {'numpy/fn':>9} {'skl/fn':>8} {'roofline':>9}  target"
+)
 
 
 def _ms(t):
@@ -97,6 +102,8 @@ def _ratio(row, lib):
 
 def format_row(row):
     roof = f"{row['roofline'] * 100:8.0f}%" if "roofline" in row else f"{'-':>9}"
-    return (f"{row['case']:<48} {_ms(row.get('fastnorm'))}{_ms(row.get('numpy'))}"
-            f"{_ms(row.get('torch'))}{_ms(row.get('sklearn'))} {_ratio(row, 'torch')}"
-            f"{_ratio(row, 'numpy')}{_ratio(row, 'sklearn')[1:]} {roof}  {row['target']}")
+    return (
+        f"{row['case']:<48} {_ms(row.get('fastnorm'))}{_ms(row.get('numpy'))}"
+        f"{_ms(row.get('torch'))}{_ms(row.get('sklearn'))} {_ratio(row, 'torch')}"
+        f"{_ratio(row, 'numpy')}{_ratio(row, 'sklearn')[1:]} {roof}  {row['target']}"
+    )

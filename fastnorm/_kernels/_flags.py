@@ -23,9 +23,13 @@ class ParallelKernel:
 
     def __init__(self, py_func):
         self.parallel = njit(**PARALLEL_KERNEL)(py_func)
-        serial = types.FunctionType(py_func.__code__, py_func.__globals__,
-                                    py_func.__name__ + "_serial", py_func.__defaults__,
-                                    py_func.__closure__)
+        serial = types.FunctionType(
+            py_func.__code__,
+            py_func.__globals__,
+            py_func.__name__ + "_serial",
+            py_func.__defaults__,
+            py_func.__closure__,
+        )
         serial.__qualname__ = py_func.__qualname__ + "_serial"  # its own cache file
         serial.__module__ = py_func.__module__
         self.serial = njit(**KERNEL)(serial)

@@ -15,8 +15,9 @@ from .schedule import column_task, rows_per_task
 
 
 @parallel_kernel
-def columns_normalize(x, weight, bias, eps, running_mean, running_var, momentum, row_block,
-                      col_block, out):
+def columns_normalize(
+    x, weight, bias, eps, running_mean, running_var, momentum, row_block, col_block, out
+):
     """Normalize each column of ``x`` (1, A, B) with its own statistics, then scale by ``weight``
     and shift by ``bias``; returns the (mean, M2, rstd) of each column. Non-empty running
     statistics are updated in place: (1 - momentum) * old + momentum * batch (unbiased var)."""
@@ -28,8 +29,9 @@ def columns_normalize(x, weight, bias, eps, running_mean, running_var, momentum,
     part_m2 = np.empty((1, n_rb, B))
     # the blocks of moments.column_moments, NaN not skipped: a NaN gives NaN statistics (torch)
     for t in prange(n_rb * n_cb):
-        task_moments(x, None, False, t, n_rb, n_cb, row_block, col_block, part_cnt, part_mean,
-                     part_m2)
+        task_moments(
+            x, None, False, t, n_rb, n_cb, row_block, col_block, part_cnt, part_mean, part_m2
+        )
     _, mean2, m22 = merge_blocks(part_cnt, part_mean, part_m2)
     mean = mean2[0]
     m2 = m22[0]
@@ -39,8 +41,16 @@ def columns_normalize(x, weight, bias, eps, running_mean, running_var, momentum,
     scale = rstd * weight
     rows = rows_per_task(B)
     for t in prange((A + rows - 1) // rows):
-        block_column_affine(x, 0, t * rows, min(A, (t + 1) * rows), mean.reshape((1, B)),
-                            scale.reshape((1, B)), bias.reshape((1, B)), out)
+        block_column_affine(
+            x,
+            0,
+            t * rows,
+            min(A, (t + 1) * rows),
+            mean.reshape((1, B)),
+            scale.reshape((1, B)),
+            bias.reshape((1, B)),
+            out,
+        )
     return mean, m2, rstd
 
 
@@ -72,7 +82,16 @@ def columns_normalize_backward(dy, x, mean, rstd, weight, batch_stats, row_block
         gamma = np.zeros(B)
     rows = rows_per_task(B)
     for t in prange((A + rows - 1) // rows):
-        block_column_grad_input(dy, x, 0, t * rows, min(A, (t + 1) * rows), centre,
-                                alpha.reshape((1, B)), beta.reshape((1, B)),
-                                gamma.reshape((1, B)), dx)
+        block_column_grad_input(
+            dy,
+            x,
+            0,
+            t * rows,
+            min(A, (t + 1) * rows),
+            centre,
+            alpha.reshape((1, B)),
+            beta.reshape((1, B)),
+            gamma.reshape((1, B)),
+            dx,
+        )
     return s_dyx * rstd, s_dy

@@ -1,7 +1,8 @@
 """Element-wise passes: the affine normalization and the input gradient, in float64 per element.
 
-Row kernels take one (centre, scale, shift) per row of a (rows, length) array; column kernels take
-one per (p, b) of a (P, A, B) array. Work is cut into fixed tasks; no reduction, so any order is exact.
+Row kernels take one (centre, scale, shift) per row of a (rows, length) array; column kernels
+take one per (p, b) of a (P, A, B) array. Work is cut into fixed tasks; no reduction, so any order
+is exact.
 """
 
 from numba import njit, prange
@@ -47,8 +48,9 @@ def block_column_grad_input(dy, x, p, r0, r1, centre, alpha, beta, gamma, out):
     """Rows r0:r1 of ``columns_grad_input``."""
     for a in range(r0, r1):
         for b in range(x.shape[2]):
-            out[p, a, b] = (alpha[p, b] * dy[p, a, b] + beta[p, b] * (x[p, a, b] - centre[p, b])
-                            + gamma[p, b])
+            out[p, a, b] = (
+                alpha[p, b] * dy[p, a, b] + beta[p, b] * (x[p, a, b] - centre[p, b]) + gamma[p, b]
+            )
 
 
 @parallel_kernel

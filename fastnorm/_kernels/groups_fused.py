@@ -29,8 +29,13 @@ def groups_normalize(x, weight, bias, groups, length, eps, out):
         c0 = (r % groups) * per_group
         for j in range(per_group):
             lo = j * length
-            run_affine(row[lo:lo + length], mu, rs * weight[c0 + j], bias[c0 + j],
-                       out[r, lo:lo + length])
+            run_affine(
+                row[lo : lo + length],
+                mu,
+                rs * weight[c0 + j],
+                bias[c0 + j],
+                out[r, lo : lo + length],
+            )
     return mean, m2, rstd
 
 
@@ -52,7 +57,7 @@ def groups_normalize_backward(dy, x, mean, rstd, weight, groups, length, dx):
         sum_gx = 0.0
         for j in range(per_group):
             lo = j * length
-            a, b = run_grad_sums(dy[r, lo:lo + length], x[r, lo:lo + length], mu)
+            a, b = run_grad_sums(dy[r, lo : lo + length], x[r, lo : lo + length], mu)
             s_dy[i, c0 + j] = a
             s_dyxhat[i, c0 + j] = b * rs
             sum_g += weight[c0 + j] * a
@@ -62,6 +67,13 @@ def groups_normalize_backward(dy, x, mean, rstd, weight, groups, length, dx):
         gamma = -rs * sum_g / row_len
         for j in range(per_group):
             lo = j * length
-            run_grad_input(dy[r, lo:lo + length], x[r, lo:lo + length], mu, rs * weight[c0 + j],
-                           beta, gamma, dx[r, lo:lo + length])
+            run_grad_input(
+                dy[r, lo : lo + length],
+                x[r, lo : lo + length],
+                mu,
+                rs * weight[c0 + j],
+                beta,
+                gamma,
+                dx[r, lo : lo + length],
+            )
     return s_dyxhat, s_dy

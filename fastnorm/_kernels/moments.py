@@ -41,12 +41,14 @@ def _block_sum(xb, wb, acc):
         if wb is None:
             for j in range(cols):
                 acc[j] += (np.float64(xb[a, j]) + np.float64(xb[a + 1, j])) + (
-                    np.float64(xb[a + 2, j]) + np.float64(xb[a + 3, j]))
+                    np.float64(xb[a + 2, j]) + np.float64(xb[a + 3, j])
+                )
         else:
             w0, w1, w2, w3 = wb[a], wb[a + 1], wb[a + 2], wb[a + 3]
             for j in range(cols):
                 acc[j] += (w0 * xb[a, j] + w1 * xb[a + 1, j]) + (
-                    w2 * xb[a + 2, j] + w3 * xb[a + 3, j])
+                    w2 * xb[a + 2, j] + w3 * xb[a + 3, j]
+                )
             total += (w0 + w1) + (w2 + w3)
         a += 4
     while a < rows:
@@ -154,18 +156,24 @@ def block_moments(xb, wb, skip_nan, cnt, mean, m2):
 
 
 @njit(**KERNEL)
-def task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, part_cnt, part_mean,
-                 part_m2):
+def task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, part_cnt, part_mean, part_m2):
     """Task t of the column schedule over x (P, A, B): the moments of one block into the
     (P, n_rb, B) partials; returns the ``nonfinite`` flag of ``block_moments``."""
     P, A, B = x.shape
     p, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
     wb = None if w is None else w[r0:r1]
     if n_cb == 1:  # whole rows: a C-contiguous block, which the inner loops vectorize best
-        return block_moments(x[p, r0:r1], wb, skip_nan, part_cnt[p, i], part_mean[p, i],
-                             part_m2[p, i])
-    return block_moments(x[p, r0:r1, c0:c1], wb, skip_nan, part_cnt[p, i, c0:c1],
-                         part_mean[p, i, c0:c1], part_m2[p, i, c0:c1])
+        return block_moments(
+            x[p, r0:r1], wb, skip_nan, part_cnt[p, i], part_mean[p, i], part_m2[p, i]
+        )
+    return block_moments(
+        x[p, r0:r1, c0:c1],
+        wb,
+        skip_nan,
+        part_cnt[p, i, c0:c1],
+        part_mean[p, i, c0:c1],
+        part_m2[p, i, c0:c1],
+    )
 
 
 @njit(**KERNEL)
@@ -202,7 +210,8 @@ def column_moments(x, w, skip_nan, row_block, col_block):
     part_m2 = np.empty((P, n_rb, B))
     bad = np.zeros(P * n_rb * n_cb, dtype=np.bool_)
     for t in prange(P * n_rb * n_cb):
-        bad[t] = task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, part_cnt,
-                              part_mean, part_m2)
+        bad[t] = task_moments(
+            x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, part_cnt, part_mean, part_m2
+        )
     cnt, mean, m2 = merge_blocks(part_cnt, part_mean, part_m2)
     return cnt, mean, m2, bad.any()

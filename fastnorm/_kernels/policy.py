@@ -114,13 +114,17 @@ def _safe_layers():
 
 
 def _workqueue_message():
-    text = ("Numba runs on its 'workqueue' threading layer, which is not thread-safe: fastnorm "
-            "serializes its parallel kernels.")
+    text = (
+        "Numba runs on its 'workqueue' threading layer, which is not thread-safe: fastnorm "
+        "serializes its parallel kernels."
+    )
     layers = _safe_layers()
     if layers:
-        text += (f" Unset NUMBA_THREADING_LAYER, or set it to 'threadsafe' (here: "
-                 f"{' or '.join(layers)}), to run them concurrently; fork-based process pools "
-                 "keep working (kernels in forked children run single-threaded).")
+        text += (
+            f" Unset NUMBA_THREADING_LAYER, or set it to 'threadsafe' (here: "
+            f"{' or '.join(layers)}), to run them concurrently; fork-based process pools "
+            "keep working (kernels in forked children run single-threaded)."
+        )
     return text
 
 

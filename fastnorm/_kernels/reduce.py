@@ -80,12 +80,22 @@ def block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, dy_out, dyx_out):
     m = centre[p, c0:c1]
     a = r0
     while a + 4 <= r1:
-        run_add_grad_sums4(dy_out, dyx_out, dy[p, a, c0:c1], dy[p, a + 1, c0:c1],
-                           dy[p, a + 2, c0:c1], dy[p, a + 3, c0:c1], x[p, a, c0:c1],
-                           x[p, a + 1, c0:c1], x[p, a + 2, c0:c1], x[p, a + 3, c0:c1], m)
+        run_add_grad_sums4(
+            dy_out,
+            dyx_out,
+            dy[p, a, c0:c1],
+            dy[p, a + 1, c0:c1],
+            dy[p, a + 2, c0:c1],
+            dy[p, a + 3, c0:c1],
+            x[p, a, c0:c1],
+            x[p, a + 1, c0:c1],
+            x[p, a + 2, c0:c1],
+            x[p, a + 3, c0:c1],
+            m,
+        )
         a += 4
-    for a in range(a, r1):
-        run_add_grad_sums(dy_out, dyx_out, dy[p, a, c0:c1], x[p, a, c0:c1], m)
+    for r in range(a, r1):
+        run_add_grad_sums(dy_out, dyx_out, dy[p, r, c0:c1], x[p, r, c0:c1], m)
 
 
 @parallel_kernel
@@ -98,8 +108,9 @@ def column_grad_sums(dy, x, centre, row_block, col_block):
     part_dyx = np.empty((P, n_rb, B))
     for t in prange(P * n_rb * n_cb):
         p, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
-        block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, part_dy[p, i, c0:c1],
-                         part_dyx[p, i, c0:c1])
+        block_grad_sums(
+            dy, x, centre, p, r0, r1, c0, c1, part_dy[p, i, c0:c1], part_dyx[p, i, c0:c1]
+        )
     sum_dy = part_dy[:, 0, :].copy()
     sum_dyx = part_dyx[:, 0, :].copy()
     for p in range(P):

@@ -1,5 +1,6 @@
-"""How work is cut into tasks and blocks. Every size here depends on the shape only, never on the thread
-count, and partial results are merged in block order: results are bitwise independent of threads."""
+"""How work is cut into tasks and blocks. Every size here depends on the shape only, never on the
+thread count, and partial results are merged in block order: results are bitwise independent of
+threads."""
 
 from numba import njit
 

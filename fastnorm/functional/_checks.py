@@ -61,8 +61,10 @@ def check_groups(num_groups, channels):
     except ValueError:
         num_groups = 0
     if num_groups <= 0 or channels % num_groups != 0:
-        raise ValueError(f"num_groups={value!r} must be a positive divisor of the number of "
-                         f"channels ({channels})")
+        raise ValueError(
+            f"num_groups={value!r} must be a positive divisor of the number of "
+            f"channels ({channels})"
+        )
     return num_groups
 
 
@@ -86,7 +88,9 @@ def shaped_param(value, name, shape):
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
     if arr.shape != tuple(shape):
-        raise ValueError(f"{name} must have shape normalized_shape = {tuple(shape)}, got {arr.shape}")
+        raise ValueError(
+            f"{name} must have shape normalized_shape = {tuple(shape)}, got {arr.shape}"
+        )
     return np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
 
 
@@ -125,7 +129,7 @@ def normalized_shape_of(normalized_shape, x_shape):
             ) from None
     if len(shape) == 0:
         raise ValueError("normalized_shape must have at least one dimension")
-    if len(shape) > len(x_shape) or tuple(x_shape[len(x_shape) - len(shape):]) != shape:
+    if len(shape) > len(x_shape) or tuple(x_shape[len(x_shape) - len(shape) :]) != shape:
         raise ValueError(
             f"normalized_shape={shape} must equal the trailing dimensions of the input, whose "
             f"shape is {tuple(x_shape)}"

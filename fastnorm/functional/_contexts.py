@@ -26,7 +26,8 @@ class _Context:
         dy = np.ascontiguousarray(grad_out, dtype=self.layout.x.dtype)
         if dy.shape != self.shape:
             raise ValueError(
-                f"grad_out must have the forward input's shape {self.shape}, got {dy.shape}")
+                f"grad_out must have the forward input's shape {self.shape}, got {dy.shape}"
+            )
         return dy, np.empty_like(dy)
 
     def _zeros(self, dx):
@@ -51,8 +52,13 @@ class ColumnsContext(_Context):
             return self._zeros(dx)
         shape3 = self.layout.x.shape
         grad_weight, grad_bias = self.layout.batch_norm_columns_backward(
-            dy.reshape(shape3), self.mean, self.rstd, self.weight, self.batch_stats,
-            dx.reshape(shape3))
+            dy.reshape(shape3),
+            self.mean,
+            self.rstd,
+            self.weight,
+            self.batch_stats,
+            dx.reshape(shape3),
+        )
         return dx, grad_weight, grad_bias
 
 
@@ -74,8 +80,8 @@ class GroupRunsContext(_Context):
             return self._zeros(dx)
         shape3 = self.layout.x.shape
         s_dyxhat, s_dy = self.layout.group_norm_rows_backward(
-            dy.reshape(shape3), self.mean, self.rstd, self.weight, self.groups,
-            dx.reshape(shape3))
+            dy.reshape(shape3), self.mean, self.rstd, self.weight, self.groups, dx.reshape(shape3)
+        )
         return dx, s_dyxhat.sum(axis=0), s_dy.sum(axis=0)
 
 
@@ -111,7 +117,7 @@ class ChannelRunsContext(_Context):
             sum_g = (s_dy * self.weight).reshape(n_p, -1, g).sum(axis=2)
             sum_gx = (s_dyx * self.weight).reshape(n_p, -1, g).sum(axis=2)
             rstd = self.rstd[:, ::g]
-            beta = np.repeat(-(rstd ** 3) * sum_gx / self.count, g, axis=1)
+            beta = np.repeat(-(rstd**3) * sum_gx / self.count, g, axis=1)
             gamma = np.repeat(-rstd * sum_g / self.count, g, axis=1)
         else:
             beta = np.zeros_like(alpha)

@@ -23,7 +23,7 @@ ROW_MIN = 64
 def merge_equal_counts(mean, m2, count, axis):
     """Moments of the union of the sets along ``axis``, each of ``count`` values: Chan's merge
     (``merge.merge_moments``) in index order, in float64."""
-    rest = mean.shape[:axis] + mean.shape[axis + 1:]
+    rest = mean.shape[:axis] + mean.shape[axis + 1 :]
     k = mean.shape[axis]
 
     def sets(a):
@@ -74,14 +74,29 @@ class ChannelRuns:
         if running_mean is None:
             running_mean = running_var = _NO_RUNNING_STATS
         return columns_fused.columns_normalize(
-            self._columns(self.x, 1), weight, bias, eps, running_mean, running_var, momentum,
-            *schedule.column_blocks(self.n, self.c), self._columns(out, 1))
+            self._columns(self.x, 1),
+            weight,
+            bias,
+            eps,
+            running_mean,
+            running_var,
+            momentum,
+            *schedule.column_blocks(self.n, self.c),
+            self._columns(out, 1),
+        )
 
     def batch_norm_columns_backward(self, dy, mean, rstd, weight, batch_stats, dx):
         """Gradients of ``batch_norm_columns`` (or of its eval form); returns (dweight, dbias)."""
         return columns_fused.columns_normalize_backward(
-            self._columns(dy, 1), self._columns(self.x, 1), mean, rstd, weight, batch_stats,
-            *schedule.column_blocks(self.n, self.c), self._columns(dx, 1))
+            self._columns(dy, 1),
+            self._columns(self.x, 1),
+            mean,
+            rstd,
+            weight,
+            batch_stats,
+            *schedule.column_blocks(self.n, self.c),
+            self._columns(dx, 1),
+        )
 
     @property
     def fuses_groups(self):
@@ -92,63 +107,83 @@ class ChannelRuns:
         """Group norm with the groups' own statistics in one kernel call; (mean, M2, rstd),
         each (N, G)."""
         rows = self.x.reshape(self.n * groups, -1)
-        stats = groups_fused.groups_normalize(rows, weight, bias, groups, self.d, eps,
-                                              out.reshape(rows.shape))
+        stats = groups_fused.groups_normalize(
+            rows, weight, bias, groups, self.d, eps, out.reshape(rows.shape)
+        )
         return tuple(s.reshape(self.n, groups) for s in stats)
 
     def group_norm_rows_backward(self, dy, mean, rstd, weight, groups, dx):
         """Gradients of ``group_norm_rows``: dx, and per-(sample, channel) weight and bias sums."""
         rows = self.x.reshape(self.n * groups, -1)
         return groups_fused.groups_normalize_backward(
-            dy.reshape(rows.shape), rows, mean, rstd, weight, groups, self.d,
-            dx.reshape(rows.shape))
+            dy.reshape(rows.shape), rows, mean, rstd, weight, groups, self.d, dx.reshape(rows.shape)
+        )
 
     def channel_moments(self):
         """(mean, M2) of each channel over samples and positions; count N * D."""
         if self.use_rows:
             mean, m2 = reduce.row_moments(self._rows(self.x), schedule.row_chunk(self.d))
-            return merge_equal_counts(mean.reshape(self.n, self.c), m2.reshape(self.n, self.c),
-                                      self.d, axis=0)
+            return merge_equal_counts(
+                mean.reshape(self.n, self.c), m2.reshape(self.n, self.c), self.d, axis=0
+            )
         x2 = self._columns(self.x, 1)
         mean, m2 = _column_moments(x2, *schedule.column_blocks(self.n, self.c * self.d))
         if self.d == 1:
             return mean[0], m2[0]
-        return merge_equal_counts(mean.reshape(self.c, self.d), m2.reshape(self.c, self.d),
-                                  self.n, axis=1)
+        return merge_equal_counts(
+            mean.reshape(self.c, self.d), m2.reshape(self.c, self.d), self.n, axis=1
+        )
 
     def group_moments(self, groups):
         """(mean, M2) of each (sample, group of C / groups channels); shape (N, groups)."""
         length = (self.c // groups) * self.d
-        mean, m2 = reduce.row_moments(self.x.reshape(self.n * groups, length),
-                                      schedule.row_chunk(length))
+        mean, m2 = reduce.row_moments(
+            self.x.reshape(self.n * groups, length), schedule.row_chunk(length)
+        )
         return mean.reshape(self.n, groups), m2.reshape(self.n, groups)
 
     def affine(self, centre, scale, shift, out):
         """out = (x - centre) * scale + shift, parameters of shape (Np, C)."""
         if self.use_rows:
-            elementwise.rows_affine(self._rows(self.x), self._per_row(centre), self._per_row(scale),
-                                    self._per_row(shift), schedule.row_chunk(self.d),
-                                    self._rows(out))
+            elementwise.rows_affine(
+                self._rows(self.x),
+                self._per_row(centre),
+                self._per_row(scale),
+                self._per_row(shift),
+                schedule.row_chunk(self.d),
+                self._rows(out),
+            )
         else:
             n_p = centre.shape[0]
-            elementwise.columns_affine(self._columns(self.x, n_p), self._per_column(centre),
-                                       self._per_column(scale), self._per_column(shift),
-                                       self._columns(out, n_p))
+            elementwise.columns_affine(
+                self._columns(self.x, n_p),
+                self._per_column(centre),
+                self._per_column(scale),
+                self._per_column(shift),
+                self._columns(out, n_p),
+            )
 
     def grad_sums(self, dy, centre):
         """sum(dy) and sum(dy * (x - centre)) per (Np, C) parameter slot."""
         n_p = centre.shape[0]
         if self.use_rows:
-            s_dy, s_dyx = reduce.row_grad_sums(self._rows(dy), self._rows(self.x),
-                                               self._per_row(centre), schedule.row_chunk(self.d))
+            s_dy, s_dyx = reduce.row_grad_sums(
+                self._rows(dy),
+                self._rows(self.x),
+                self._per_row(centre),
+                schedule.row_chunk(self.d),
+            )
             s_dy = s_dy.reshape(self.n, self.c)
             s_dyx = s_dyx.reshape(self.n, self.c)
             if n_p == 1:
                 return s_dy.sum(axis=0, keepdims=True), s_dyx.sum(axis=0, keepdims=True)
             return s_dy, s_dyx
         s_dy, s_dyx = reduce.column_grad_sums(
-            self._columns(dy, n_p), self._columns(self.x, n_p), self._per_column(centre),
-            *schedule.column_blocks(self.n // n_p, self.c * self.d))
+            self._columns(dy, n_p),
+            self._columns(self.x, n_p),
+            self._per_column(centre),
+            *schedule.column_blocks(self.n // n_p, self.c * self.d),
+        )
         if self.d == 1:
             return s_dy, s_dyx
         shape = (n_p, self.c, self.d)
@@ -158,15 +193,26 @@ class ChannelRuns:
         """out = alpha * dy + beta * (x - centre) + gamma, parameters of shape (Np, C)."""
         if self.use_rows:
             elementwise.rows_grad_input(
-                self._rows(dy), self._rows(self.x), self._per_row(centre), self._per_row(alpha),
-                self._per_row(beta), self._per_row(gamma), schedule.row_chunk(self.d),
-                self._rows(out))
+                self._rows(dy),
+                self._rows(self.x),
+                self._per_row(centre),
+                self._per_row(alpha),
+                self._per_row(beta),
+                self._per_row(gamma),
+                schedule.row_chunk(self.d),
+                self._rows(out),
+            )
         else:
             n_p = centre.shape[0]
             elementwise.columns_grad_input(
-                self._columns(dy, n_p), self._columns(self.x, n_p), self._per_column(centre),
-                self._per_column(alpha), self._per_column(beta), self._per_column(gamma),
-                self._columns(out, n_p))
+                self._columns(dy, n_p),
+                self._columns(self.x, n_p),
+                self._per_column(centre),
+                self._per_column(alpha),
+                self._per_column(beta),
+                self._per_column(gamma),
+                self._columns(out, n_p),
+            )
 
 
 class SampleColumns:
@@ -201,4 +247,4 @@ class SampleColumns:
 def channel_runs_view(x, axis):
     """x (C-contiguous) as (outer, C, inner) around the channel axis, for ``ChannelRuns``."""
     shape = x.shape
-    return x.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
+    return x.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))

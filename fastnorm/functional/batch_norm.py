@@ -8,8 +8,19 @@ from ._layouts import ChannelRuns, channel_runs_view
 from .moments import update_running_stats
 
 
-def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias=None,
-                       training=False, momentum=0.1, eps=1e-5, *, axis=1, out=None):
+def batch_norm_forward(
+    x,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    training=False,
+    momentum=0.1,
+    eps=1e-5,
+    *,
+    axis=1,
+    out=None,
+):
     """``batch_norm`` that also returns the context its backward pass needs."""
     x = checks.as_float_array(x)
     checks.check_ndim(x, 2)
@@ -29,14 +40,16 @@ def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias
     count = layout.n * layout.d
     if training and count == 1:
         raise ValueError(
-            f"Expected more than 1 value per channel when training, got input size {x.shape}")
+            f"Expected more than 1 value per channel when training, got input size {x.shape}"
+        )
     w = np.ones(channels) if w is None else w
     b = np.zeros(channels) if b is None else b
 
     if training and count > 0 and layout.fuses_batch_norm:
         target = checks.contiguous_target(out)
-        mean, m2, rstd = layout.batch_norm_columns(w, b, eps, running_mean, running_var, momentum,
-                                                   channel_runs_view(target, axis))
+        mean, m2, rstd = layout.batch_norm_columns(
+            w, b, eps, running_mean, running_var, momentum, channel_runs_view(target, axis)
+        )
         checks.finish(target, out)
         return out, ColumnsContext(layout, x.shape, w, mean, rstd, True)
 
@@ -59,14 +72,26 @@ def batch_norm_forward(x, running_mean=None, running_var=None, weight=None, bias
         ctx = ChannelRunsContext(layout, x.shape, w, mean[None, :], rstd[None, :], training, count)
     if count > 0:
         target = checks.contiguous_target(out)
-        layout.affine(mean[None, :], (rstd * w)[None, :], b[None, :],
-                      channel_runs_view(target, axis))
+        layout.affine(
+            mean[None, :], (rstd * w)[None, :], b[None, :], channel_runs_view(target, axis)
+        )
         checks.finish(target, out)
     return out, ctx
 
 
-def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5, *, axis=1, out=None):
+def batch_norm(
+    x,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    training=False,
+    momentum=0.1,
+    eps=1e-5,
+    *,
+    axis=1,
+    out=None,
+):
     """Batch normalization with PyTorch's semantics, on NumPy arrays.
 
     Parameters
@@ -91,8 +116,9 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     -------
     ndarray of x's shape and floating dtype.
     """
-    return batch_norm_forward(x, running_mean, running_var, weight, bias, training, momentum, eps,
-                              axis=axis, out=out)[0]
+    return batch_norm_forward(
+        x, running_mean, running_var, weight, bias, training, momentum, eps, axis=axis, out=out
+    )[0]
 
 
 def feature_moments(x):

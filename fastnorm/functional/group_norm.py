@@ -19,9 +19,16 @@ def _per_sample_layout(x, axis):
 def _context(x, layout, mean, rstd, weight, groups, batch_stats=True):
     """Context of the generic passes: per-(sample, group) statistics repeated per channel."""
     group_size = layout.c // groups
-    return ChannelRunsContext(layout, x.shape, weight, np.repeat(mean, group_size, axis=1),
-                              np.repeat(rstd, group_size, axis=1), batch_stats,
-                              group_size * layout.d, group_size)
+    return ChannelRunsContext(
+        layout,
+        x.shape,
+        weight,
+        np.repeat(mean, group_size, axis=1),
+        np.repeat(rstd, group_size, axis=1),
+        batch_stats,
+        group_size * layout.d,
+        group_size,
+    )
 
 
 def _input_stats(x, layout, weight, bias, eps, groups, out):
@@ -52,8 +59,9 @@ def _normalize(x, layout, mean, var, weight, bias, eps, groups, out, batch_stats
     if x.size == 0:
         return out, ctx
     target = checks.contiguous_target(out)
-    layout.affine(centre, rstd_c * w, np.broadcast_to(b, centre.shape).copy(),
-                  _same_view(target, layout))
+    layout.affine(
+        centre, rstd_c * w, np.broadcast_to(b, centre.shape).copy(), _same_view(target, layout)
+    )
     checks.finish(target, out)
     return out, ctx
 
@@ -88,8 +96,19 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=N
     return group_norm_forward(x, num_groups, weight, bias, eps, axis=axis, out=out)[0]
 
 
-def instance_norm_forward(x, running_mean=None, running_var=None, weight=None, bias=None,
-                          use_input_stats=True, momentum=0.1, eps=1e-5, *, axis=1, out=None):
+def instance_norm_forward(
+    x,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    use_input_stats=True,
+    momentum=0.1,
+    eps=1e-5,
+    *,
+    axis=1,
+    out=None,
+):
     """``instance_norm`` that also returns the context its backward pass needs."""
     x = checks.as_float_array(x)
     checks.check_ndim(x, 2)
@@ -108,11 +127,17 @@ def instance_norm_forward(x, running_mean=None, running_var=None, weight=None, b
             momentum = checks.check_momentum(momentum)
         if spatial <= 1:
             raise ValueError(
-                f"Expected more than 1 spatial element when training, got input size {x.shape}")
+                f"Expected more than 1 spatial element when training, got input size {x.shape}"
+            )
         out, ctx, mean, m2 = _input_stats(x, layout, w, b, eps, channels, out)
         if running_mean is not None and x.size > 0:
-            update_running_stats(running_mean, running_var, mean.mean(axis=0),
-                                 (m2 / (spatial - 1)).mean(axis=0), momentum)
+            update_running_stats(
+                running_mean,
+                running_var,
+                mean.mean(axis=0),
+                (m2 / (spatial - 1)).mean(axis=0),
+                momentum,
+            )
         return out, ctx
     if running_mean is None:
         raise ValueError("running_mean and running_var are required when use_input_stats=False")
@@ -122,13 +147,34 @@ def instance_norm_forward(x, running_mean=None, running_var=None, weight=None, b
     return _normalize(x, layout, mean, var, w, b, eps, channels, out, batch_stats=False)
 
 
-def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
-                  use_input_stats=True, momentum=0.1, eps=1e-5, *, axis=1, out=None):
+def instance_norm(
+    x,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    use_input_stats=True,
+    momentum=0.1,
+    eps=1e-5,
+    *,
+    axis=1,
+    out=None,
+):
     """Instance normalization with PyTorch's semantics, on NumPy arrays.
 
     Each (sample, channel) is normalized over its spatial positions. With running statistics and
     ``use_input_stats``, they are updated in place with the batch average of the instance
     statistics; with ``use_input_stats=False`` the running statistics normalize instead.
     """
-    return instance_norm_forward(x, running_mean, running_var, weight, bias, use_input_stats,
-                                 momentum, eps, axis=axis, out=out)[0]
+    return instance_norm_forward(
+        x,
+        running_mean,
+        running_var,
+        weight,
+        bias,
+        use_input_stats,
+        momentum,
+        eps,
+        axis=axis,
+        out=out,
+    )[0]

@@ -24,14 +24,22 @@ class RowsContext:
         dy = np.ascontiguousarray(grad_out, dtype=self.x2.dtype)
         if dy.shape != self.shape:
             raise ValueError(
-                f"grad_out must have the forward input's shape {self.shape}, got {dy.shape}")
+                f"grad_out must have the forward input's shape {self.shape}, got {dy.shape}"
+            )
         rows, length = self.x2.shape
         dx = np.empty_like(dy)
         if dy.size == 0:
             return dx, np.zeros(length), np.zeros(length)
         grad_w, grad_b = rows_fused.rows_normalize_backward(
-            dy.reshape(rows, length), self.x2, self.mean, self.rstd, self.weight,
-            self.subtract_mean, schedule.rows_per_block(rows, length), dx.reshape(rows, length))
+            dy.reshape(rows, length),
+            self.x2,
+            self.mean,
+            self.rstd,
+            self.weight,
+            self.subtract_mean,
+            schedule.rows_per_block(rows, length),
+            dx.reshape(rows, length),
+        )
         return dx, grad_w, grad_b
 
 
@@ -50,8 +58,9 @@ def _rows_forward(x, normalized_shape, weight, bias, eps, out, subtract_mean):
         empty = np.zeros(rows)
         return out, RowsContext(x2, x.shape, empty, empty, w, subtract_mean)
     target = checks.contiguous_target(out)
-    mean, rstd = rows_fused.rows_normalize(x2, w, b, eps, subtract_mean,
-                                           target.reshape(rows, length))
+    mean, rstd = rows_fused.rows_normalize(
+        x2, w, b, eps, subtract_mean, target.reshape(rows, length)
+    )
     checks.finish(target, out)
     return out, RowsContext(x2, x.shape, mean, rstd, w, subtract_mean)
 

@@ -20,18 +20,22 @@ def column_moments(x, sample_weight=None):
     """
     row_block, col_block = schedule.column_blocks(*x.shape)
     weight_sum, mean, m2, nonfinite = moments.column_moments(
-        x.reshape((1,) + x.shape), sample_weight, True, row_block, col_block)
+        x.reshape((1,) + x.shape), sample_weight, True, row_block, col_block
+    )
     if nonfinite:
         raise ValueError(
             f"Input X contains infinity or a value too large for {x.dtype!r} "
-            "(NaN marks a missing value; infinities are rejected).")
+            "(NaN marks a missing value; infinities are rejected)."
+        )
     return weight_sum[0], mean[0], m2[0]
 
 
 def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     """Moments ``(n, mean, M2)`` of the union of two sets, element-wise over float64 arrays
     (Chan et al.'s pairwise formula, the one every merge in fastnorm uses)."""
-    args = [np.ascontiguousarray(a, dtype=np.float64) for a in (n_a, mean_a, m2_a, n_b, mean_b, m2_b)]
+    args = [
+        np.ascontiguousarray(a, dtype=np.float64) for a in (n_a, mean_a, m2_a, n_b, mean_b, m2_b)
+    ]
     return merge.merge_moment_arrays(*args)
 
 

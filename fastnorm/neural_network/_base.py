@@ -9,11 +9,28 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import (FLOAT_DTYPE, MOMENTUM, MOMENTUM_OR_NONE, NON_NEGATIVE_INT,
-                           POSITIVE_INT, Boolean, Interval, IntTuple, NoneOr, Options, check_params)
+from .._validation import (
+    FLOAT_DTYPE,
+    MOMENTUM,
+    MOMENTUM_OR_NONE,
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    Boolean,
+    Interval,
+    IntTuple,
+    NoneOr,
+    Options,
+    check_params,
+)
 from ..nn import precise_batchnorm_statistics
-from ._network import (ACTIVATIONS, NORMALIZATIONS, SOLVERS, build_network, inference_copy,
-                       make_optimizer)
+from ._network import (
+    ACTIVATIONS,
+    NORMALIZATIONS,
+    SOLVERS,
+    build_network,
+    inference_copy,
+    make_optimizer,
+)
 from ._threads import thread_limit
 from ._training import fit_epochs
 
@@ -75,13 +92,36 @@ class _BaseMLP(BaseEstimator):
         "dtype": FLOAT_DTYPE,
     }
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, normalization=None,
-                 norm_groups=8, bn_momentum=0.1, dropout=0.0, solver="adam",
-                 learning_rate_init=1e-3, weight_decay=None, momentum=0.9,
-                 nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 batch_size="auto", max_iter=200, shuffle=True, random_state=None,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10, tol=1e-4,
-                 warm_start=False, verbose=False, n_threads=None, dtype=np.float32):
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        normalization=None,
+        norm_groups=8,
+        bn_momentum=0.1,
+        dropout=0.0,
+        solver="adam",
+        learning_rate_init=1e-3,
+        weight_decay=None,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        batch_size="auto",
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        verbose=False,
+        n_threads=None,
+        dtype=np.float32,
+    ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.normalization = normalization
@@ -115,15 +155,18 @@ class _BaseMLP(BaseEstimator):
         rules that involve several of them."""
         p = check_params(self, self._parameter_constraints)
         if p["normalization"] == "batch" and p["batch_size"] == 1:
-            raise ValueError("normalization='batch' needs batch_size >= 2: batch statistics of a "
-                             "single row are undefined (use normalization='layer' or 'group' for "
-                             "batch size 1)")
+            raise ValueError(
+                "normalization='batch' needs batch_size >= 2: batch statistics of a "
+                "single row are undefined (use normalization='layer' or 'group' for "
+                "batch size 1)"
+            )
         if p["normalization"] == "group":
             g = p["norm_groups"]
             bad = [h for h in p["hidden_layer_sizes"] if h % g]
             if bad:
-                raise ValueError(f"norm_groups={g} must divide every hidden layer size; "
-                                 f"{bad} are not divisible")
+                raise ValueError(
+                    f"norm_groups={g} must divide every hidden layer size; {bad} are not divisible"
+                )
         return p
 
     # ------------------------------------------------------------------ fitted state
@@ -146,8 +189,11 @@ class _BaseMLP(BaseEstimator):
         """Every attribute set by fitting: a name ending or starting with ``_`` that is not a
         constructor parameter (as scikit-learn's ``check_is_fitted`` reads ``vars``)."""
         params = self.get_params(deep=False)
-        return [k for k in vars(self) if (k.endswith("_") or k.startswith("_"))
-                and not k.startswith("__") and k not in params]
+        return [
+            k
+            for k in vars(self)
+            if (k.endswith("_") or k.startswith("_")) and not k.startswith("__") and k not in params
+        ]
 
     def _snapshot(self):
         return {k: copy.deepcopy(vars(self)[k]) for k in self._fitted_names()}
@@ -160,8 +206,10 @@ class _BaseMLP(BaseEstimator):
 
     def _check_trainable(self):
         if getattr(self, "batchnorm_folded_", False):
-            raise ValueError("fold_batchnorm() removed the batch-norm layers of this model: it can "
-                             "no longer be trained. Refit from scratch (warm_start=False).")
+            raise ValueError(
+                "fold_batchnorm() removed the batch-norm layers of this model: it can "
+                "no longer be trained. Refit from scratch (warm_start=False)."
+            )
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y, incremental, classes=None):
@@ -176,8 +224,9 @@ class _BaseMLP(BaseEstimator):
             if first:
                 self._initialize(p, X.shape[1], n_out)
             elif n_out != self.n_outputs_:
-                raise ValueError(f"y has {n_out} outputs but the fitted model has "
-                                 f"{self.n_outputs_}")
+                raise ValueError(
+                    f"y has {n_out} outputs but the fitted model has {self.n_outputs_}"
+                )
             elif not incremental:
                 # a warm-started fit uses the current solver settings (as scikit-learn does);
                 # partial_fit keeps the optimizer state
@@ -217,11 +266,17 @@ class _BaseMLP(BaseEstimator):
         with thread_limit(self.n_threads):
             if X.shape[0] <= _PREDICT_CHUNK:
                 return net.forward(X)
-            return np.concatenate([net.forward(X[s:s + _PREDICT_CHUNK])
-                                   for s in range(0, X.shape[0], _PREDICT_CHUNK)])
+            return np.concatenate(
+                [
+                    net.forward(X[s : s + _PREDICT_CHUNK])
+                    for s in range(0, X.shape[0], _PREDICT_CHUNK)
+                ]
+            )
 
     def __setstate__(self, state):
-        state.pop("_net64", None)  # the float64 copy that pickles made before inference used the current net_
+        state.pop(
+            "_net64", None
+        )  # the float64 copy that pickles made before inference used the current net_
         super().__setstate__(state)
 
     # ------------------------------------------------------------------ batch norm tools

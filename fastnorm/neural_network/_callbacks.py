@@ -18,8 +18,14 @@ import sys
 
 import numpy as np
 
-__all__ = ["TrainingDivergedError", "Callback", "DivergenceCheck", "EarlyStopping",
-           "ProgressBar", "PrintProgress"]
+__all__ = [
+    "TrainingDivergedError",
+    "Callback",
+    "DivergenceCheck",
+    "EarlyStopping",
+    "ProgressBar",
+    "PrintProgress",
+]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -54,13 +60,15 @@ class DivergenceCheck(Callback):
                 f"{type(est).__name__} training diverged: the loss became {loss} at "
                 f"epoch {loop.epoch}, mini-batch {batch + 1}/{loop.n_batches} (solver="
                 f"{est.solver!r}, learning_rate_init={est.learning_rate_init}). Try a smaller "
-                f"learning_rate_init, a normalization layer, or scaling the inputs/targets.")
+                f"learning_rate_init, a normalization layer, or scaling the inputs/targets."
+            )
 
     def on_epoch_end(self, loop, loss):
         if not all(np.isfinite(p).all() for p in loop.net.params.values()):
             raise TrainingDivergedError(
                 f"{type(loop.est).__name__} training diverged: parameters became NaN or "
-                f"infinite in epoch {loop.epoch}. Try a smaller learning_rate_init.")
+                f"infinite in epoch {loop.epoch}. Try a smaller learning_rate_init."
+            )
 
 
 class EarlyStopping(Callback):
@@ -93,8 +101,10 @@ class EarlyStopping(Callback):
         if self.stop and est._no_improvement_count >= est.n_iter_no_change:
             what = "Validation score" if self.X_val is not None else "Training loss"
             loop.stop = True
-            loop.stop_message = (f"{what} did not improve more than tol={est.tol} for "
-                                 f"{est.n_iter_no_change} consecutive epochs. Stopping.")
+            loop.stop_message = (
+                f"{what} did not improve more than tol={est.tol} for "
+                f"{est.n_iter_no_change} consecutive epochs. Stopping."
+            )
 
     def on_train_end(self, loop):
         if self.best_state is not None:
@@ -122,8 +132,13 @@ class ProgressBar(Callback):
         self.bar = None
 
     def on_epoch_begin(self, loop):
-        self.bar = self.tqdm(total=loop.n_batches, desc=f"epoch {loop.epoch}", leave=True,
-                             file=sys.stderr, dynamic_ncols=True)
+        self.bar = self.tqdm(
+            total=loop.n_batches,
+            desc=f"epoch {loop.epoch}",
+            leave=True,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
 
     def on_batch_end(self, loop, batch, loss, mean_loss):
         if batch % 10 == 0 or batch == loop.n_batches - 1:

@@ -75,16 +75,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         if type_of_target(y) not in ("binary", "multiclass"):
-            raise ValueError(f"MLPClassifier supports binary and multiclass targets, got "
-                             f"{type_of_target(y)!r}")
+            raise ValueError(
+                f"MLPClassifier supports binary and multiclass targets, got {type_of_target(y)!r}"
+            )
         return X, y
 
     def _targets(self, y, first, classes):
         if first:
             cls = np.unique(np.asarray(classes) if classes is not None else y)
             if len(cls) < 2:
-                raise ValueError("MLPClassifier needs at least 2 classes in y; got 1 class"
-                                 + (f" ({cls[0]!r})" if len(cls) else ""))
+                raise ValueError(
+                    "MLPClassifier needs at least 2 classes in y; got 1 class"
+                    + (f" ({cls[0]!r})" if len(cls) else "")
+                )
         else:
             cls = self.classes_
         unseen = np.setdiff1d(np.unique(y), cls)
@@ -100,8 +103,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _val_score(self, X, y):
         net = self.net_
         net.eval()
-        pred = np.concatenate([np.argmax(net.forward(X[s:s + _PREDICT_CHUNK]), axis=1)
-                               for s in range(0, X.shape[0], _PREDICT_CHUNK)])
+        pred = np.concatenate(
+            [
+                np.argmax(net.forward(X[s : s + _PREDICT_CHUNK]), axis=1)
+                for s in range(0, X.shape[0], _PREDICT_CHUNK)
+            ]
+        )
         return float(accuracy_score(y, pred))
 
     def partial_fit(self, X, y, classes=None):

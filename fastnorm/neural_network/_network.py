@@ -4,8 +4,23 @@ import copy
 
 import numpy as np
 
-from ..nn import (GELU, SGD, Adam, AdamW, BatchNorm, Dropout, GroupNorm, Identity, LayerNorm,
-                  Linear, ReLU, RMSNorm, Sequential, Sigmoid, Tanh)
+from ..nn import (
+    GELU,
+    SGD,
+    Adam,
+    AdamW,
+    BatchNorm,
+    Dropout,
+    GroupNorm,
+    Identity,
+    LayerNorm,
+    Linear,
+    ReLU,
+    RMSNorm,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
 
 __all__ = ["ACTIVATIONS", "NORMALIZATIONS", "SOLVERS", "build_network", "make_optimizer"]
 
@@ -41,8 +56,16 @@ def build_network(p, n_in, n_out, rng):
     layers = []
     fan_in = n_in
     for i, h in enumerate(hidden):
-        layers.append(Linear(fan_in, h, bias=norm not in _REPLACES_BIAS, init=init,
-                             random_state=int(seeds[2 * i]), dtype=dtype))
+        layers.append(
+            Linear(
+                fan_in,
+                h,
+                bias=norm not in _REPLACES_BIAS,
+                init=init,
+                random_state=int(seeds[2 * i]),
+                dtype=dtype,
+            )
+        )
         if norm is not None:
             layers.append(NORMALIZATIONS[norm](h, p))
         layers.append(act_cls())
@@ -60,12 +83,18 @@ def make_optimizer(p, net):
     lr = p["learning_rate_init"]
     wd = p["weight_decay"]
     if p["solver"] == "sgd":
-        return SGD(net, lr=lr, momentum=p["momentum"], weight_decay=wd or 0.0,
-                   nesterov=p["nesterovs_momentum"] and p["momentum"] > 0)
+        return SGD(
+            net,
+            lr=lr,
+            momentum=p["momentum"],
+            weight_decay=wd or 0.0,
+            nesterov=p["nesterovs_momentum"] and p["momentum"] > 0,
+        )
     betas = (p["beta_1"], p["beta_2"])
     if p["solver"] == "adamw":
-        return AdamW(net, lr=lr, betas=betas, eps=p["epsilon"],
-                     weight_decay=1e-2 if wd is None else wd)
+        return AdamW(
+            net, lr=lr, betas=betas, eps=p["epsilon"], weight_decay=1e-2 if wd is None else wd
+        )
     return Adam(net, lr=lr, betas=betas, eps=p["epsilon"], weight_decay=wd or 0.0)
 
 

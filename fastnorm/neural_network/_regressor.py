@@ -17,8 +17,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """
 
     def _validate_xy(self, X, y, reset, dtype):
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,
-                             y_numeric=True)
+        X, y = validate_data(
+            self, X, y, reset=reset, dtype=dtype, multi_output=True, y_numeric=True
+        )
         if reset:
             self._y_dtype = y.dtype
         return X, y
@@ -38,8 +39,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _val_score(self, X, y):
         net = self.net_
         net.eval()
-        pred = np.concatenate([net.forward(X[s:s + _PREDICT_CHUNK])
-                               for s in range(0, X.shape[0], _PREDICT_CHUNK)])
+        pred = np.concatenate(
+            [net.forward(X[s : s + _PREDICT_CHUNK]) for s in range(0, X.shape[0], _PREDICT_CHUNK)]
+        )
         return float(r2_score(np.asarray(y, np.float64), np.asarray(pred, np.float64)))
 
     def partial_fit(self, X, y):

@@ -18,8 +18,11 @@ def batch_size(est, n):
         return min(200, n)
     bs = int(est.batch_size)
     if bs > n:
-        warnings.warn(f"batch_size={bs} is larger than the {n} training samples; it is "
-                      f"clipped to {n}.", UserWarning, stacklevel=4)
+        warnings.warn(
+            f"batch_size={bs} is larger than the {n} training samples; it is clipped to {n}.",
+            UserWarning,
+            stacklevel=4,
+        )
         bs = n
     return bs
 
@@ -39,13 +42,16 @@ def validation_split(est, X, y):
     n = X.shape[0]
     n_val = int(math.ceil(est.validation_fraction * n))
     if n_val < 1 or n - n_val < 2:
-        raise ValueError(f"early_stopping needs at least 2 training and 1 validation sample; "
-                         f"got {n} samples with validation_fraction={est.validation_fraction}")
+        raise ValueError(
+            f"early_stopping needs at least 2 training and 1 validation sample; "
+            f"got {n} samples with validation_fraction={est.validation_fraction}"
+        )
     seed = int(est._rng.integers(0, 2**31 - 1))
     is_clf = is_classifier(est)
     try:
-        return train_test_split(X, y, test_size=n_val, random_state=seed,
-                                stratify=y if is_clf else None)
+        return train_test_split(
+            X, y, test_size=n_val, random_state=seed, stratify=y if is_clf else None
+        )
     except ValueError:
         if not is_clf:
             raise
@@ -121,8 +127,9 @@ def fit_epochs(est, X, y, n_epochs, incremental):
     """Train ``est.net_`` for up to ``n_epochs`` epochs on ``(X, y)`` (``y`` already encoded)."""
     n = X.shape[0]
     if est.normalization == "batch" and n < 2:
-        raise ValueError(f"normalization='batch' needs at least 2 training samples, got "
-                         f"{n} sample (n_samples=1)")
+        raise ValueError(
+            f"normalization='batch' needs at least 2 training samples, got {n} sample (n_samples=1)"
+        )
     X_val = y_val = None
     if est.early_stopping and not incremental:
         X, X_val, y, y_val = validation_split(est, X, y)
@@ -134,5 +141,9 @@ def fit_epochs(est, X, y, n_epochs, incremental):
     loop = TrainingLoop(est, est._loss_fn(), bounds, callbacks, validating=X_val is not None)
     stopped = loop.run(X, y, n_epochs)
     if not incremental and not stopped:
-        warnings.warn(f"Stochastic optimizer: maximum iterations ({est.max_iter}) reached "
-                      f"and the optimization hasn't converged yet.", ConvergenceWarning)
+        warnings.warn(
+            f"Stochastic optimizer: maximum iterations ({est.max_iter}) reached "
+            f"and the optimization hasn't converged yet.",
+            ConvergenceWarning,
+            stacklevel=4,  # the user's fit()
+        )

@@ -121,8 +121,11 @@ class Module:
         out = StateDict(metadata={"format": STATE_DICT_FORMAT, "fastnorm_version": _version()})
         for prefix, m in self.named_modules():
             own = list(m._local_params().items())
-            own += [(k, getattr(m, k)) for k, persistent in m._buffer_names.items()
-                    if persistent and getattr(m, k) is not None]
+            own += [
+                (k, getattr(m, k))
+                for k, persistent in m._buffer_names.items()
+                if persistent and getattr(m, k) is not None
+            ]
             for key, value in own:
                 out[f"{prefix}.{key}" if prefix else key] = np.array(value, copy=True)
         return out
@@ -139,8 +142,10 @@ class Module:
         metadata = getattr(state, "metadata", None) or {}
         fmt = metadata.get("format", STATE_DICT_FORMAT)
         if fmt > STATE_DICT_FORMAT:
-            raise ValueError(f"state dict format {fmt} is newer than this fastnorm's "
-                             f"({STATE_DICT_FORMAT}): upgrade fastnorm to load it")
+            raise ValueError(
+                f"state dict format {fmt} is newer than this fastnorm's "
+                f"({STATE_DICT_FORMAT}): upgrade fastnorm to load it"
+            )
         targets = self._state_targets()
         missing = [k for k in targets if k not in state]
         unexpected = [k for k in state if k not in targets]
@@ -157,13 +162,16 @@ class Module:
                 continue
             src = np.asarray(state[key])
             if src.shape != dst.shape:
-                raise ValueError(f"load_state_dict: {key!r} has shape {src.shape} in the state "
-                                 f"dict but {dst.shape} in the module")
+                raise ValueError(
+                    f"load_state_dict: {key!r} has shape {src.shape} in the state "
+                    f"dict but {dst.shape} in the module"
+                )
             pairs.append((dst, src))
         for dst, src in pairs:
             np.copyto(dst, src, casting="unsafe")
         return collections.namedtuple("LoadResult", "missing_keys unexpected_keys")(
-            missing, unexpected)
+            missing, unexpected
+        )
 
     # ------------------------------------------------------------------ dtype
     def astype(self, dtype):

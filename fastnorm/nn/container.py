@@ -58,8 +58,11 @@ class Sequential(Module):
 
     @property
     def grads(self):
-        return {f"{i}.{key}": value for i, layer in enumerate(self.layers)
-                for key, value in layer.grads.items()}
+        return {
+            f"{i}.{key}": value
+            for i, layer in enumerate(self.layers)
+            for key, value in layer.grads.items()
+        }
 
     def forward(self, x):
         for layer in self.layers:
@@ -109,8 +112,10 @@ def fold_batchnorm(seq):
     if not isinstance(seq, Sequential):
         raise TypeError("fold_batchnorm expects a Sequential")
     if seq.training:
-        raise ValueError("fold_batchnorm needs a Sequential in eval mode: call .eval() first "
-                         "(in training mode batch norm uses batch statistics and cannot be folded)")
+        raise ValueError(
+            "fold_batchnorm needs a Sequential in eval mode: call .eval() first "
+            "(in training mode batch norm uses batch statistics and cannot be folded)"
+        )
     out = []
     for layer in seq.layers:
         if isinstance(layer, Sequential):

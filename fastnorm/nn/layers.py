@@ -51,8 +51,16 @@ class Linear(Module):
     skip computing the gradient with respect to the data (``backward`` then returns ``None``).
     """
 
-    def __init__(self, in_features, out_features, bias=True, *, init="he", random_state=None,
-                 dtype=np.float32):
+    def __init__(
+        self,
+        in_features,
+        out_features,
+        bias=True,
+        *,
+        init="he",
+        random_state=None,
+        dtype=np.float32,
+    ):
         super().__init__()
         in_features, out_features = int(in_features), int(out_features)
         if in_features < 1 or out_features < 1:
@@ -65,7 +73,8 @@ class Linear(Module):
         rng = np.random.default_rng(random_state)
         bound = init_bound(init, in_features, out_features)
         self.register_parameter(
-            "weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(self.dtype))
+            "weight", rng.uniform(-bound, bound, (out_features, in_features)).astype(self.dtype)
+        )
         if bias:
             if init == "torch":
                 b = rng.uniform(-bound, bound, out_features).astype(self.dtype)
@@ -114,8 +123,10 @@ class Linear(Module):
         return np.matmul(grad_out, self.params["weight"])
 
     def extra_repr(self):
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={'bias' in self.params}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={'bias' in self.params}"
+        )
 
 
 class _Activation(Module):
@@ -164,7 +175,7 @@ class GELU(_Activation):
         self._saved["x"] = x
         if self.approximate == "tanh":
             c = math.sqrt(2.0 / math.pi)
-            t = np.tanh(c * (x + 0.044715 * x ** 3))
+            t = np.tanh(c * (x + 0.044715 * x**3))
             self._saved["t"] = t
             return 0.5 * x * (1 + t)
         from scipy.special import erf

@@ -3,7 +3,15 @@
 import numpy as np
 
 from .. import functional as F
-from .._validation import EPS, EPS_OR_NONE, FLOAT_DTYPE, MOMENTUM_OR_NONE, POSITIVE_INT, IntTuple, check
+from .._validation import (
+    EPS,
+    EPS_OR_NONE,
+    FLOAT_DTYPE,
+    MOMENTUM_OR_NONE,
+    POSITIVE_INT,
+    IntTuple,
+    check,
+)
 from ._module import Module
 
 
@@ -52,10 +60,12 @@ class _RunningStats(_Norm):
         self.track_running_stats = bool(track_running_stats)
         track = self.track_running_stats
         # updated in place by the functional calls: never rebound in forward
-        self.register_buffer("running_mean",
-                             np.zeros(self.num_features, dtype=self.dtype) if track else None)
-        self.register_buffer("running_var",
-                             np.ones(self.num_features, dtype=self.dtype) if track else None)
+        self.register_buffer(
+            "running_mean", np.zeros(self.num_features, dtype=self.dtype) if track else None
+        )
+        self.register_buffer(
+            "running_var", np.ones(self.num_features, dtype=self.dtype) if track else None
+        )
         self.register_buffer("num_batches_tracked", 0 if track else None)
 
     def _upgrade_state(self):
@@ -87,10 +97,15 @@ class _RunningStats(_Norm):
     def _check_channels(self, x):
         shape = np.shape(x)
         axis = self.axis if len(shape) > 1 else 0
-        if len(shape) >= 2 and -len(shape) <= axis < len(shape) and shape[axis] != self.num_features:
+        if (
+            len(shape) >= 2
+            and -len(shape) <= axis < len(shape)
+            and shape[axis] != self.num_features
+        ):
             raise ValueError(
                 f"{type(self).__name__}({self.num_features}) got an input with {shape[axis]} "
-                f"channels on axis {self.axis} (input shape {shape})")
+                f"channels on axis {self.axis} (input shape {shape})"
+            )
 
     def _backward_fn(self, ctx, grad_out):
         return F.channel_norm_backward(ctx, grad_out)
@@ -99,8 +114,17 @@ class _RunningStats(_Norm):
 class BatchNorm(_RunningStats):
     """Batch normalization over the channel axis (``axis=1``, or -1 for channels last)."""
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, *, axis=1, dtype=np.float32):
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=True,
+        track_running_stats=True,
+        *,
+        axis=1,
+        dtype=np.float32,
+    ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
         self.axis = axis
 
@@ -110,22 +134,41 @@ class BatchNorm(_RunningStats):
         self._check_channels(x)
         use_batch_stats = self.training or not self.track_running_stats
         y, self._saved["ctx"] = F.batch_norm_forward(
-            x, self.running_mean, self.running_var, self._weight(), self._bias(),
-            use_batch_stats, self._momentum_for_step(), self.eps, axis=self.axis)
+            x,
+            self.running_mean,
+            self.running_var,
+            self._weight(),
+            self._bias(),
+            use_batch_stats,
+            self._momentum_for_step(),
+            self.eps,
+            axis=self.axis,
+        )
         self._count_batch()
         self.last_input_ndim = np.ndim(x)
         return y
 
     def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
 
 
 class InstanceNorm(_RunningStats):
     """Instance normalization: each (sample, channel) over its spatial positions."""
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
-                 track_running_stats=False, *, axis=1, dtype=np.float32):
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=False,
+        track_running_stats=False,
+        *,
+        axis=1,
+        dtype=np.float32,
+    ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
         self.axis = axis
 
@@ -133,21 +176,32 @@ class InstanceNorm(_RunningStats):
         self._check_channels(x)
         use_input_stats = self.training or not self.track_running_stats
         y, self._saved["ctx"] = F.instance_norm_forward(
-            x, self.running_mean, self.running_var, self._weight(), self._bias(),
-            use_input_stats, self._momentum_for_step(), self.eps, axis=self.axis)
+            x,
+            self.running_mean,
+            self.running_var,
+            self._weight(),
+            self._bias(),
+            use_input_stats,
+            self._momentum_for_step(),
+            self.eps,
+            axis=self.axis,
+        )
         self._count_batch()
         return y
 
     def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
 
 
 class GroupNorm(_Norm):
     """Group normalization: each sample's channels in ``num_groups`` groups."""
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, *, axis=1,
-                 dtype=np.float32):
+    def __init__(
+        self, num_groups, num_channels, eps=1e-5, affine=True, *, axis=1, dtype=np.float32
+    ):
         self.num_groups = check(num_groups, "num_groups", POSITIVE_INT)
         self.num_channels = check(num_channels, "num_channels", POSITIVE_INT)
         if self.num_channels % self.num_groups:
@@ -159,13 +213,18 @@ class GroupNorm(_Norm):
     def forward(self, x):
         shape = np.shape(x)
         # without affine parameters the functional call has nothing to check the channels against
-        if len(shape) >= 2 and -len(shape) <= self.axis < len(shape) \
-                and shape[self.axis] != self.num_channels:
+        if (
+            len(shape) >= 2
+            and -len(shape) <= self.axis < len(shape)
+            and shape[self.axis] != self.num_channels
+        ):
             raise ValueError(
                 f"GroupNorm(num_channels={self.num_channels}) got an input with "
-                f"{shape[self.axis]} channels on axis {self.axis} (input shape {shape})")
-        y, self._saved["ctx"] = F.group_norm_forward(x, self.num_groups, self._weight(), self._bias(),
-                                            self.eps, axis=self.axis)
+                f"{shape[self.axis]} channels on axis {self.axis} (input shape {shape})"
+            )
+        y, self._saved["ctx"] = F.group_norm_forward(
+            x, self.num_groups, self._weight(), self._bias(), self.eps, axis=self.axis
+        )
         return y
 
     def _backward_fn(self, ctx, grad_out):
@@ -184,8 +243,9 @@ class LayerNorm(_Norm):
         self.eps = check(eps, "eps", EPS)
 
     def forward(self, x):
-        y, self._saved["ctx"] = F.layer_norm_forward(x, self.normalized_shape, self._weight(),
-                                            self._bias(), self.eps)
+        y, self._saved["ctx"] = F.layer_norm_forward(
+            x, self.normalized_shape, self._weight(), self._bias(), self.eps
+        )
         return y
 
     def _backward_fn(self, ctx, grad_out):
@@ -204,7 +264,9 @@ class RMSNorm(_Norm):
         self.eps = check(eps, "eps", EPS_OR_NONE)
 
     def forward(self, x):
-        y, self._saved["ctx"] = F.rms_norm_forward(x, self.normalized_shape, self._weight(), self.eps)
+        y, self._saved["ctx"] = F.rms_norm_forward(
+            x, self.normalized_shape, self._weight(), self.eps
+        )
         return y
 
     def _backward_fn(self, ctx, grad_out):

@@ -3,7 +3,8 @@
 An optimizer is built from a :class:`~fastnorm.nn._module.Module` (its flattened ``params`` are
 used, and ``step()`` reads its ``grads``) or from a dict ``name -> array`` (then pass the gradients
 to ``step(grads)`` as a dict with the same keys). Contiguous float32/float64 arrays are updated by
-one Numba kernel per array (``fastnorm.functional.adam_step`` / ``sgd_step``); anything else falls back to NumPy with the same formula.
+one Numba kernel per array (``fastnorm.functional.adam_step`` / ``sgd_step``); anything else
+falls back to NumPy with the same formula.
 """
 
 import math
@@ -47,8 +48,10 @@ class Optimizer:
     def _grads(self, grads):
         if grads is None:
             if self.module is None:
-                raise ValueError("pass the gradients to step() when the optimizer was built "
-                                 "from a dict of arrays")
+                raise ValueError(
+                    "pass the gradients to step() when the optimizer was built "
+                    "from a dict of arrays"
+                )
             grads = self.module.grads
         return grads
 
@@ -67,9 +70,13 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self):
-        return {"step_count": self.step_count,
-                "state": {k: {s: (v.copy() if isinstance(v, np.ndarray) else v)
-                              for s, v in st.items()} for k, st in self.state.items()}}
+        return {
+            "step_count": self.step_count,
+            "state": {
+                k: {s: (v.copy() if isinstance(v, np.ndarray) else v) for s, v in st.items()}
+                for k, st in self.state.items()
+            },
+        }
 
     def load_state_dict(self, state):
         self.step_count = state["step_count"]
@@ -84,14 +91,23 @@ class SGD(Optimizer):
     ``p -= lr * g``.
     """
 
-    def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+    def __init__(
+        self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False
+    ):
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError("lr, momentum and weight_decay must be non-negative")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov))
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+            ),
+        )
         self.lr = float(lr)
         self.momentum = float(momentum)
         self.dampening = float(dampening)
@@ -106,8 +122,17 @@ class SGD(Optimizer):
         pf, gf = _flat(p), _flat(np.ascontiguousarray(g, dtype=p.dtype))
         if pf is not None and gf is not None:
             bf = buf.reshape(-1) if buf is not None else pf
-            sgd_step(pf, gf, bf, self.lr, self.momentum, self.dampening,
-                        self.weight_decay, self.nesterov, first)
+            sgd_step(
+                pf,
+                gf,
+                bf,
+                self.lr,
+                self.momentum,
+                self.dampening,
+                self.weight_decay,
+                self.nesterov,
+                first,
+            )
             return
         g = np.asarray(g, dtype=p.dtype)
         if self.weight_decay:
@@ -151,12 +176,24 @@ class Adam(Optimizer):
         t = state["step"]
         b1, b2 = self.betas
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        step_size = self.lr / (1.0 - b1 ** t)
-        bc2_sqrt = math.sqrt(1.0 - b2 ** t)
+        step_size = self.lr / (1.0 - b1**t)
+        bc2_sqrt = math.sqrt(1.0 - b2**t)
         pf, gf = _flat(p), _flat(np.ascontiguousarray(g, dtype=p.dtype))
         if pf is not None and gf is not None:
-            adam_step(pf, gf, m.reshape(-1), v.reshape(-1), self.lr, b1, b2, self.eps,
-                         step_size, bc2_sqrt, self.weight_decay, self._decoupled)
+            adam_step(
+                pf,
+                gf,
+                m.reshape(-1),
+                v.reshape(-1),
+                self.lr,
+                b1,
+                b2,
+                self.eps,
+                step_size,
+                bc2_sqrt,
+                self.weight_decay,
+                self._decoupled,
+            )
             return
         g = np.asarray(g, dtype=p.dtype)
         if self._decoupled:

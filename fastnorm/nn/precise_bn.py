@@ -37,13 +37,14 @@ def precise_batchnorm_statistics(seq, X, batch_size=1024):
     batch_size = check(batch_size, "batch_size", POSITIVE_INT)
     X = np.asarray(X)
     if X.ndim != 2 or X.shape[0] < 2:
-        raise ValueError(f"precise_batchnorm_statistics needs a 2-D X with at least 2 rows, "
-                         f"got shape {X.shape}")
+        raise ValueError(
+            f"precise_batchnorm_statistics needs a 2-D X with at least 2 rows, got shape {X.shape}"
+        )
     was_training = seq.training
     seq.eval()
     try:
         # activations of every batch at the end of the last segment: one pass per layer
-        cached = [X[s:s + batch_size] for s in range(0, X.shape[0], batch_size)]
+        cached = [X[s : s + batch_size] for s in range(0, X.shape[0], batch_size)]
         start = 0
         for i, layer in enumerate(seq.layers):
             if not isinstance(layer, BatchNorm) or layer.running_mean is None:

@@ -2,8 +2,8 @@
 
 ``BatchNormalizer`` learns per-feature statistics over samples (exactly, or as exponential running
 averages) and keeps them in a form that ``partial_fit`` and ``merge`` combine with Chan's formula.
-``LayerNormalizer``, ``GroupNormalizer`` and ``InstanceNormalizer`` normalize each row on its own and
-learn nothing beyond the feature count.
+``LayerNormalizer``, ``GroupNormalizer`` and ``InstanceNormalizer`` normalize each row on its own
+and learn nothing beyond the feature count.
 
 Statistics come from ``fastnorm.functional.column_moments`` (float64 accumulation, results bitwise
 independent of the thread count) and are combined with ``functional.merge_moments`` or moved by

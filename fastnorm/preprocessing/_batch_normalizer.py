@@ -91,7 +91,12 @@ class _StreamedState:
         ):
             return np.ascontiguousarray(X)
         return validate_data(
-            self, X, reset=reset, dtype=FLOAT_DTYPES, order="C", ensure_all_finite=False,
+            self,
+            X,
+            reset=reset,
+            dtype=FLOAT_DTYPES,
+            order="C",
+            ensure_all_finite=False,
         )
 
 
@@ -237,7 +242,8 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, Ba
                 sum_w, mean, m2, var = weight_b, mean_b, m2_b, biased_var(m2_b, weight_b)
             else:
                 sum_w, mean, m2, var = exact_merge(
-                    self._sum_weights, self.mean_, self._m2, weight_b, mean_b, m2_b)
+                    self._sum_weights, self.mean_, self._m2, weight_b, mean_b, m2_b
+                )
             self._set_state(sum_w, mean, m2, var, weighted)
             return
         var_b = biased_var(m2_b, weight_b)
@@ -315,7 +321,12 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, Ba
         check_is_fitted(self)
         copy = self._copy(copy)
         X = validate_data(
-            self, X, reset=False, dtype=FLOAT_DTYPES, ensure_all_finite=False, copy=False,
+            self,
+            X,
+            reset=False,
+            dtype=FLOAT_DTYPES,
+            ensure_all_finite=False,
+            copy=False,
         )
         factor, shift = self._factor()
         return self._apply(X, copy, self.mean_, factor, shift)

@@ -84,7 +84,11 @@ def check_sample_weight(sample_weight, n_samples):
         w = np.full(n_samples, float(sample_weight))
     else:
         w = check_array(
-            sample_weight, ensure_2d=False, dtype=np.float64, order="C", input_name="sample_weight",
+            sample_weight,
+            ensure_2d=False,
+            dtype=np.float64,
+            order="C",
+            input_name="sample_weight",
             ensure_min_samples=0,
         )
         if w.ndim != 1:
