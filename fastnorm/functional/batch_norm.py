@@ -115,6 +115,18 @@ def batch_norm(
     Returns
     -------
     ndarray of x's shape and floating dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import batch_norm
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> running_mean, running_var = np.zeros(2), np.ones(2)
+    >>> batch_norm(x, running_mean, running_var, training=True, eps=0.0)
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    >>> running_mean, running_var  # 0.9 * old + 0.1 * batch (unbiased variance)
+    (array([0.2, 2. ]), array([  1.1, 20.9]))
     """
     return batch_norm_forward(
         x, running_mean, running_var, weight, bias, training, momentum, eps, axis=axis, out=out

@@ -92,6 +92,17 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=N
     Each sample's channels are split into ``num_groups`` contiguous groups; each group is
     normalized over its channels and all spatial positions, then ``weight``/``bias`` (shape (C,))
     scale and shift each channel. ``axis`` is the channel axis: 1 (default) or -1 (channels last).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import group_norm
+    >>> x = np.array([[[1.0, 3.0], [5.0, 7.0], [0.0, 0.0], [2.0, 2.0]]])  # (N=1, C=4, L=2)
+    >>> group_norm(x, 2, eps=0.0)[0]  # channels 0-1 and 2-3 share statistics
+    array([[-1.34164079, -0.4472136 ],
+           [ 0.4472136 ,  1.34164079],
+           [-1.        , -1.        ],
+           [ 1.        ,  1.        ]])
     """
     return group_norm_forward(x, num_groups, weight, bias, eps, axis=axis, out=out)[0]
 
@@ -165,6 +176,14 @@ def instance_norm(
     Each (sample, channel) is normalized over its spatial positions. With running statistics and
     ``use_input_stats``, they are updated in place with the batch average of the instance
     statistics; with ``use_input_stats=False`` the running statistics normalize instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import instance_norm
+    >>> instance_norm(np.array([[[1.0, 3.0], [10.0, 30.0]]]), eps=0.0)
+    array([[[-1.,  1.],
+            [-1.,  1.]]])
     """
     return instance_norm_forward(
         x,

@@ -78,6 +78,14 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 
     Each sample is normalized over its trailing dimensions ``normalized_shape``; ``weight`` and
     ``bias`` (of shape ``normalized_shape``) then scale and shift each element.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import layer_norm
+    >>> layer_norm(np.array([[1.0, 2.0, 3.0], [10.0, 10.0, 40.0]]), 3, eps=0.0).round(4)
+    array([[-1.2247,  0.    ,  1.2247],
+           [-0.7071, -0.7071,  1.4142]])
     """
     return layer_norm_forward(x, normalized_shape, weight, bias, eps, out=out)[0]
 
@@ -96,6 +104,13 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None):
 
     ``y = x / sqrt(mean(x**2) + eps) * weight`` over the trailing ``normalized_shape`` dimensions;
     ``eps=None`` uses the machine epsilon of x's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import rms_norm
+    >>> rms_norm(np.array([[3.0, 4.0]]), 2, eps=0.0).round(4)  # rms = sqrt(12.5)
+    array([[0.8485, 1.1314]])
     """
     return rms_norm_forward(x, normalized_shape, weight, eps, out=out)[0]
 

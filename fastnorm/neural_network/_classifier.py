@@ -68,6 +68,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     loss_curve_ (mean training loss per epoch), best_loss_, validation_scores_ and
     best_validation_score_ (with early stopping, else None), net_ (the
     :class:`~fastnorm.nn.Sequential`), batchnorm_folded_.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from fastnorm import MLPClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = MLPClassifier((16,), normalization="batch", learning_rate_init=0.01, max_iter=100,
+    ...                     batch_size=32, random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.9
+    True
+    >>> clf.predict(X[:1]), clf.predict_proba(X[:1]).shape
+    (array([0]), (1, 3))
     """
 
     def _validate_xy(self, X, y, reset, dtype):

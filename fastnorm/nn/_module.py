@@ -117,7 +117,18 @@ class Module:
     def state_dict(self):
         """Copies of the parameters and persistent buffers, with PyTorch's keys (``"0.weight"``,
         ``"1.running_mean"``, ``"1.0.weight"`` in nested containers), in PyTorch's order (each
-        module's parameters, then its buffers, then its children)."""
+        module's parameters, then its buffers, then its children).
+
+        Examples
+        --------
+        >>> from fastnorm.nn import BatchNorm, Linear, ReLU, Sequential
+        >>> net = Sequential(Linear(8, 16, bias=False), BatchNorm(16), ReLU(), Linear(16, 3))
+        >>> list(net.state_dict())  # doctest: +NORMALIZE_WHITESPACE
+        ['0.weight', '1.weight', '1.bias', '1.running_mean', '1.running_var',
+         '1.num_batches_tracked', '3.weight', '3.bias']
+        >>> copy = Sequential(Linear(8, 16, bias=False), BatchNorm(16), ReLU(), Linear(16, 3))
+        >>> _ = copy.load_state_dict(net.state_dict())
+        """
         out = StateDict(metadata={"format": STATE_DICT_FORMAT, "fastnorm_version": _version()})
         for prefix, m in self.named_modules():
             own = list(m._local_params().items())
