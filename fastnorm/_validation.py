@@ -18,6 +18,7 @@ import numpy as np
 __all__ = [
     "Interval",
     "Options",
+    "AnyOf",
     "Boolean",
     "NoneOr",
     "IntTuple",
@@ -121,6 +122,26 @@ class NoneOr(Rule):
             return self.rule.check(value, name)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{name} must be {self.description}, got {value!r}") from None
+
+
+class AnyOf(Rule):
+    """A value accepted by one of ``rules`` (``ValueError`` when one of them took its kind but
+    not its value, else ``TypeError``)."""
+
+    def __init__(self, *rules):
+        self.rules = rules
+        self.description = " or ".join(r.description for r in rules)
+
+    def check(self, value, name):
+        error = TypeError
+        for rule in self.rules:
+            try:
+                return rule.check(value, name)
+            except ValueError:
+                error = ValueError
+            except TypeError:
+                pass
+        raise error(f"{name} must be {self.description}, got {value!r}")
 
 
 class IntTuple(Rule):

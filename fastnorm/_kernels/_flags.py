@@ -37,11 +37,30 @@ class ParallelKernel:
         self.__name__ = py_func.__name__
 
     def __call__(self, *args):
-        if policy.use_threads(args[0].size):
-            with policy.parallel_guard():
-                return self.parallel(*args)
-        return self.serial(*args)
+        with policy.deferred_interrupts():
+            if policy.use_threads(args[0].size):
+                with policy.parallel_guard():
+                    return self.parallel(*args)
+            return self.serial(*args)
 
 
 def parallel_kernel(py_func):
     return ParallelKernel(py_func)
+
+
+class SerialKernel:
+    """A serial kernel called from Python that returns arrays: called with Ctrl-C deferred
+    (``policy.deferred_interrupts``), like every ``ParallelKernel``."""
+
+    def __init__(self, py_func):
+        self.compiled = njit(**KERNEL)(py_func)
+        self.__doc__ = py_func.__doc__
+        self.__name__ = py_func.__name__
+
+    def __call__(self, *args):
+        with policy.deferred_interrupts():
+            return self.compiled(*args)
+
+
+def serial_kernel(py_func):
+    return SerialKernel(py_func)

@@ -6,7 +6,7 @@ so their results do not depend on the thread count."""
 import numpy as np
 from numba import njit
 
-from ._flags import KERNEL
+from ._flags import KERNEL, serial_kernel
 
 
 @njit(**KERNEL)
@@ -29,7 +29,7 @@ def merge_into(n, mean, m2, n_b, mean_b, m2_b):
         n[j], mean[j], m2[j] = merge_moments(n[j], mean[j], m2[j], n_b[j], mean_b[j], m2_b[j])
 
 
-@njit(**KERNEL)
+@serial_kernel
 def merge_sets(mean, m2, count):
     """Pool K sets of ``count`` values each, per column of (K, M) float64 moments, merged in
     order k = 0, 1, ...; returns (mean, M2) of shape (M,)."""
@@ -42,7 +42,7 @@ def merge_sets(mean, m2, count):
     return out_mean, out_m2
 
 
-@njit(**KERNEL)
+@serial_kernel
 def merge_moment_arrays(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     """Element-wise ``merge_moments`` over float64 arrays of equal shape; returns new arrays."""
     n = np.empty_like(n_a)

@@ -8,6 +8,7 @@ Both twins cut work into the same blocks, so the answer never changes a result, 
 import contextlib
 import ctypes
 import os
+import signal
 import threading
 import warnings
 
@@ -78,6 +79,62 @@ def serial_kernels():
 def streaming_kernels():
     """Threads only for batches large enough to pay for a possible stall (``partial_fit``)."""
     return kernel_threshold(STREAMING_MIN_ELEMENTS)
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------
+# Boxing an array returned by compiled code calls a Python function; a SIGINT handled there
+# raises inside Numba's C code, which surfaces as "SystemError: ... returned a result with an
+# exception set" or a crash. While a kernel runs, SIGINT is therefore only recorded, and
+# delivered to the handler that was installed once the kernel has returned.
+
+_MAIN_THREAD = threading.main_thread()
+_interrupts = threading.local()
+
+
+class _Held:
+    def __init__(self, handler):
+        self.handler = handler
+        self.signals = []
+
+    def __call__(self, signum, frame):
+        self.signals.append((signum, frame))
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold SIGINT until the block ends (or :func:`deliver_interrupts` is called), then pass it
+    to the handler that was installed (by default: raise ``KeyboardInterrupt``). Nested blocks
+    and threads other than the main one (which never run signal handlers) cost nothing."""
+    if (
+        getattr(_interrupts, "held", None) is not None
+        or threading.current_thread() is not _MAIN_THREAD
+    ):
+        yield
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    if not callable(handler):  # SIG_IGN, SIG_DFL, or not installed from Python
+        yield
+        return
+    held = _Held(handler)
+    signal.signal(signal.SIGINT, held)
+    _interrupts.held = held
+    try:
+        yield
+    finally:
+        _interrupts.held = None
+        signal.signal(signal.SIGINT, handler)
+        if held.signals:
+            handler(*held.signals[0])
+
+
+def deliver_interrupts():
+    """Inside :func:`deferred_interrupts`: pass a SIGINT held so far to the installed handler
+    now (for loops that check between steps, such as training epochs)."""
+    held = getattr(_interrupts, "held", None)
+    if held is not None and held.signals:
+        signum, frame = held.signals[0]
+        held.signals.clear()
+        held.handler(signum, frame)
 
 
 # -- threading layer ---------------------------------------------------------------------------

@@ -7,7 +7,12 @@ merge, the running-statistics update, the per-column affine map, optimizer steps
 threading policy) are the only way the rest of fastnorm reaches ``fastnorm._kernels``.
 """
 
-from .._kernels.policy import serial_kernels, streaming_kernels
+from .._kernels.policy import (
+    deferred_interrupts,
+    deliver_interrupts,
+    serial_kernels,
+    streaming_kernels,
+)
 from ._contexts import channel_norm_backward
 from .affine import columns_affine
 from .batch_norm import batch_norm, batch_norm_forward, feature_moments
@@ -28,6 +33,8 @@ __all__ = [
     "batch_norm_forward",
     "channel_norm_backward",
     "column_moments",
+    "deferred_interrupts",
+    "deliver_interrupts",
     "columns_affine",
     "feature_moments",
     "group_norm",

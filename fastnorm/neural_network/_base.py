@@ -9,88 +9,24 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import (
-    FLOAT_DTYPE,
-    MOMENTUM,
-    MOMENTUM_OR_NONE,
-    NON_NEGATIVE_INT,
-    POSITIVE_INT,
-    Boolean,
-    Interval,
-    IntTuple,
-    NoneOr,
-    Options,
-    check_params,
-)
+from .. import functional as F
 from ..nn import precise_batchnorm_statistics
 from ._network import (
-    ACTIVATIONS,
-    NORMALIZATIONS,
-    SOLVERS,
     build_network,
     inference_copy,
     make_optimizer,
 )
+from ._params import PARAMETER_CONSTRAINTS, checked_params
 from ._threads import thread_limit
 from ._training import fit_epochs
 
 _PREDICT_CHUNK = 8192
 
 
-class _AnyOf:
-    """A value accepted by one of ``rules`` (``ValueError`` when one of them took its kind but
-    not its value, else ``TypeError``)."""
-
-    def __init__(self, *rules):
-        self.rules = rules
-        self.description = " or ".join(r.description for r in rules)
-
-    def check(self, value, name):
-        error = TypeError
-        for rule in self.rules:
-            try:
-                return rule.check(value, name)
-            except ValueError:
-                error = ValueError
-            except TypeError:
-                pass
-        raise error(f"{name} must be {self.description}, got {value!r}")
-
-
-_REAL = numbers.Real
-_NON_NEGATIVE = Interval(_REAL, 0.0, None, closed="left")
-
-
 class _BaseMLP(BaseEstimator):
     """Shared machinery of :class:`MLPClassifier` and :class:`MLPRegressor`."""
 
-    _parameter_constraints = {
-        "hidden_layer_sizes": IntTuple(allow_empty=True),
-        "activation": Options(*ACTIVATIONS),
-        "normalization": Options(None, *NORMALIZATIONS),
-        "norm_groups": POSITIVE_INT,
-        "bn_momentum": MOMENTUM_OR_NONE,
-        "dropout": Interval(_REAL, 0.0, 1.0, closed="left"),
-        "solver": Options(*SOLVERS),
-        "learning_rate_init": Interval(_REAL, 0.0, None, closed="neither"),
-        "weight_decay": NoneOr(_NON_NEGATIVE),
-        "momentum": MOMENTUM,
-        "nesterovs_momentum": Boolean(),
-        "beta_1": Interval(_REAL, 0.0, 1.0, closed="left"),
-        "beta_2": Interval(_REAL, 0.0, 1.0, closed="left"),
-        "epsilon": _NON_NEGATIVE,
-        "batch_size": _AnyOf(Options("auto"), POSITIVE_INT),
-        "max_iter": POSITIVE_INT,
-        "shuffle": Boolean(),
-        "early_stopping": Boolean(),
-        "validation_fraction": Interval(_REAL, 0.0, 1.0, closed="neither"),
-        "n_iter_no_change": POSITIVE_INT,
-        "tol": _NON_NEGATIVE,
-        "warm_start": Boolean(),
-        "verbose": _AnyOf(Boolean(), NON_NEGATIVE_INT),
-        "n_threads": NoneOr(POSITIVE_INT),
-        "dtype": FLOAT_DTYPE,
-    }
+    _parameter_constraints = PARAMETER_CONSTRAINTS
 
     def __init__(
         self,
@@ -151,23 +87,7 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ validation
     def _checked_params(self):
-        """The parameters checked against ``_parameter_constraints`` and normalized, then the
-        rules that involve several of them."""
-        p = check_params(self, self._parameter_constraints)
-        if p["normalization"] == "batch" and p["batch_size"] == 1:
-            raise ValueError(
-                "normalization='batch' needs batch_size >= 2: batch statistics of a "
-                "single row are undefined (use normalization='layer' or 'group' for "
-                "batch size 1)"
-            )
-        if p["normalization"] == "group":
-            g = p["norm_groups"]
-            bad = [h for h in p["hidden_layer_sizes"] if h % g]
-            if bad:
-                raise ValueError(
-                    f"norm_groups={g} must divide every hidden layer size; {bad} are not divisible"
-                )
-        return p
+        return checked_params(self)
 
     # ------------------------------------------------------------------ fitted state
     def _initialize(self, p, n_features, n_out):
@@ -213,33 +133,41 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _fit(self, X, y, incremental, classes=None):
+        """Fit or continue fitting. A call that raises leaves the estimator as it was before
+        it, except after Ctrl-C once an epoch has completed: the model then keeps the last
+        completed epoch (weights, optimizer state, ``n_iter_``, ``t_``, ``loss_curve_``)."""
+        previous = self._snapshot()
+        progress = {"epochs": 0}
+        try:
+            with F.deferred_interrupts():
+                self._fit_guarded(X, y, incremental, classes, progress)
+        except KeyboardInterrupt:
+            if progress["epochs"] == 0:
+                self._restore(previous)
+            raise
+        except BaseException:
+            self._restore(previous)
+            raise
+        return self
+
+    def _fit_guarded(self, X, y, incremental, classes, progress):
         p = self._checked_params()
         first = not (incremental or self.warm_start) or not hasattr(self, "net_")
-        state = None if first else self._snapshot()
         if not first:
             self._check_trainable()
         X, y = self._validate_xy(X, y, reset=first, dtype=p["dtype"])
         y_enc, n_out = self._targets(y, first, classes)
-        try:
-            if first:
-                self._initialize(p, X.shape[1], n_out)
-            elif n_out != self.n_outputs_:
-                raise ValueError(
-                    f"y has {n_out} outputs but the fitted model has {self.n_outputs_}"
-                )
-            elif not incremental:
-                # a warm-started fit uses the current solver settings (as scikit-learn does);
-                # partial_fit keeps the optimizer state
-                self._optimizer = make_optimizer(p, self.net_)
-            n_epochs = 1 if incremental else p["max_iter"]
-            with thread_limit(p["n_threads"]):
-                fit_epochs(self, X, y_enc, n_epochs, incremental)
-        except Exception:
-            # divergence or any other error: leave the estimator as it was before the call
-            # (unfitted after a fresh fit). A KeyboardInterrupt keeps the epochs done so far.
-            self._restore(state)
-            raise
-        return self
+        if first:
+            self._initialize(p, X.shape[1], n_out)
+        elif n_out != self.n_outputs_:
+            raise ValueError(f"y has {n_out} outputs but the fitted model has {self.n_outputs_}")
+        elif not incremental:
+            # a warm-started fit uses the current solver settings (as scikit-learn does);
+            # partial_fit keeps the optimizer state
+            self._optimizer = make_optimizer(p, self.net_)
+        n_epochs = 1 if incremental else p["max_iter"]
+        with thread_limit(p["n_threads"]):
+            fit_epochs(self, X, y_enc, n_epochs, incremental, progress)
 
     def fit(self, X, y):
         """Fit the network on ``(X, y)`` for up to ``max_iter`` epochs.

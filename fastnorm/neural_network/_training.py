@@ -8,6 +8,7 @@ from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
+from .. import functional as F
 from ._callbacks import DivergenceCheck, EarlyStopping, progress_callback
 
 __all__ = ["TrainingLoop", "fit_epochs"]
@@ -68,6 +69,7 @@ class TrainingLoop:
         self.callbacks = list(callbacks)
         self.validating = validating
         self.epoch = None
+        self.completed_epochs = 0
         self.stop = False
         self.stop_message = ""
 
@@ -94,6 +96,7 @@ class TrainingLoop:
                 total += loss * (e - s)
                 seen += e - s
             self._call("on_batch_end", j, loss, total / max(seen, 1))
+            F.deliver_interrupts()  # a Ctrl-C held during the step arrives here
         return total, seen
 
     def run(self, X, y, n_epochs):
@@ -101,6 +104,7 @@ class TrainingLoop:
         est, net = self.est, self.net
         n = X.shape[0]
         for _ in range(n_epochs):
+            checkpoint = est._snapshot()  # an interrupted epoch is rolled back to here
             self.epoch = est.n_iter_ + 1
             order = est._rng.permutation(n) if est.shuffle else None
             net.train()
@@ -113,18 +117,23 @@ class TrainingLoop:
                 est.n_iter_ += 1
                 est.loss_curve_.append(epoch_loss)
                 self._call("on_epoch_end", epoch_loss)
-            except BaseException:
+            except BaseException as exc:
                 net.eval()
                 self._call("on_epoch_error")
+                if isinstance(exc, KeyboardInterrupt):
+                    est._restore(checkpoint)
                 raise
+            self.completed_epochs += 1
             if self.stop:
                 break
         self._call("on_train_end")
         return self.stop
 
 
-def fit_epochs(est, X, y, n_epochs, incremental):
-    """Train ``est.net_`` for up to ``n_epochs`` epochs on ``(X, y)`` (``y`` already encoded)."""
+def fit_epochs(est, X, y, n_epochs, incremental, progress=None):
+    """Train ``est.net_`` for up to ``n_epochs`` epochs on ``(X, y)`` (``y`` already encoded).
+    ``progress`` (a dict) receives ``"epochs"``: the epochs completed so far, also when an
+    exception ends training."""
     n = X.shape[0]
     if est.normalization == "batch" and n < 2:
         raise ValueError(
@@ -139,7 +148,11 @@ def fit_epochs(est, X, y, n_epochs, incremental):
     if est.verbose:
         callbacks.append(progress_callback())
     loop = TrainingLoop(est, est._loss_fn(), bounds, callbacks, validating=X_val is not None)
-    stopped = loop.run(X, y, n_epochs)
+    try:
+        stopped = loop.run(X, y, n_epochs)
+    finally:
+        if progress is not None:
+            progress["epochs"] = loop.completed_epochs
     if not incremental and not stopped:
         warnings.warn(
             f"Stochastic optimizer: maximum iterations ({est.max_iter}) reached "

@@ -1,0 +1,71 @@
+"""The MLP estimators' parameter rules, declared once (``fastnorm._validation`` rules), and the
+rules that involve several parameters."""
+
+import numbers
+
+from .._validation import (
+    FLOAT_DTYPE,
+    MOMENTUM,
+    MOMENTUM_OR_NONE,
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    AnyOf,
+    Boolean,
+    Interval,
+    IntTuple,
+    NoneOr,
+    Options,
+    check_params,
+)
+from ._network import ACTIVATIONS, NORMALIZATIONS, SOLVERS
+
+_REAL = numbers.Real
+_NON_NEGATIVE = Interval(_REAL, 0.0, None, closed="left")
+
+PARAMETER_CONSTRAINTS = {
+    "hidden_layer_sizes": IntTuple(allow_empty=True),
+    "activation": Options(*ACTIVATIONS),
+    "normalization": Options(None, *NORMALIZATIONS),
+    "norm_groups": POSITIVE_INT,
+    "bn_momentum": MOMENTUM_OR_NONE,
+    "dropout": Interval(_REAL, 0.0, 1.0, closed="left"),
+    "solver": Options(*SOLVERS),
+    "learning_rate_init": Interval(_REAL, 0.0, None, closed="neither"),
+    "weight_decay": NoneOr(_NON_NEGATIVE),
+    "momentum": MOMENTUM,
+    "nesterovs_momentum": Boolean(),
+    "beta_1": Interval(_REAL, 0.0, 1.0, closed="left"),
+    "beta_2": Interval(_REAL, 0.0, 1.0, closed="left"),
+    "epsilon": _NON_NEGATIVE,
+    "batch_size": AnyOf(Options("auto"), POSITIVE_INT),
+    "max_iter": POSITIVE_INT,
+    "shuffle": Boolean(),
+    "early_stopping": Boolean(),
+    "validation_fraction": Interval(_REAL, 0.0, 1.0, closed="neither"),
+    "n_iter_no_change": POSITIVE_INT,
+    "tol": _NON_NEGATIVE,
+    "warm_start": Boolean(),
+    "verbose": AnyOf(Boolean(), NON_NEGATIVE_INT),
+    "n_threads": NoneOr(POSITIVE_INT),
+    "dtype": FLOAT_DTYPE,
+}
+
+
+def checked_params(est):
+    """The parameters checked against ``_parameter_constraints`` and normalized, then the
+    rules that involve several of them."""
+    p = check_params(est, PARAMETER_CONSTRAINTS)
+    if p["normalization"] == "batch" and p["batch_size"] == 1:
+        raise ValueError(
+            "normalization='batch' needs batch_size >= 2: batch statistics of a "
+            "single row are undefined (use normalization='layer' or 'group' for "
+            "batch size 1)"
+        )
+    if p["normalization"] == "group":
+        g = p["norm_groups"]
+        bad = [h for h in p["hidden_layer_sizes"] if h % g]
+        if bad:
+            raise ValueError(
+                f"norm_groups={g} must divide every hidden layer size; {bad} are not divisible"
+            )
+    return p
