@@ -22,6 +22,12 @@ Behaviour worth knowing:
 - NaN or infinity in ``X`` or ``y``, a wrong number of features, a single class: ``ValueError``.
 - A run whose loss becomes NaN or infinite stops with :class:`TrainingDivergedError`; the
   estimator is left as it was before the call (unfitted after a fresh ``fit``).
+- One rule for a ``fit`` or ``partial_fit`` that does not finish: any error (bad input found by
+  validation included) leaves the estimator exactly as it was before the call. Ctrl-C
+  (``KeyboardInterrupt``) is the exception once an epoch of the call has completed: training
+  stops at the next mini-batch and the model keeps the last completed epoch, with consistent
+  weights, optimizer state, ``n_iter_``, ``t_`` and ``loss_curve_``; it can be used, saved or
+  trained further. Interrupted during its first epoch, the call is undone like an error.
 
 Layout: ``_base`` (parameters, validation, fitted state, predict), ``_classifier`` /
 ``_regressor``, ``_network`` (layer registry, optimizer), ``_training`` (the epoch loop) and
