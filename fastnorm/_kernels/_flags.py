@@ -37,11 +37,14 @@ class ParallelKernel:
         self.__name__ = py_func.__name__
 
     def __call__(self, *args):
-        with policy.deferred_interrupts():
+        held = policy.hold_interrupts()
+        try:
             if policy.use_threads(args[0].size):
                 with policy.parallel_guard():
                     return self.parallel(*args)
             return self.serial(*args)
+        finally:
+            policy.release_interrupts(held)
 
 
 def parallel_kernel(py_func):
@@ -58,8 +61,11 @@ class SerialKernel:
         self.__name__ = py_func.__name__
 
     def __call__(self, *args):
-        with policy.deferred_interrupts():
+        held = policy.hold_interrupts()
+        try:
             return self.compiled(*args)
+        finally:
+            policy.release_interrupts(held)
 
 
 def serial_kernel(py_func):

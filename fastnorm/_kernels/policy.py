@@ -48,7 +48,9 @@ def _threads_started():
 
 
 def _after_fork_in_child():
-    global _forked_after_threads
+    global _forked_after_threads, _main_ident, _holding
+    _main_ident = threading.main_thread().ident  # the forking thread is the child's main thread
+    _holding = None
     if _threads_started():
         _forked_after_threads = True
 
@@ -85,10 +87,17 @@ def streaming_kernels():
 # Boxing an array returned by compiled code calls a Python function; a SIGINT handled there
 # raises inside Numba's C code, which surfaces as "SystemError: ... returned a result with an
 # exception set" or a crash. While a kernel runs, SIGINT is therefore only recorded, and
-# delivered to the handler that was installed once the kernel has returned.
+# delivered to the handler that was installed once the kernel has returned. The C-level
+# ``_signal`` functions are used because ``signal``'s enum wrappers cost microseconds per call.
 
-_MAIN_THREAD = threading.main_thread()
-_interrupts = threading.local()
+try:
+    import _signal as _sig
+except ImportError:  # pragma: no cover - other Python implementations
+    _sig = signal
+
+_SIGINT = signal.SIGINT
+_main_ident = threading.main_thread().ident
+_holding = None  # the _Held of the main thread, while a hold is active
 
 
 class _Held:
@@ -100,38 +109,49 @@ class _Held:
         self.signals.append((signum, frame))
 
 
+def hold_interrupts():
+    """Start holding SIGINT; returns what :func:`release_interrupts` needs (None when there is
+    nothing to do: a hold is already active, this is not the main thread, which alone runs
+    signal handlers, or SIGINT has no Python handler)."""
+    global _holding
+    if _holding is not None or threading.get_ident() != _main_ident:
+        return None
+    handler = _sig.getsignal(_SIGINT)
+    if not callable(handler):
+        return None
+    held = _Held(handler)
+    _sig.signal(_SIGINT, held)
+    _holding = held
+    return held
+
+
+def release_interrupts(held):
+    """End a hold: reinstall the handler, then pass it a SIGINT received meanwhile (by default
+    it raises ``KeyboardInterrupt``)."""
+    global _holding
+    if held is None:
+        return
+    _holding = None
+    _sig.signal(_SIGINT, held.handler)
+    if held.signals:
+        held.handler(*held.signals[0])
+
+
 @contextlib.contextmanager
 def deferred_interrupts():
-    """Hold SIGINT until the block ends (or :func:`deliver_interrupts` is called), then pass it
-    to the handler that was installed (by default: raise ``KeyboardInterrupt``). Nested blocks
-    and threads other than the main one (which never run signal handlers) cost nothing."""
-    if (
-        getattr(_interrupts, "held", None) is not None
-        or threading.current_thread() is not _MAIN_THREAD
-    ):
-        yield
-        return
-    handler = signal.getsignal(signal.SIGINT)
-    if not callable(handler):  # SIG_IGN, SIG_DFL, or not installed from Python
-        yield
-        return
-    held = _Held(handler)
-    signal.signal(signal.SIGINT, held)
-    _interrupts.held = held
+    """Hold SIGINT for the block (see :func:`hold_interrupts`); nested blocks cost nothing."""
+    held = hold_interrupts()
     try:
         yield
     finally:
-        _interrupts.held = None
-        signal.signal(signal.SIGINT, handler)
-        if held.signals:
-            handler(*held.signals[0])
+        release_interrupts(held)
 
 
 def deliver_interrupts():
-    """Inside :func:`deferred_interrupts`: pass a SIGINT held so far to the installed handler
-    now (for loops that check between steps, such as training epochs)."""
-    held = getattr(_interrupts, "held", None)
-    if held is not None and held.signals:
+    """Inside a hold: pass a SIGINT received so far to the installed handler now (for loops that
+    check between steps, such as training epochs)."""
+    held = _holding
+    if held is not None and held.signals and threading.get_ident() == _main_ident:
         signum, frame = held.signals[0]
         held.signals.clear()
         held.handler(signum, frame)
