@@ -5,31 +5,9 @@ Each scenario runs in a subprocess that sends itself real SIGINTs: a crash (a ne
 code) then fails the test instead of killing pytest.
 """
 
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_script(script, timeout=300):
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
+from subprocess_script import run_script
 
 HARNESS = """
     import os, signal, sys, threading, time

@@ -4,30 +4,10 @@ Each scenario runs in a subprocess with a timeout: a hang or an abort must fail 
 stall or kill pytest.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_script(script, timeout=240):
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
+from subprocess_script import run_script
 
 POOL = """
     import multiprocessing as mp
