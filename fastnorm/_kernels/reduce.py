@@ -11,10 +11,10 @@ from numba import njit, prange
 
 from ._flags import KERNEL, parallel_kernel
 from ._loops import (
+    corrected_moments,
     run_add,
     run_add_grad_sums,
     run_add_grad_sums4,
-    corrected_moments,
     run_centred_sums,
     run_grad_sums,
     run_sum,
