@@ -7,6 +7,7 @@ import reference as ref
 from cases import DTYPES, assert_close, dtype_id
 
 import fastnorm
+import fastnorm.functional as F
 
 DTYPE = pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 MAGNITUDES = (1e-30, 1.0, 1e12, 1.2345678e14, 3e38)
@@ -93,3 +94,58 @@ def test_constant_row_matches_torch(tref):
             )
             x = np.full((1, 3, 100), value, dtype)
             np.testing.assert_array_equal(fastnorm.group_norm(x, 1), tref.group_norm(x, 1)["y"])
+
+
+# --------------------------------------------------------------------------- eval backward
+
+
+# name: (shape, channel axis, op); each runs a different eval backward path
+EVAL_PATHS = {
+    "batch_norm 2-D": ((6, 4), 1, "bn"),  # ColumnsContext
+    "batch_norm last": ((3, 5, 4), -1, "bn"),  # ColumnsContext
+    "batch_norm short runs": ((3, 4, 5), 1, "bn"),  # ChannelRunsContext, column passes
+    "batch_norm long runs": ((2, 4, 70), 1, "bn"),  # ChannelRunsContext, row passes
+    "instance_norm short runs": ((3, 4, 5), 1, "in"),
+    "instance_norm long runs": ((2, 4, 70), 1, "in"),
+    "instance_norm last": ((3, 5, 4), -1, "in"),
+}
+
+
+@DTYPE
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("path", list(EVAL_PATHS))
+def test_eval_backward_does_not_read_the_input(path, bad, dtype, rng):
+    """With running statistics, y = (x - running_mean) * rstd * w + b is affine in x, so
+    dx = dy * w * rstd everywhere, also where x is NaN or infinite (PyTorch agrees)."""
+    shape, axis, kind = EVAL_PATHS[path]
+    c = shape[axis]
+    x = rng.standard_normal(shape).astype(dtype)
+    flat = x.reshape(-1)
+    flat[[1, 7, flat.size - 2]] = bad
+    dy = rng.standard_normal(shape).astype(dtype)
+    rm, rv = rng.standard_normal(c), rng.uniform(0.5, 2.0, c)
+    w, b = rng.uniform(0.5, 2.0, c), rng.standard_normal(c)
+    if kind == "bn":
+        _, ctx = F.batch_norm_forward(x, rm, rv, w, b, training=False, axis=axis)
+    else:
+        _, ctx = F.instance_norm_forward(x, rm, rv, w, b, use_input_stats=False, axis=axis)
+    dx, _, db = ctx.backward(dy)
+    bshape = [1] * len(shape)
+    bshape[axis] = c
+    expected = dy * (w / np.sqrt(rv + 1e-5)).reshape(bshape)
+    assert np.isfinite(dx).all()
+    assert_close(dx, expected, dtype)
+    assert_close(
+        db, dy.sum(axis=tuple(i for i in range(len(shape)) if i != axis % len(shape))), dtype
+    )
+
+
+def test_eval_backward_non_finite_matches_torch(tref, rng):
+    x = rng.standard_normal((3, 4, 5))
+    x[0, 1, 2], x[2, 3, 4] = np.nan, np.inf
+    dy = rng.standard_normal(x.shape)
+    rm, rv = rng.standard_normal(4), rng.uniform(0.5, 2.0, 4)
+    w, b = rng.uniform(0.5, 2.0, 4), rng.standard_normal(4)
+    _, ctx = F.batch_norm_forward(x, rm, rv, w, b, training=False)
+    t = tref.batch_norm(x, rm, rv, w, b, training=False, dy=dy)
+    np.testing.assert_allclose(ctx.backward(dy)[0], t["dx"], rtol=1e-12)
