@@ -149,3 +149,55 @@ def test_eval_backward_non_finite_matches_torch(tref, rng):
     _, ctx = F.batch_norm_forward(x, rm, rv, w, b, training=False)
     t = tref.batch_norm(x, rm, rv, w, b, training=False, dy=dy)
     np.testing.assert_allclose(ctx.backward(dy)[0], t["dx"], rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- empty channel sets
+
+
+def _zero_size_calls(c):
+    rm, rv = np.zeros(c), np.ones(c)
+    return {
+        "instance_norm": lambda x, axis: F.instance_norm_forward(x, axis=axis),
+        "instance_norm running": lambda x, axis: F.instance_norm_forward(x, rm, rv, axis=axis),
+        "instance_norm eval": lambda x, axis: F.instance_norm_forward(
+            x, rm, rv, use_input_stats=False, axis=axis
+        ),
+        "group_norm": lambda x, axis: F.group_norm_forward(x, 1, axis=axis),
+        "batch_norm": lambda x, axis: F.batch_norm_forward(x, None, None, training=True, axis=axis),
+        "batch_norm running": lambda x, axis: F.batch_norm_forward(
+            x, rm, rv, training=True, axis=axis
+        ),
+        "batch_norm eval": lambda x, axis: F.batch_norm_forward(x, rm, rv, axis=axis),
+    }
+
+
+@DTYPE
+@pytest.mark.parametrize(
+    "shape,axis",
+    [((2, 0, 5), 1), ((2, 5, 0), -1), ((2, 0, 70), 1), ((2, 0), 1), ((2, 3, 0), 1)],
+)
+@pytest.mark.parametrize("call", list(_zero_size_calls(0)))
+def test_zero_channels_or_positions_give_empty_results(call, shape, axis, dtype):
+    """No channels (or no positions): an empty output and empty gradients, nothing raised
+    (instance_norm divided by its zero group count)."""
+    c = shape[axis]
+    if call.startswith("instance_norm") and len(shape) < 3:
+        pytest.skip("instance norm needs a spatial axis")
+    x = np.ones(shape, dtype)
+    fn = _zero_size_calls(c)[call]
+    if call in ("instance_norm", "instance_norm running") and x.shape[2 if axis == 1 else 1] <= 1:
+        with pytest.raises(ValueError, match="spatial element"):
+            fn(x, axis)
+        return
+    y, ctx = fn(x, axis)
+    assert y.shape == shape and y.dtype == np.dtype(dtype)
+    dx, dw, db = ctx.backward(np.ones(shape, dtype))
+    assert dx.shape == shape and dw.shape == (c,) and db.shape == (c,)
+    np.testing.assert_array_equal(dw, 0.0)
+    np.testing.assert_array_equal(db, 0.0)
+
+
+def test_zero_channels_as_torch(tref):
+    x = np.ones((2, 0, 5))
+    assert fastnorm.instance_norm(x).shape == tref.instance_norm(x)["y"].shape
+    assert fastnorm.group_norm(x, 1).shape == tref.group_norm(x, 1)["y"].shape

@@ -133,6 +133,7 @@ def instance_norm_forward(
     out = checks.output_array(out, x.shape, x.dtype)
     layout = _per_sample_layout(x, axis)
     spatial = layout.d
+    groups = max(channels, 1)  # one group per channel; no channels: one empty group
     if use_input_stats:
         if running_mean is not None:
             momentum = checks.check_momentum(momentum)
@@ -140,7 +141,7 @@ def instance_norm_forward(
             raise ValueError(
                 f"Expected more than 1 spatial element when training, got input size {x.shape}"
             )
-        out, ctx, mean, m2 = _input_stats(x, layout, w, b, eps, channels, out)
+        out, ctx, mean, m2 = _input_stats(x, layout, w, b, eps, groups, out)
         if running_mean is not None and x.size > 0:
             update_running_stats(
                 running_mean,
@@ -155,7 +156,7 @@ def instance_norm_forward(
     n = layout.n
     mean = np.broadcast_to(running_mean.astype(np.float64), (n, channels))
     var = np.broadcast_to(running_var.astype(np.float64), (n, channels))
-    return _normalize(x, layout, mean, var, w, b, eps, channels, out, batch_stats=False)
+    return _normalize(x, layout, mean, var, w, b, eps, groups, out, batch_stats=False)
 
 
 def instance_norm(
