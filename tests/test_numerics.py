@@ -201,3 +201,39 @@ def test_zero_channels_as_torch(tref):
     x = np.ones((2, 0, 5))
     assert fastnorm.instance_norm(x).shape == tref.instance_norm(x)["y"].shape
     assert fastnorm.group_norm(x, 1).shape == tref.group_norm(x, 1)["y"].shape
+
+
+# --------------------------------------------------------------------------- read-only buffers
+
+
+@pytest.mark.parametrize("frozen", ["running_mean", "running_var"])
+@pytest.mark.parametrize(
+    "call",
+    ["batch_norm 2-D", "batch_norm 3-D", "batch_norm last", "instance_norm", "instance_norm last"],
+)
+def test_read_only_running_stat_is_rejected_before_any_update(call, frozen, rng):
+    kind, _, variant = call.partition(" ")
+    axis = -1 if variant == "last" else 1
+    shape = {"2-D": (4, 3), "last": (4, 5, 3)}.get(variant, (4, 3, 5))
+    x = rng.standard_normal(shape)
+    rm, rv = np.full(3, 0.25), np.full(3, 1.5)
+    {"running_mean": rm, "running_var": rv}[frozen].flags.writeable = False
+    with pytest.raises(ValueError, match=f"{frozen} is read-only"):
+        if kind == "batch_norm":
+            fastnorm.batch_norm(x, rm, rv, training=True, axis=axis)
+        else:
+            fastnorm.instance_norm(x, rm, rv, axis=axis)
+    np.testing.assert_array_equal(rm, 0.25)
+    np.testing.assert_array_equal(rv, 1.5)
+
+
+def test_read_only_running_stats_are_fine_when_only_read(rng):
+    x = rng.standard_normal((4, 3, 5))
+    rm, rv = np.full(3, 0.25), np.full(3, 1.5)
+    rm.flags.writeable = rv.flags.writeable = False
+    assert_close(fastnorm.batch_norm(x, rm, rv), ref.batch_norm(x, rm, rv), np.float64)
+    assert_close(
+        fastnorm.instance_norm(x, rm, rv, use_input_stats=False),
+        ref.instance_norm(x, rm, rv, use_input_stats=False),
+        np.float64,
+    )

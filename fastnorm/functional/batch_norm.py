@@ -28,7 +28,9 @@ def batch_norm_forward(
     eps = checks.check_eps(eps)
     momentum = checks.check_momentum(momentum) if training else momentum
     channels = x.shape[axis]
-    running_mean, running_var = checks.running_stats(running_mean, running_var, channels)
+    running_mean, running_var = checks.running_stats(
+        running_mean, running_var, channels, updated=training
+    )
     w = checks.vector_param(weight, "weight", channels)
     b = checks.vector_param(bias, "bias", channels)
     if not training and running_mean is None:

@@ -126,7 +126,9 @@ def instance_norm_forward(
     axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
     eps = checks.check_eps(eps)
     channels = x.shape[axis]
-    running_mean, running_var = checks.running_stats(running_mean, running_var, channels)
+    running_mean, running_var = checks.running_stats(
+        running_mean, running_var, channels, updated=use_input_stats
+    )
     w = checks.vector_param(weight, "weight", channels)
     b = checks.vector_param(bias, "bias", channels)
     x = checks.saved_input(x, out)
