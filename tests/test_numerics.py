@@ -237,3 +237,89 @@ def test_read_only_running_stats_are_fine_when_only_read(rng):
         ref.instance_norm(x, rm, rv, use_input_stats=False),
         np.float64,
     )
+
+
+# --------------------------------------------------------------------------- out=x memory
+
+IN_PLACE = {
+    "batch_norm": lambda x, **k: fastnorm.batch_norm(x, None, None, training=True, **k),
+    "batch_norm eval": lambda x, **k: fastnorm.batch_norm(
+        x, np.zeros(x.shape[1]), np.ones(x.shape[1]), **k
+    ),
+    "batch_norm 2-D": lambda x, **k: fastnorm.batch_norm(
+        x.reshape(-1, x.shape[-1]), None, None, training=True, **k
+    ),
+    "layer_norm": lambda x, **k: fastnorm.layer_norm(x, x.shape[-1], **k),
+    "rms_norm": lambda x, **k: fastnorm.rms_norm(x, x.shape[-1], **k),
+    "group_norm": lambda x, **k: fastnorm.group_norm(x, 4, **k),
+    "group_norm last": lambda x, **k: fastnorm.group_norm(x, 4, axis=-1, **k),
+    "instance_norm": lambda x, **k: fastnorm.instance_norm(x, **k),
+}
+
+
+@pytest.mark.parametrize("op", list(IN_PLACE))
+def test_out_is_input_does_not_copy_the_input(op, rng):
+    """The plain functions have no backward pass, so out=x needs no saved copy of x."""
+    import tracemalloc
+
+    x = rng.standard_normal((64, 16, 256))
+    x2d = x.reshape(-1, x.shape[-1]) if op.endswith("2-D") else x
+    expected = IN_PLACE[op](x.copy())
+    IN_PLACE[op](x.copy(), out=None)  # compile outside the measurement
+    tracemalloc.start()
+    try:
+        y = IN_PLACE[op](x, out=x2d)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert y is x2d
+    np.testing.assert_array_equal(x.reshape(expected.shape), expected)
+    assert peak < x.nbytes / 2, f"peak {peak} bytes for a {x.nbytes}-byte input"
+
+
+FORWARDS = {
+    "batch_norm": (
+        lambda x, **k: F.batch_norm_forward(x, None, None, training=True, **k),
+        lambda x, dy: ref.batch_norm_backward(dy, x, None, None, training=True),
+    ),
+    "batch_norm 2-D": (
+        lambda x, **k: F.batch_norm_forward(x, None, None, training=True, **k),
+        lambda x, dy: ref.batch_norm_backward(dy, x, None, None, training=True),
+    ),
+    "layer_norm": (
+        lambda x, **k: F.layer_norm_forward(x, x.shape[-1], **k),
+        lambda x, dy: ref.layer_norm_backward(dy, x, x.shape[-1]),
+    ),
+    "rms_norm": (
+        lambda x, **k: F.rms_norm_forward(x, x.shape[-1], **k),
+        lambda x, dy: ref.rms_norm_backward(dy, x, x.shape[-1]),
+    ),
+    "group_norm": (
+        lambda x, **k: F.group_norm_forward(x, 2, **k),
+        lambda x, dy: ref.group_norm_backward(dy, x, 2),
+    ),
+    "instance_norm": (
+        lambda x, **k: F.instance_norm_forward(x, **k),
+        lambda x, dy: ref.instance_norm_backward(dy, x),
+    ),
+}
+
+
+@pytest.mark.parametrize("op", list(FORWARDS))
+def test_forward_with_out_is_input_keeps_its_gradients(op, rng):
+    """The ``*_forward`` variants save a copy when out=x: the backward pass reads the input."""
+    forward, backward = FORWARDS[op]
+    x = rng.standard_normal((6, 4) if op.endswith("2-D") else (3, 4, 70))
+    dy = rng.standard_normal(x.shape)
+    x0 = x.copy()
+    y, ctx = forward(x, out=x)
+    assert y is x
+    assert_close(ctx.backward(dy)[0], backward(x0, dy)[0], np.float64)
+
+
+def test_partially_overlapping_out_is_still_correct(rng):
+    buf = rng.standard_normal((65, 8))
+    x, out = buf[:64], buf[1:]
+    expected = ref.batch_norm(x, None, None, training=True)
+    fastnorm.batch_norm(x, None, None, training=True, out=out)
+    assert_close(buf[1:], expected, np.float64)

@@ -72,6 +72,10 @@ def _same_view(arr, layout):
 
 def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=None):
     """``group_norm`` that also returns the context its backward pass needs."""
+    return _group_norm(x, num_groups, weight, bias, eps, axis, out, save=True)
+
+
+def _group_norm(x, num_groups, weight, bias, eps, axis, out, save):
     x = checks.as_float_array(x)
     checks.check_ndim(x, 2)
     axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
@@ -80,7 +84,7 @@ def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=
     num_groups = checks.check_groups(num_groups, channels)
     w = checks.vector_param(weight, "weight", channels, "(num_channels,)")
     b = checks.vector_param(bias, "bias", channels, "(num_channels,)")
-    x = checks.saved_input(x, out)
+    x = checks.saved_input(x, out, save)
     out = checks.output_array(out, x.shape, x.dtype)
     layout = _per_sample_layout(x, axis)
     return _input_stats(x, layout, w, b, eps, num_groups, out)[:2]
@@ -104,7 +108,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=N
            [-1.        , -1.        ],
            [ 1.        ,  1.        ]])
     """
-    return group_norm_forward(x, num_groups, weight, bias, eps, axis=axis, out=out)[0]
+    return _group_norm(x, num_groups, weight, bias, eps, axis, out, save=False)[0]
 
 
 def instance_norm_forward(
@@ -121,6 +125,14 @@ def instance_norm_forward(
     out=None,
 ):
     """``instance_norm`` that also returns the context its backward pass needs."""
+    return _instance_norm(
+        x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, axis, out, True
+    )
+
+
+def _instance_norm(
+    x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, axis, out, save
+):
     x = checks.as_float_array(x)
     checks.check_ndim(x, 2)
     axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
@@ -131,7 +143,7 @@ def instance_norm_forward(
     )
     w = checks.vector_param(weight, "weight", channels)
     b = checks.vector_param(bias, "bias", channels)
-    x = checks.saved_input(x, out)
+    x = checks.saved_input(x, out, save)
     out = checks.output_array(out, x.shape, x.dtype)
     layout = _per_sample_layout(x, axis)
     spatial = layout.d
@@ -188,15 +200,6 @@ def instance_norm(
     array([[[-1.,  1.],
             [-1.,  1.]]])
     """
-    return instance_norm_forward(
-        x,
-        running_mean,
-        running_var,
-        weight,
-        bias,
-        use_input_stats,
-        momentum,
-        eps,
-        axis=axis,
-        out=out,
+    return _instance_norm(
+        x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, axis, out, False
     )[0]
