@@ -323,3 +323,103 @@ def test_partially_overlapping_out_is_still_correct(rng):
     expected = ref.batch_norm(x, None, None, training=True)
     fastnorm.batch_norm(x, None, None, training=True, out=out)
     assert_close(buf[1:], expected, np.float64)
+
+
+# --------------------------------------------------------------------------- no NumPy warnings
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _warning_inputs():
+    rng = np.random.default_rng(0)
+    cases = {}
+    for dt in DTYPES:
+        name = dtype_id(dt)
+        x = np.full((4, 3, 70), F32_MAX, dt)
+        x[:, :, ::2] = -F32_MAX
+        cases[f"float32 max {name}"] = (x, 1e-5)
+        cases[f"constant at float32 max {name}"] = (np.full((4, 3, 70), F32_MAX, dt), 1e-5)
+        cases[f"constant eps=0 {name}"] = (np.full((4, 3, 70), 2.0, dt), 0.0)
+        cases[f"constant eps=0 short {name}"] = (np.full((4, 3, 5), 2.0, dt), 0.0)
+        for bad in (np.nan, np.inf, -np.inf):
+            x = rng.standard_normal((4, 3, 70)).astype(dt)
+            x[1, 2, 3] = x[0, 0, 0] = bad
+            cases[f"{bad} {name}"] = (x, 1e-5)
+    cases["1e300 float64"] = (rng.standard_normal((4, 3, 70)) * 1e300, 1e-5)
+    return cases
+
+
+WARNING_INPUTS = _warning_inputs()
+
+
+def _layer(module, x):
+    y = module.forward(x)
+    module.backward(np.ones_like(y))
+    module.eval()
+    module.forward(x)
+
+
+def _warning_calls(x, eps):
+    from fastnorm import BatchNormalizer, nn
+
+    c = x.shape[1]
+    rm, rv = np.zeros(c), np.ones(c)
+    x2 = x.reshape(-1, x.shape[-1])
+    finite_rows = x2[np.isfinite(x2).all(axis=1)]  # fit rejects infinite values
+    forwards = {
+        "batch_norm": lambda: F.batch_norm_forward(x, rm, rv, training=True, eps=eps),
+        "batch_norm last": lambda: F.batch_norm_forward(
+            x, None, None, training=True, eps=eps, axis=-1
+        ),
+        "batch_norm 2-D": lambda: F.batch_norm_forward(x2, None, None, training=True, eps=eps),
+        "batch_norm eval": lambda: F.batch_norm_forward(x, rm, np.zeros(c), eps=eps),
+        "layer_norm": lambda: F.layer_norm_forward(x, x.shape[-1], eps=eps),
+        "rms_norm": lambda: F.rms_norm_forward(x, x.shape[-1], eps=eps),
+        "group_norm": lambda: F.group_norm_forward(x, 3, eps=eps),
+        "group_norm last": lambda: F.group_norm_forward(x, 1, eps=eps, axis=-1),
+        "instance_norm": lambda: F.instance_norm_forward(x, rm, rv, eps=eps),
+        "instance_norm eval": lambda: F.instance_norm_forward(
+            x, rm, np.zeros(c), use_input_stats=False, eps=eps
+        ),
+    }
+    calls = {
+        name: (lambda f=f: (lambda y, ctx: ctx.backward(np.ones_like(y)))(*f()))
+        for name, f in forwards.items()
+    }
+    calls.update(
+        {
+            "nn.BatchNorm": lambda: _layer(nn.BatchNorm(c, eps=eps, dtype=x.dtype), x),
+            "nn.LayerNorm": lambda: _layer(nn.LayerNorm(x.shape[-1], eps=eps, dtype=x.dtype), x),
+            "nn.GroupNorm": lambda: _layer(nn.GroupNorm(3, c, eps=eps, dtype=x.dtype), x),
+            "nn.InstanceNorm": lambda: _layer(
+                nn.InstanceNorm(c, eps=eps, track_running_stats=True, dtype=x.dtype), x
+            ),
+            "nn.RMSNorm": lambda: _layer(nn.RMSNorm(x.shape[-1], eps=eps, dtype=x.dtype), x),
+            "BatchNormalizer": lambda: BatchNormalizer(eps=eps).fit(finite_rows).transform(x2),
+            "BatchNormalizer momentum": lambda: (
+                BatchNormalizer(eps=eps, momentum=0.1)
+                .partial_fit(finite_rows)
+                .partial_fit(finite_rows)
+                .transform(x2)
+            ),
+        }
+    )
+    return calls
+
+
+@pytest.mark.parametrize("data", list(WARNING_INPUTS))
+def test_no_numpy_warnings(data):
+    """Overflow, division by zero and invalid values give the intended inf/NaN/0 results
+    without NumPy RuntimeWarnings leaking out of fastnorm."""
+    import warnings
+
+    x, eps = WARNING_INPUTS[data]
+    leaked = []
+    for name, call in _warning_calls(x, eps).items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            try:
+                call()
+            except RuntimeWarning as w:
+                leaked.append(f"{name}: {w}")
+    assert not leaked, leaked

@@ -103,6 +103,12 @@ class ChannelRunsContext(_Context):
         dy, dx = self._grad_arrays(grad_out)
         if self.count == 0 or dy.size == 0:
             return self._zeros(dx)
+        # an infinite rstd (constant input, eps=0) or non-finite sums give inf/NaN gradients as in
+        # PyTorch, without NumPy warnings
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return self._backward(dy, dx)
+
+    def _backward(self, dy, dx):
         layout = self.layout
         dy3 = dy.reshape(layout.x.shape)
         s_dy, s_dyx = layout.grad_sums(dy3, self.centre)  # (Np, C)

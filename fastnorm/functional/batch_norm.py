@@ -75,7 +75,8 @@ def _batch_norm(
     else:
         mean = running_mean.astype(np.float64)
         var = running_var.astype(np.float64)
-    rstd = 1.0 / np.sqrt(var + eps)
+    with np.errstate(divide="ignore", invalid="ignore"):  # var + eps = 0 or < 0: inf, NaN
+        rstd = 1.0 / np.sqrt(var + eps)
 
     if layout.fuses_batch_norm:
         ctx = ColumnsContext(layout, x.shape, w, mean, rstd, training)

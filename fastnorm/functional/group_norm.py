@@ -54,7 +54,9 @@ def _normalize(x, layout, mean, var, weight, bias, eps, groups, out, batch_stats
     channels = layout.c
     w = np.ones(channels) if weight is None else weight
     b = np.zeros(channels) if bias is None else bias
-    ctx = _context(x, layout, mean, 1.0 / np.sqrt(var + eps), w, groups, batch_stats)
+    with np.errstate(divide="ignore", invalid="ignore"):  # var + eps = 0 or < 0: inf, NaN
+        rstd = 1.0 / np.sqrt(var + eps)
+    ctx = _context(x, layout, mean, rstd, w, groups, batch_stats)
     centre, rstd_c = ctx.centre, ctx.rstd
     if x.size == 0:
         return out, ctx
