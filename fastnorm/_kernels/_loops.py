@@ -19,12 +19,35 @@ def run_sum(v):
 
 
 @njit(**KERNEL)
-def run_centred_sumsq(v, centre):
+def run_centred_sums(v, centre):
+    """Sum of (v - centre) ** 2 and of (v - centre): the second pass of the moments, whose second
+    sum corrects the mean (``corrected_moments``)."""
     s = 0.0
+    s_d = 0.0
     for i in range(v.shape[0]):
         d = v[i] - centre
         s += d * d
-    return s
+        s_d += d
+    return s, s_d
+
+
+@njit(**KERNEL)
+def corrected_moments(mean, sq, s_d, n):
+    """(mean, M2) of n values from a first-pass ``mean`` and the sums of the second pass: the
+    corrected two-pass formula, mean + sum(d) / n and sum(d * d) - sum(d) ** 2 / n.
+
+    A rounded sum (float64 data, or a reciprocal in place of the division) leaves the first-pass
+    mean a few ulps off; for a constant run every d is then that same small offset, which the
+    correction removes exactly, so x - mean is exactly 0 at any magnitude. Non-finite data keeps
+    the first-pass values (an infinite mean stays infinite, as in PyTorch)."""
+    c = s_d / n
+    corrected = mean + c
+    if corrected != corrected:
+        return mean, sq
+    m2 = sq - s_d * c
+    if m2 < 0.0:
+        m2 = 0.0
+    return corrected, m2
 
 
 @njit(**KERNEL)

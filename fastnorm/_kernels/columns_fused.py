@@ -73,14 +73,19 @@ def columns_normalize_backward(dy, x, mean, rstd, weight, batch_stats, row_block
         run_add(s_dy, part_dy[i])
         run_add(s_dyx, part_dyx[i])
     alpha = rstd * weight
-    if batch_stats:
-        # d/dx of the batch mean and variance: the same formulas as channel_norm_backward
-        beta = -(rstd * rstd) * alpha * s_dyx / A
-        gamma = -alpha * s_dy / A
-    else:
-        beta = np.zeros(B)
-        gamma = np.zeros(B)
     rows = rows_per_task(B)
+    if not batch_stats:
+        # constant statistics: dx = alpha * dy, which never reads x (a NaN or infinite x must
+        # not turn its gradient into NaN through 0 * (x - mean))
+        zeros = np.zeros((1, B))
+        for t in prange((A + rows - 1) // rows):
+            block_column_affine(
+                dy, 0, t * rows, min(A, (t + 1) * rows), zeros, alpha.reshape((1, B)), zeros, dx
+            )
+        return s_dyx * rstd, s_dy
+    # d/dx of the batch mean and variance: the same formulas as channel_norm_backward
+    beta = -(rstd * rstd) * alpha * s_dyx / A
+    gamma = -alpha * s_dy / A
     for t in prange((A + rows - 1) // rows):
         block_column_grad_input(
             dy,

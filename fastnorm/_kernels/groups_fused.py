@@ -6,7 +6,14 @@ import numpy as np
 from numba import prange
 
 from ._flags import parallel_kernel
-from ._loops import run_affine, run_centred_sumsq, run_grad_input, run_grad_sums, run_sum
+from ._loops import (
+    corrected_moments,
+    run_affine,
+    run_centred_sums,
+    run_grad_input,
+    run_grad_sums,
+    run_sum,
+)
 
 
 @parallel_kernel
@@ -21,7 +28,8 @@ def groups_normalize(x, weight, bias, groups, length, eps, out):
     for r in prange(rows):
         row = x[r]
         mu = run_sum(row) / row_len
-        sq = run_centred_sumsq(row, mu)
+        sq, s_d = run_centred_sums(row, mu)
+        mu, sq = corrected_moments(mu, sq, s_d, row_len)
         rs = 1.0 / np.sqrt(sq / row_len + eps)
         mean[r] = mu
         m2[r] = sq

@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._flags import KERNEL, parallel_kernel
+from ._loops import corrected_moments
 from .merge import merge_into
 from .schedule import column_task
 
@@ -67,10 +68,12 @@ def _block_sum(xb, wb, acc):
 
 
 @njit(**KERNEL)
-def _block_sq_dev(xb, wb, mean, acc):
-    """acc[j] = sum over rows a of (wb[a] *) (xb[a, j] - mean[j]) ** 2."""
+def _block_sq_dev(xb, wb, mean, acc, acc_d):
+    """acc[j] = sum over rows a of (wb[a] *) (xb[a, j] - mean[j]) ** 2, and acc_d[j] the sum of
+    (wb[a] *) (xb[a, j] - mean[j]), which corrects the mean (``corrected_moments``)."""
     rows, cols = xb.shape
     acc[:] = 0.0
+    acc_d[:] = 0.0
     a = 0
     while a + 4 <= rows:
         if wb is None:
@@ -81,6 +84,7 @@ def _block_sq_dev(xb, wb, mean, acc):
                 d2 = xb[a + 2, j] - m
                 d3 = xb[a + 3, j] - m
                 acc[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                acc_d[j] += (d0 + d1) + (d2 + d3)
         else:
             w0, w1, w2, w3 = wb[a], wb[a + 1], wb[a + 2], wb[a + 3]
             for j in range(cols):
@@ -90,12 +94,14 @@ def _block_sq_dev(xb, wb, mean, acc):
                 d2 = xb[a + 2, j] - m
                 d3 = xb[a + 3, j] - m
                 acc[j] += (w0 * (d0 * d0) + w1 * (d1 * d1)) + (w2 * (d2 * d2) + w3 * (d3 * d3))
+                acc_d[j] += (w0 * d0 + w1 * d1) + (w2 * d2 + w3 * d3)
         a += 4
     while a < rows:
         w0 = 1.0 if wb is None else wb[a]
         for j in range(cols):
             d = xb[a, j] - mean[j]
             acc[j] += w0 * (d * d)
+            acc_d[j] += w0 * d
         a += 1
 
 
@@ -125,11 +131,16 @@ def _block_moments_nan(xb, wb, cnt, mean, m2):
     for j in range(cols):
         # NaN marks "no data": merge_moments never reads the mean of an empty set
         mean[j] = mean[j] / cnt[j] if cnt[j] > 0.0 else np.nan
+    s_d = np.zeros(cols)
     for a in range(rows):
         w0 = 1.0 if wb is None else wb[a]
         for j in range(cols):
             d = xb[a, j] - mean[j]
             m2[j] += w0 * (d * d) if d == d else 0.0
+            s_d[j] += w0 * d if d == d else 0.0
+    for j in range(cols):
+        if cnt[j] > 0.0:
+            mean[j], m2[j] = corrected_moments(mean[j], m2[j], s_d[j], cnt[j])
     return bad
 
 
@@ -144,14 +155,17 @@ def block_moments(xb, wb, skip_nan, cnt, mean, m2):
     total = _block_sum(xb, wb, mean)
     if skip_nan and not _all_finite(mean):
         return _block_moments_nan(xb, wb, cnt, mean, m2)
-    cnt[:] = total
     if total == 0.0:  # only zero weights: no data
+        cnt[:] = total
         mean[:] = np.nan
         m2[:] = 0.0
         return False
     for j in range(mean.shape[0]):
-        mean[j] = mean[j] / total  # a division, so a constant column gets its value back exactly
-    _block_sq_dev(xb, wb, mean, m2)
+        mean[j] = mean[j] / total
+    _block_sq_dev(xb, wb, mean, m2, cnt)  # cnt holds the sums of deviations for a moment
+    for j in range(mean.shape[0]):
+        mean[j], m2[j] = corrected_moments(mean[j], m2[j], cnt[j], total)
+    cnt[:] = total
     return False
 
 

@@ -11,10 +11,11 @@ from numba import njit, prange
 
 from ._flags import KERNEL, parallel_kernel
 from ._loops import (
+    corrected_moments,
     run_add,
     run_add_grad_sums,
     run_add_grad_sums4,
-    run_centred_sumsq,
+    run_centred_sums,
     run_grad_sums,
     run_sum,
 )
@@ -35,9 +36,9 @@ def row_moments(x, chunk):
         r, lo, hi = row_task(t, per_row, chunk, length)
         seg = x[r, lo:hi]
         mu = run_sum(seg) / (hi - lo)
+        sq, s_d = run_centred_sums(seg, mu)
         count[t] = hi - lo
-        mean[t] = mu
-        m2[t] = run_centred_sumsq(seg, mu)
+        mean[t], m2[t] = corrected_moments(mu, sq, s_d, hi - lo)
     if per_row == 1:
         return mean, m2
     row_mean = np.empty(rows)

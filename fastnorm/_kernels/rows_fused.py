@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._flags import KERNEL, parallel_kernel
-from ._loops import run_add, run_centred_sumsq, run_sum
+from ._loops import corrected_moments, run_add, run_centred_sums, run_sum
 
 
 @njit(**KERNEL)
@@ -48,7 +48,10 @@ def rows_normalize(x, weight, bias, eps, subtract_mean, out):
     for r in prange(rows):
         row = x[r]
         mu = run_sum(row) / length if subtract_mean else 0.0
-        rs = 1.0 / np.sqrt(run_centred_sumsq(row, mu) / length + eps)
+        sq, s_d = run_centred_sums(row, mu)
+        if subtract_mean:
+            mu, sq = corrected_moments(mu, sq, s_d, length)
+        rs = 1.0 / np.sqrt(sq / length + eps)
         mean[r] = mu
         rstd[r] = rs
         _run_normalize(row, mu, rs, weight, bias, out[r])

@@ -94,8 +94,9 @@ def shaped_param(value, name, shape):
     return np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
 
 
-def running_stat(value, name, length):
-    """A running statistic buffer: a writeable float array of shape (length,), updated in place."""
+def running_stat(value, name, length, updated=False):
+    """A running statistic buffer: a float array of shape (length,); writeable when ``updated``
+    (checked before anything is computed, so a failed call changes neither buffer)."""
     if value is None:
         return None
     if not isinstance(value, np.ndarray):
@@ -104,13 +105,15 @@ def running_stat(value, name, length):
         raise TypeError(f"{name} must be float32 or float64, got {value.dtype}")
     if value.shape != (length,):
         raise ValueError(f"{name} must have shape (num_features,) = ({length},), got {value.shape}")
+    if updated and not value.flags.writeable:
+        raise ValueError(f"{name} is read-only; it is updated in place when training")
     return value
 
 
-def running_stats(running_mean, running_var, length):
-    """Both running statistics checked, or both None."""
-    running_mean = running_stat(running_mean, "running_mean", length)
-    running_var = running_stat(running_var, "running_var", length)
+def running_stats(running_mean, running_var, length, updated=False):
+    """Both running statistics checked, or both None; ``updated``: they will be written."""
+    running_mean = running_stat(running_mean, "running_mean", length, updated)
+    running_var = running_stat(running_var, "running_var", length, updated)
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must be given together")
     return running_mean, running_var
@@ -152,10 +155,19 @@ def output_array(out, shape, dtype):
     return out
 
 
-def saved_input(x, out):
-    """The input a backward pass will read: a copy when ``out`` would overwrite it."""
-    overlap = isinstance(out, np.ndarray) and np.may_share_memory(x, out)
-    return x.copy() if overlap else x
+def saved_input(x, out, save=True):
+    """The input the forward pass (and, with ``save``, a backward pass) reads: a copy when ``out``
+    would overwrite it. Without ``save``, ``out`` that is ``x`` itself (same memory, same strides)
+    needs no copy: every forward pass reads a value before it writes the same position."""
+    if not (isinstance(out, np.ndarray) and np.may_share_memory(x, out)):
+        return x
+    same = (
+        out.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+        and out.shape == x.shape
+        and out.strides == x.strides
+        and out.dtype == x.dtype
+    )
+    return x if same and not save else x.copy()
 
 
 def contiguous_target(out):

@@ -103,6 +103,12 @@ class ChannelRunsContext(_Context):
         dy, dx = self._grad_arrays(grad_out)
         if self.count == 0 or dy.size == 0:
             return self._zeros(dx)
+        # an infinite rstd (constant input, eps=0) or non-finite sums give inf/NaN gradients as in
+        # PyTorch, without NumPy warnings
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return self._backward(dy, dx)
+
+    def _backward(self, dy, dx):
         layout = self.layout
         dy3 = dy.reshape(layout.x.shape)
         s_dy, s_dyx = layout.grad_sums(dy3, self.centre)  # (Np, C)
@@ -110,18 +116,19 @@ class ChannelRunsContext(_Context):
         grad_bias = s_dy.sum(axis=0)
 
         alpha = self.rstd * self.weight  # (Np, C)
-        if self.batch_stats:
-            g = self.group_size
-            n_p = s_dy.shape[0]
-            # sums of (weight * dy) and (weight * dy * (x - mean)) over each statistic's values
-            sum_g = (s_dy * self.weight).reshape(n_p, -1, g).sum(axis=2)
-            sum_gx = (s_dyx * self.weight).reshape(n_p, -1, g).sum(axis=2)
-            rstd = self.rstd[:, ::g]
-            beta = np.repeat(-(rstd**3) * sum_gx / self.count, g, axis=1)
-            gamma = np.repeat(-rstd * sum_g / self.count, g, axis=1)
-        else:
-            beta = np.zeros_like(alpha)
-            gamma = np.zeros_like(alpha)
+        if not self.batch_stats:
+            # constant statistics: dx = alpha * dy, without reading x (a NaN or infinite x must
+            # not give NaN through 0 * (x - centre))
+            layout.scale(dy3, alpha, dx.reshape(layout.x.shape))
+            return dx, grad_weight, grad_bias
+        g = self.group_size
+        n_p = s_dy.shape[0]
+        # sums of (weight * dy) and (weight * dy * (x - mean)) over each statistic's values
+        sum_g = (s_dy * self.weight).reshape(n_p, -1, g).sum(axis=2)
+        sum_gx = (s_dyx * self.weight).reshape(n_p, -1, g).sum(axis=2)
+        rstd = self.rstd[:, ::g]
+        beta = np.repeat(-(rstd**3) * sum_gx / self.count, g, axis=1)
+        gamma = np.repeat(-rstd * sum_g / self.count, g, axis=1)
         layout.grad_input(dy3, self.centre, alpha, beta, gamma, dx.reshape(layout.x.shape))
         return dx, grad_weight, grad_bias
 

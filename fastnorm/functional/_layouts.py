@@ -142,11 +142,13 @@ class ChannelRuns:
         )
         return mean.reshape(self.n, groups), m2.reshape(self.n, groups)
 
-    def affine(self, centre, scale, shift, out):
-        """out = (x - centre) * scale + shift, parameters of shape (Np, C)."""
+    def affine(self, centre, scale, shift, out, source=None):
+        """out = (x - centre) * scale + shift, parameters of shape (Np, C); ``source`` (an array
+        of x's shape) replaces x when given."""
+        src = self.x if source is None else source
         if self.use_rows:
             elementwise.rows_affine(
-                self._rows(self.x),
+                self._rows(src),
                 self._per_row(centre),
                 self._per_row(scale),
                 self._per_row(shift),
@@ -156,12 +158,18 @@ class ChannelRuns:
         else:
             n_p = centre.shape[0]
             elementwise.columns_affine(
-                self._columns(self.x, n_p),
+                self._columns(src, n_p),
                 self._per_column(centre),
                 self._per_column(scale),
                 self._per_column(shift),
                 self._columns(out, n_p),
             )
+
+    def scale(self, dy, scale, out):
+        """out = dy * scale, parameters of shape (Np, C): the input gradient when the statistics
+        are constants, which does not read x."""
+        zeros = np.zeros_like(scale)
+        self.affine(zeros, scale, zeros, out, source=dy)
 
     def grad_sums(self, dy, centre):
         """sum(dy) and sum(dy * (x - centre)) per (Np, C) parameter slot."""
@@ -236,6 +244,11 @@ class SampleColumns:
 
     def affine(self, centre, scale, shift, out):
         elementwise.columns_affine(self.x, centre, scale, shift, out)
+
+    def scale(self, dy, scale, out):
+        """out = dy * scale (see ``ChannelRuns.scale``)."""
+        zeros = np.zeros_like(scale)
+        elementwise.columns_affine(dy, zeros, scale, zeros, out)
 
     def grad_sums(self, dy, centre):
         return reduce.column_grad_sums(dy, self.x, centre, *schedule.column_blocks(self.d, self.c))

@@ -22,18 +22,29 @@ def batch_norm_forward(
     out=None,
 ):
     """``batch_norm`` that also returns the context its backward pass needs."""
+    return _batch_norm(
+        x, running_mean, running_var, weight, bias, training, momentum, eps, axis, out, True
+    )
+
+
+def _batch_norm(
+    x, running_mean, running_var, weight, bias, training, momentum, eps, axis, out, save
+):
+    """Batch norm and its context; ``save``: a backward pass may follow, so keep the input."""
     x = checks.as_float_array(x)
     checks.check_ndim(x, 2)
     axis = checks.check_axis(axis, x.ndim)
     eps = checks.check_eps(eps)
     momentum = checks.check_momentum(momentum) if training else momentum
     channels = x.shape[axis]
-    running_mean, running_var = checks.running_stats(running_mean, running_var, channels)
+    running_mean, running_var = checks.running_stats(
+        running_mean, running_var, channels, updated=training
+    )
     w = checks.vector_param(weight, "weight", channels)
     b = checks.vector_param(bias, "bias", channels)
     if not training and running_mean is None:
         raise ValueError("running_mean and running_var are required when training=False")
-    x = checks.saved_input(x, out)
+    x = checks.saved_input(x, out, save)
     out = checks.output_array(out, x.shape, x.dtype)
 
     layout = ChannelRuns(channel_runs_view(x, axis))
@@ -64,7 +75,8 @@ def batch_norm_forward(
     else:
         mean = running_mean.astype(np.float64)
         var = running_var.astype(np.float64)
-    rstd = 1.0 / np.sqrt(var + eps)
+    with np.errstate(divide="ignore", invalid="ignore"):  # var + eps = 0 or < 0: inf, NaN
+        rstd = 1.0 / np.sqrt(var + eps)
 
     if layout.fuses_batch_norm:
         ctx = ColumnsContext(layout, x.shape, w, mean, rstd, training)
@@ -128,8 +140,8 @@ def batch_norm(
     >>> running_mean, running_var  # 0.9 * old + 0.1 * batch (unbiased variance)
     (array([0.2, 2. ]), array([  1.1, 20.9]))
     """
-    return batch_norm_forward(
-        x, running_mean, running_var, weight, bias, training, momentum, eps, axis=axis, out=out
+    return _batch_norm(
+        x, running_mean, running_var, weight, bias, training, momentum, eps, axis, out, False
     )[0]
 
 

@@ -54,7 +54,9 @@ def _normalize(x, layout, mean, var, weight, bias, eps, groups, out, batch_stats
     channels = layout.c
     w = np.ones(channels) if weight is None else weight
     b = np.zeros(channels) if bias is None else bias
-    ctx = _context(x, layout, mean, 1.0 / np.sqrt(var + eps), w, groups, batch_stats)
+    with np.errstate(divide="ignore", invalid="ignore"):  # var + eps = 0 or < 0: inf, NaN
+        rstd = 1.0 / np.sqrt(var + eps)
+    ctx = _context(x, layout, mean, rstd, w, groups, batch_stats)
     centre, rstd_c = ctx.centre, ctx.rstd
     if x.size == 0:
         return out, ctx
@@ -72,6 +74,10 @@ def _same_view(arr, layout):
 
 def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=None):
     """``group_norm`` that also returns the context its backward pass needs."""
+    return _group_norm(x, num_groups, weight, bias, eps, axis, out, save=True)
+
+
+def _group_norm(x, num_groups, weight, bias, eps, axis, out, save):
     x = checks.as_float_array(x)
     checks.check_ndim(x, 2)
     axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
@@ -80,7 +86,7 @@ def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=
     num_groups = checks.check_groups(num_groups, channels)
     w = checks.vector_param(weight, "weight", channels, "(num_channels,)")
     b = checks.vector_param(bias, "bias", channels, "(num_channels,)")
-    x = checks.saved_input(x, out)
+    x = checks.saved_input(x, out, save)
     out = checks.output_array(out, x.shape, x.dtype)
     layout = _per_sample_layout(x, axis)
     return _input_stats(x, layout, w, b, eps, num_groups, out)[:2]
@@ -104,7 +110,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=N
            [-1.        , -1.        ],
            [ 1.        ,  1.        ]])
     """
-    return group_norm_forward(x, num_groups, weight, bias, eps, axis=axis, out=out)[0]
+    return _group_norm(x, num_groups, weight, bias, eps, axis, out, save=False)[0]
 
 
 def instance_norm_forward(
@@ -121,18 +127,29 @@ def instance_norm_forward(
     out=None,
 ):
     """``instance_norm`` that also returns the context its backward pass needs."""
+    return _instance_norm(
+        x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, axis, out, True
+    )
+
+
+def _instance_norm(
+    x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, axis, out, save
+):
     x = checks.as_float_array(x)
     checks.check_ndim(x, 2)
     axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
     eps = checks.check_eps(eps)
     channels = x.shape[axis]
-    running_mean, running_var = checks.running_stats(running_mean, running_var, channels)
+    running_mean, running_var = checks.running_stats(
+        running_mean, running_var, channels, updated=use_input_stats
+    )
     w = checks.vector_param(weight, "weight", channels)
     b = checks.vector_param(bias, "bias", channels)
-    x = checks.saved_input(x, out)
+    x = checks.saved_input(x, out, save)
     out = checks.output_array(out, x.shape, x.dtype)
     layout = _per_sample_layout(x, axis)
     spatial = layout.d
+    groups = max(channels, 1)  # one group per channel; no channels: one empty group
     if use_input_stats:
         if running_mean is not None:
             momentum = checks.check_momentum(momentum)
@@ -140,7 +157,7 @@ def instance_norm_forward(
             raise ValueError(
                 f"Expected more than 1 spatial element when training, got input size {x.shape}"
             )
-        out, ctx, mean, m2 = _input_stats(x, layout, w, b, eps, channels, out)
+        out, ctx, mean, m2 = _input_stats(x, layout, w, b, eps, groups, out)
         if running_mean is not None and x.size > 0:
             update_running_stats(
                 running_mean,
@@ -155,7 +172,7 @@ def instance_norm_forward(
     n = layout.n
     mean = np.broadcast_to(running_mean.astype(np.float64), (n, channels))
     var = np.broadcast_to(running_var.astype(np.float64), (n, channels))
-    return _normalize(x, layout, mean, var, w, b, eps, channels, out, batch_stats=False)
+    return _normalize(x, layout, mean, var, w, b, eps, groups, out, batch_stats=False)
 
 
 def instance_norm(
@@ -185,15 +202,6 @@ def instance_norm(
     array([[[-1.,  1.],
             [-1.,  1.]]])
     """
-    return instance_norm_forward(
-        x,
-        running_mean,
-        running_var,
-        weight,
-        bias,
-        use_input_stats,
-        momentum,
-        eps,
-        axis=axis,
-        out=out,
+    return _instance_norm(
+        x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, axis, out, False
     )[0]

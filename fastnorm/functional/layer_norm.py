@@ -43,11 +43,11 @@ class RowsContext:
         return dx, grad_w, grad_b
 
 
-def _rows_forward(x, normalized_shape, weight, bias, eps, out, subtract_mean):
+def _rows_forward(x, normalized_shape, weight, bias, eps, out, subtract_mean, save=True):
     shape = checks.normalized_shape_of(normalized_shape, x.shape)
     w = checks.shaped_param(weight, "weight", shape)
     b = checks.shaped_param(bias, "bias", shape) if subtract_mean else None
-    x = checks.saved_input(x, out)
+    x = checks.saved_input(x, out, save)
     out = checks.output_array(out, x.shape, x.dtype)
     length = int(np.prod(shape, dtype=np.int64))
     rows = x.size // length if length else 0
@@ -67,10 +67,14 @@ def _rows_forward(x, normalized_shape, weight, bias, eps, out, subtract_mean):
 
 def layer_norm_forward(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=None):
     """``layer_norm`` that also returns the context its backward pass needs."""
+    return _layer_norm(x, normalized_shape, weight, bias, eps, out, save=True)
+
+
+def _layer_norm(x, normalized_shape, weight, bias, eps, out, save):
     x = checks.as_float_array(x)
     checks.check_ndim(x, 1)
     eps = checks.check_eps(eps)
-    return _rows_forward(x, normalized_shape, weight, bias, eps, out, subtract_mean=True)
+    return _rows_forward(x, normalized_shape, weight, bias, eps, out, True, save)
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=None):
@@ -87,16 +91,20 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
     array([[-1.2247,  0.    ,  1.2247],
            [-0.7071, -0.7071,  1.4142]])
     """
-    return layer_norm_forward(x, normalized_shape, weight, bias, eps, out=out)[0]
+    return _layer_norm(x, normalized_shape, weight, bias, eps, out, save=False)[0]
 
 
 def rms_norm_forward(x, normalized_shape, weight=None, eps=None, *, out=None):
     """``rms_norm`` that also returns the context its backward pass needs."""
+    return _rms_norm(x, normalized_shape, weight, eps, out, save=True)
+
+
+def _rms_norm(x, normalized_shape, weight, eps, out, save):
     x = checks.as_float_array(x)
     checks.check_ndim(x, 1)
     eps = checks.check_eps(eps, allow_none=True)
     eps = float(np.finfo(x.dtype).eps) if eps is None else eps
-    return _rows_forward(x, normalized_shape, weight, None, eps, out, subtract_mean=False)
+    return _rows_forward(x, normalized_shape, weight, None, eps, out, False, save)
 
 
 def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None):
@@ -112,7 +120,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None):
     >>> rms_norm(np.array([[3.0, 4.0]]), 2, eps=0.0).round(4)  # rms = sqrt(12.5)
     array([[0.8485, 1.1314]])
     """
-    return rms_norm_forward(x, normalized_shape, weight, eps, out=out)[0]
+    return _rms_norm(x, normalized_shape, weight, eps, out, save=False)[0]
 
 
 def rows_norm_backward(ctx, grad_out):

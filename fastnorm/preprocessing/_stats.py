@@ -47,7 +47,9 @@ def ema_step(old_w, old_mean, old_var, weight_b, mean_b, var_b, momentum):
 def transform_factor(var, sum_w, mean, scale, eps):
     """Per-feature multiplier scale / sqrt(var + eps); 0 for constant features."""
     # StandardScaler's bound on the rounding error of the variance: below it, constant
-    constant = var <= sum_w * EPS64 * var + (sum_w * np.nan_to_num(mean) * EPS64) ** 2
+    # (an overflowing bound, at |mean| near 1e300, means no finite variance is distinguishable)
+    with np.errstate(over="ignore"):
+        constant = var <= sum_w * EPS64 * var + (sum_w * np.nan_to_num(mean) * EPS64) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = scale / np.sqrt(var + eps)
     factor = np.where(constant, 0.0, factor)
