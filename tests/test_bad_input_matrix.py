@@ -73,19 +73,23 @@ GRAD_MSG = r"grad_out must be an? .*array.*shape \(4, 3, 5\)"
 
 # ------------------------------------------------------------------------------- functional
 
+def trailing(x):
+    return np.shape(x)[-1:] or 5
+
+
 OPS = {
     "batch_norm": lambda x, **kw: F.batch_norm(x, None, None, training=True, **kw),
-    "layer_norm": lambda x, **kw: F.layer_norm(x, x.shape[-1:] if np.ndim(x) else 5, **kw),
+    "layer_norm": lambda x, **kw: F.layer_norm(x, trailing(x), **kw),
     "group_norm": lambda x, **kw: F.group_norm(x, 1, **kw),
     "instance_norm": lambda x, **kw: F.instance_norm(x, **kw),
-    "rms_norm": lambda x, **kw: F.rms_norm(x, x.shape[-1:] if np.ndim(x) else 5, **kw),
+    "rms_norm": lambda x, **kw: F.rms_norm(x, trailing(x), **kw),
 }
 FORWARDS = {
     "batch_norm_forward": lambda x, **kw: F.batch_norm_forward(x, None, None, training=True, **kw),
-    "layer_norm_forward": lambda x, **kw: F.layer_norm_forward(x, x.shape[-1:], **kw),
+    "layer_norm_forward": lambda x, **kw: F.layer_norm_forward(x, trailing(x), **kw),
     "group_norm_forward": lambda x, **kw: F.group_norm_forward(x, 1, **kw),
     "instance_norm_forward": lambda x, **kw: F.instance_norm_forward(x, **kw),
-    "rms_norm_forward": lambda x, **kw: F.rms_norm_forward(x, x.shape[-1:], **kw),
+    "rms_norm_forward": lambda x, **kw: F.rms_norm_forward(x, trailing(x), **kw),
 }
 
 for name, op in {**OPS, **FORWARDS}.items():
@@ -218,11 +222,11 @@ case(
 )
 
 for bad, exc, msg in (
-    ("2", TypeError, r"\bnum_groups must be a positive integer"),
-    (1.0, TypeError, r"\bnum_groups must be a positive integer"),
+    ("2", TypeError, r"\bnum_groups must be an integer >= 1"),
+    (1.0, TypeError, r"\bnum_groups must be an integer >= 1"),
     (0, ValueError, r"\bnum_groups=0 must be a positive divisor of the number of channels \(3\)"),
     (2, ValueError, r"\bnum_groups=2 must be a positive divisor of the number of channels \(3\)"),
-    (None, TypeError, r"\bnum_groups must be a positive integer"),
+    (None, TypeError, r"\bnum_groups must be an integer >= 1"),
 ):
     case(
         f"functional/group_norm: num_groups={bad!r}",
@@ -474,8 +478,8 @@ case(
 )
 
 for bad, exc, msg in (
-    ("2", TypeError, r"\bnum_groups must be a positive integer"),
-    (0, ValueError, r"\bnum_groups must be a positive integer"),
+    ("2", TypeError, r"\bnum_groups must be an integer >= 1"),
+    (0, ValueError, r"\bnum_groups must be an integer >= 1"),
     (4, ValueError, r"\bnum_groups=4 must divide num_channels=6"),
 ):
     case(f"nn/GroupNorm(num_groups={bad!r}, 6)", lambda bad=bad: GroupNorm(bad, 6), exc, msg)
@@ -484,7 +488,7 @@ for bad, exc in (("6", TypeError), (6.0, TypeError), (-6, ValueError)):
         f"nn/GroupNorm(2, num_channels={bad!r})",
         lambda bad=bad: GroupNorm(2, bad),
         exc,
-        r"\bnum_channels must be a positive integer",
+        r"\bnum_channels must be an integer >= 1",
     )
 case("nn/GroupNorm(axis=2)", lambda: GroupNorm(1, 3, axis=2), ValueError, r"\baxis must be 1")
 for affine in (True, False):
@@ -536,7 +540,7 @@ for bad, exc in (("3", TypeError), (3.5, TypeError), (0, ValueError), (None, Typ
             f"nn/Linear({arg}={bad!r})",
             lambda bad=bad, arg=arg: Linear(**{"in_features": 3, "out_features": 2, arg: bad}),
             exc,
-            rf"\b{arg} must be a positive integer",
+            rf"\b{arg} must be an integer >= 1",
         )
 case("nn/Linear(bias='no')", lambda: Linear(3, 2, "no"), TypeError, r"\bbias must be a bool")
 for bad, exc in (("xavier", ValueError), (None, TypeError)):
@@ -887,7 +891,7 @@ for name, cls, arg in (
             f"preprocessing/{name}({arg}={bad!r}).fit",
             lambda cls=cls, bad=bad: cls(bad).fit(XT),
             exc,
-            rf"\b{arg} must be a positive integer",
+            rf"\b{arg} must be an integer >= 1",
         )
     case(
         f"preprocessing/{name}({arg}=4).fit: does not divide 6 features",
@@ -1290,6 +1294,8 @@ BAD_BATCHES = [
 @pytest.mark.parametrize("momentum", [None, 0.1])
 @pytest.mark.parametrize("bad", range(len(BAD_BATCHES)))
 def test_batch_normalizer_bad_batch_keeps_state(method, momentum, bad):
+    if method == "fit" and BAD_BATCHES[bad].shape == (20, 5):
+        pytest.skip("fit starts afresh: another feature count is not an error")
     est = BatchNormalizer(momentum=momentum).partial_fit(XT)
     before = _state(est)
     with pytest.raises((TypeError, ValueError)):

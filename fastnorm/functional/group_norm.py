@@ -126,6 +126,7 @@ def instance_norm_forward(
     axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
     eps = checks.check_eps(eps)
     channels = x.shape[axis]
+    use_input_stats = checks.check_flag(use_input_stats, "use_input_stats")
     running_mean, running_var = checks.running_stats(running_mean, running_var, channels)
     w = checks.vector_param(weight, "weight", channels)
     b = checks.vector_param(bias, "bias", channels)
