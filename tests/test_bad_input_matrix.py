@@ -456,7 +456,7 @@ for name, cls in {"BatchNorm": BatchNorm, "InstanceNorm": InstanceNorm}.items():
             f"{fam}.forward: 4 channels, affine={affine}",
             lambda cls=cls, affine=affine: cls(3, affine=affine).forward(np.ones((4, 4, 5))),
             ValueError,
-            r"\bnum_features\b.*3.*4 channels",
+            r"got an input with 4 channels.*\bnum_features=3 channels are expected",
         )
     case(
         f"{fam}.forward: 1-D input",
@@ -543,7 +543,7 @@ for bad, exc in (("3", TypeError), (3.5, TypeError), (0, ValueError), (None, Typ
             rf"\b{arg} must be an integer >= 1",
         )
 case("nn/Linear(bias='no')", lambda: Linear(3, 2, "no"), TypeError, r"\bbias must be a bool")
-for bad, exc in (("xavier", ValueError), (None, TypeError)):
+for bad, exc in (("xavier", ValueError), (None, ValueError), (1, TypeError)):
     case(
         f"nn/Linear(init={bad!r})",
         lambda bad=bad: Linear(3, 2, init=bad),
@@ -619,7 +619,7 @@ for gname, grad, exc in (("None", None, TypeError), ("wrong shape", np.ones((3, 
     )
 
 # activations
-for bad, exc in (("exact", ValueError), (None, TypeError), (True, TypeError)):
+for bad, exc in (("exact", ValueError), (None, ValueError), (True, TypeError)):
     case(
         f"nn/GELU(approximate={bad!r})",
         lambda bad=bad: GELU(bad),
