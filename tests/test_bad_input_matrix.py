@@ -945,7 +945,7 @@ for method in ("fit", "partial_fit"):
     )
     for wname, w, exc, msg in (
         ("negative", -np.ones(20), ValueError, r"\bsample_weight must be finite and non-negative"),
-        ("nan", np.full(20, np.nan), ValueError, r"\bsample_weight must be finite"),
+        ("nan", np.full(20, np.nan), ValueError, r"\bsample_weight\b.*NaN"),
         ("wrong length", np.ones(19), ValueError, r"\bsample_weight.shape == \(19,\), expected"),
         ("2-D", np.ones((20, 1)), ValueError, r"\bsample_weight must be 1-D"),
         ("str", np.full(20, "a"), ValueError, r"\bsample_weight\b"),
@@ -1038,7 +1038,8 @@ MLP_PARAMS = [
 
 
 def mlp(cls, **kw):
-    return cls((4,), max_iter=2, random_state=0, **{"batch_size": 8, **kw})
+    defaults = {"hidden_layer_sizes": (4,), "max_iter": 2, "random_state": 0, "batch_size": 8}
+    return cls(**{**defaults, **kw})
 
 
 def fitted(cls, y, **kw):
@@ -1251,7 +1252,8 @@ def test_bad_input(call, exc, match):
         with pytest.raises(exc, match=match) as info:
             call()
     # never a bare error of the wrong kind hiding behind a broad expectation
-    assert not isinstance(info.value, (IndexError, AttributeError, KeyError, ZeroDivisionError))
+    raw = (IndexError, AttributeError, KeyError, ZeroDivisionError)
+    assert isinstance(info.value, NotFittedError) or not isinstance(info.value, raw)
 
 
 def test_case_ids_are_unique():

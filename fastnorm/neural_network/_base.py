@@ -21,6 +21,7 @@ from .._validation import (
     NoneOr,
     Options,
     check_params,
+    input_errors,
 )
 from ..nn import precise_batchnorm_statistics
 from ._network import (
@@ -260,7 +261,8 @@ class _BaseMLP(BaseEstimator):
         copy is made on every call, so edited or loaded weights are always used.
         """
         check_is_fitted(self, "net_")
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        with input_errors("X must be a 2-D array of finite real numbers (n_samples, n_features)"):
+            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         net = inference_copy(self.net_, np.float64)
         X = np.asarray(X, np.float64)
         with thread_limit(self.n_threads):
