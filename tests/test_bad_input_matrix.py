@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-import fastnorm
 from fastnorm import (
     BatchNormalizer,
     GroupNormalizer,
@@ -73,6 +72,7 @@ GRAD_MSG = r"grad_out must be an? .*array.*shape \(4, 3, 5\)"
 
 # ------------------------------------------------------------------------------- functional
 
+
 def trailing(x):
     return np.shape(x)[-1:] or 5
 
@@ -96,7 +96,10 @@ for name, op in {**OPS, **FORWARDS}.items():
     fam = f"functional/{name}"
     for dname, dtype in BAD_DTYPES.items():
         case(
-            f"{fam}: x {dname}", lambda op=op, dtype=dtype: op(X4.astype(dtype)), TypeError, DTYPE_MSG
+            f"{fam}: x {dname}",
+            lambda op=op, dtype=dtype: op(X4.astype(dtype)),
+            TypeError,
+            DTYPE_MSG,
         )
     case(f"{fam}: x None", lambda op=op: op(None), TypeError, DTYPE_MSG)
     case(f"{fam}: x 'abc'", lambda op=op: op("abc"), TypeError, DTYPE_MSG)
@@ -161,7 +164,8 @@ for name, op in {"batch_norm": F.batch_norm, "instance_norm": F.instance_norm}.i
         case(
             f"{fam}: {arg} a list",
             lambda op=op, arg=arg, train=train: op(
-                X4, **{"running_mean": np.zeros(C), "running_var": np.ones(C), arg: [0.0] * C},
+                X4,
+                **{"running_mean": np.zeros(C), "running_var": np.ones(C), arg: [0.0] * C},
                 **train,
             ),
             TypeError,
@@ -405,9 +409,7 @@ for name, make in NORM_LAYERS.items():
             GRAD_MSG,
         )
     for bad, exc in (("1e-5", TypeError), (-1.0, ValueError), (np.inf, ValueError)):
-        case(
-            f"{fam}(eps={bad!r})", lambda make=make, bad=bad: make(eps=bad), exc, r"\beps must be"
-        )
+        case(f"{fam}(eps={bad!r})", lambda make=make, bad=bad: make(eps=bad), exc, r"\beps must be")
     for bad in (np.float16, np.int64, "abc", complex):
         case(
             f"{fam}(dtype={bad!r})",
@@ -846,7 +848,9 @@ BAD_X = {
 
 for name, make in TRANSFORMERS.items():
     fam = f"preprocessing/{name}"
-    methods = ["fit", "transform"] + (["partial_fit", "inverse_transform"] if "Batch" in name else [])
+    methods = ["fit", "transform"] + (
+        ["partial_fit", "inverse_transform"] if "Batch" in name else []
+    )
     for method in methods:
         for xname, (x, exc) in BAD_X.items():
             if method == "fit" or method == "partial_fit":
@@ -949,7 +953,12 @@ for method in ("fit", "partial_fit"):
         ("wrong length", np.ones(19), ValueError, r"\bsample_weight.shape == \(19,\), expected"),
         ("2-D", np.ones((20, 1)), ValueError, r"\bsample_weight must be 1-D"),
         ("str", np.full(20, "a"), ValueError, r"\bsample_weight\b"),
-        ("all zero", np.zeros(20), ValueError, r"Sample weights must contain at least one non-zero"),
+        (
+            "all zero",
+            np.zeros(20),
+            ValueError,
+            r"Sample weights must contain at least one non-zero",
+        ),
     ):
         case(
             f"{FAM}.{method}: sample_weight {wname}",
@@ -987,7 +996,12 @@ for mname, other, exc, msg in (
         exc,
         msg,
     )
-case(f"{FAM}.merge: self unfitted", lambda: BatchNormalizer().merge(BatchNormalizer().fit(XT)), NotFittedError, r"not fitted yet")
+case(
+    f"{FAM}.merge: self unfitted",
+    lambda: BatchNormalizer().merge(BatchNormalizer().fit(XT)),
+    NotFittedError,
+    r"not fitted yet",
+)
 
 
 # ------------------------------------------------------------------------------- MLPs

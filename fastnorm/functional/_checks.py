@@ -123,6 +123,7 @@ def running_stats(running_mean, running_var, length):
 
 def normalized_shape_of(normalized_shape, x_shape):
     """``normalized_shape`` as a tuple that must equal the trailing dimensions of the input."""
+
     def is_int(v):
         return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 

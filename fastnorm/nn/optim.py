@@ -35,6 +35,7 @@ def _betas(betas):
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{description}, got {betas!r}") from None
 
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
 
