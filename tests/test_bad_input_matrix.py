@@ -1306,12 +1306,18 @@ BAD_BATCHES = [
 ]
 
 
-@pytest.mark.parametrize("method", ["fit", "partial_fit"])
 @pytest.mark.parametrize("momentum", [None, 0.1])
-@pytest.mark.parametrize("bad", range(len(BAD_BATCHES)))
+@pytest.mark.parametrize(
+    "method, bad",
+    [
+        (method, bad)
+        for method in ("fit", "partial_fit")
+        for bad in range(len(BAD_BATCHES))
+        # fit starts afresh: another feature count is not an error there
+        if not (method == "fit" and BAD_BATCHES[bad].shape == (20, 5))
+    ],
+)
 def test_batch_normalizer_bad_batch_keeps_state(method, momentum, bad):
-    if method == "fit" and BAD_BATCHES[bad].shape == (20, 5):
-        pytest.skip("fit starts afresh: another feature count is not an error")
     est = BatchNormalizer(momentum=momentum).partial_fit(XT)
     before = _state(est)
     with pytest.raises((TypeError, ValueError)):

@@ -58,6 +58,12 @@ class _AnyOf:
         raise error(f"{name} must be {self.description}, got {value!r}")
 
 
+def _inference_input(est, X):
+    """``X`` for predict/score checked against the fitted estimator; errors name X."""
+    with input_errors("X must be a 2-D array of finite real numbers (n_samples, n_features)"):
+        return validate_data(est, X, reset=False, dtype=(np.float64, np.float32))
+
+
 _REAL = numbers.Real
 _NON_NEGATIVE = Interval(_REAL, 0.0, None, closed="left")
 
@@ -261,8 +267,7 @@ class _BaseMLP(BaseEstimator):
         copy is made on every call, so edited or loaded weights are always used.
         """
         check_is_fitted(self, "net_")
-        with input_errors("X must be a 2-D array of finite real numbers (n_samples, n_features)"):
-            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = _inference_input(self, X)
         net = inference_copy(self.net_, np.float64)
         X = np.asarray(X, np.float64)
         with thread_limit(self.n_threads):
