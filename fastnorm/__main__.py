@@ -4,6 +4,17 @@ import argparse
 import sys
 
 
+def positive_int(text):
+    """argparse ``type=``: an integer >= 1 (the message names the option through argparse)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastnorm")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -20,10 +31,20 @@ def main(argv=None):
     )
     bench.add_argument("-k", "--filter", default="", help="run only cases whose name contains this")
     bench.add_argument(
-        "--repeat", type=int, default=None, help="timed runs per case (best is kept)"
+        "--repeat", type=positive_int, default=None, help="timed runs per case (best is kept)"
     )
-    bench.add_argument("--threads", type=int, default=None, help="Numba (and torch) thread count")
+    bench.add_argument(
+        "--threads", type=positive_int, default=None, help="Numba (and torch) thread count"
+    )
     args = parser.parse_args(argv)
+    if args.command == "bench" and args.threads is not None:
+        import numba
+
+        if args.threads > numba.config.NUMBA_NUM_THREADS:
+            bench.error(
+                f"argument --threads: must be at most {numba.config.NUMBA_NUM_THREADS} (Numba's "
+                f"thread pool on this machine), got {args.threads}"
+            )
     if args.command == "demo":
         from ._demo import run_demo
 
@@ -31,7 +52,7 @@ def main(argv=None):
         return 0
     from ._bench import runner
 
-    if args.threads:
+    if args.threads is not None:
         import numba
 
         numba.set_num_threads(args.threads)

@@ -10,8 +10,10 @@ Estimators declare a ``_parameter_constraints`` dict ``name -> rule`` and call
 :func:`check_params`.
 """
 
+import contextlib
 import math
 import numbers
+import re
 
 import numpy as np
 
@@ -32,6 +34,7 @@ __all__ = [
     "FLOAT_DTYPE",
     "check",
     "check_params",
+    "input_errors",
 ]
 
 
@@ -210,3 +213,22 @@ def check_params(owner, constraints):
     """Check every attribute of ``owner`` named in ``constraints`` (``name -> rule``); returns a
     dict of the normalized values. For estimators, whose ``__init__`` only stores parameters."""
     return {name: rule.check(getattr(owner, name), name) for name, rule in constraints.items()}
+
+
+@contextlib.contextmanager
+def input_errors(accepted, names=("X",)):
+    """Data validation (scikit-learn's ``validate_data``, ``check_array``) whose errors name the
+    argument: a ``TypeError``/``ValueError`` whose message names none of ``names`` ("Expected 2D
+    array", "could not convert string to float") is raised again, of the same type, with
+    ``accepted`` ("X must be ...") in front of its message."""
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        text = str(exc)
+        if any(re.search(rf"\b{re.escape(n)}\b", text) for n in names):
+            raise
+        try:
+            error = type(exc)(f"{accepted}; {text}")
+        except Exception:  # an exception type with another constructor: keep it as it is
+            raise exc from None
+        raise error from exc

@@ -15,11 +15,11 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def as_float_array(x, name="input"):
     """``x`` as a C-contiguous float32/float64 array; integers become float64."""
-    arr = np.asarray(x)
+    arr = np.asarray(x)  # not ascontiguousarray: it would turn a 0-d input into a 1-d one
     if arr.dtype in FLOAT_DTYPES:
-        return np.ascontiguousarray(arr)
+        return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
     if arr.dtype.kind in "iu":
-        return np.ascontiguousarray(arr, dtype=np.float64)
+        return arr.astype(np.float64, order="C")
     raise TypeError(
         f"{name} has dtype {arr.dtype}; expected float32 or float64 (integers are converted to "
         "float64)"
@@ -39,6 +39,11 @@ def check_eps(eps, allow_none=False):
 def check_momentum(momentum):
     """A real in [0, 1] as a float (``rules.MOMENTUM``)."""
     return rules.check(momentum, "momentum", rules.MOMENTUM)
+
+
+def check_flag(value, name):
+    """A bool (``training``, ``use_input_stats``): strings and numbers are refused."""
+    return rules.check(value, name, rules.Boolean())
 
 
 def check_axis(axis, ndim, allowed=None):
@@ -121,15 +126,20 @@ def running_stats(running_mean, running_var, length, updated=False):
 
 def normalized_shape_of(normalized_shape, x_shape):
     """``normalized_shape`` as a tuple that must equal the trailing dimensions of the input."""
-    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
+
+    def is_int(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+    if is_int(normalized_shape):
         shape = (int(normalized_shape),)
+    elif isinstance(normalized_shape, (tuple, list, np.ndarray)) and all(
+        is_int(s) for s in normalized_shape
+    ):
+        shape = tuple(int(s) for s in normalized_shape)
     else:
-        try:
-            shape = tuple(int(s) for s in normalized_shape)
-        except TypeError:
-            raise TypeError(
-                f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}"
-            ) from None
+        raise TypeError(
+            f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}"
+        )
     if len(shape) == 0:
         raise ValueError("normalized_shape must have at least one dimension")
     if len(shape) > len(x_shape) or tuple(x_shape[len(x_shape) - len(shape) :]) != shape:
@@ -138,6 +148,20 @@ def normalized_shape_of(normalized_shape, x_shape):
             f"shape is {tuple(x_shape)}"
         )
     return shape
+
+
+def grad_output(grad_out, shape, dtype):
+    """``grad_out`` of a backward pass: real numbers of the forward input's ``shape``, as a
+    C-contiguous array of ``dtype``."""
+    expected = f"an array of the forward input's shape {tuple(shape)}"
+    if grad_out is None or isinstance(grad_out, (str, bytes)):
+        raise TypeError(f"grad_out must be {expected}, got {grad_out!r}")
+    arr = np.asarray(grad_out)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"grad_out must be {expected} of real numbers, got dtype {arr.dtype}")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"grad_out must be {expected}, got shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def output_array(out, shape, dtype):

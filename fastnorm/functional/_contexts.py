@@ -12,6 +12,8 @@ statistics its backward reads, nothing else.
 
 import numpy as np
 
+from ._checks import grad_output
+
 
 class _Context:
     __slots__ = ("layout", "shape", "weight")
@@ -23,11 +25,7 @@ class _Context:
 
     def _grad_arrays(self, grad_out):
         """grad_out checked and as the layout's dtype, and a new array for the input gradient."""
-        dy = np.ascontiguousarray(grad_out, dtype=self.layout.x.dtype)
-        if dy.shape != self.shape:
-            raise ValueError(
-                f"grad_out must have the forward input's shape {self.shape}, got {dy.shape}"
-            )
+        dy = grad_output(grad_out, self.shape, self.layout.x.dtype)
         return dy, np.empty_like(dy)
 
     def _zeros(self, dx):
@@ -135,4 +133,9 @@ class ChannelRunsContext(_Context):
 
 def channel_norm_backward(ctx, grad_out):
     """Gradients (input, weight, bias) of batch, group or instance norm from a saved context."""
+    if not isinstance(ctx, _Context):
+        raise TypeError(
+            "ctx must be a context returned by batch_norm_forward, group_norm_forward or "
+            f"instance_norm_forward, got {type(ctx).__name__}"
+        )
     return ctx.backward(grad_out)

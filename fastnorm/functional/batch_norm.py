@@ -35,6 +35,7 @@ def _batch_norm(
     checks.check_ndim(x, 2)
     axis = checks.check_axis(axis, x.ndim)
     eps = checks.check_eps(eps)
+    training = checks.check_flag(training, "training")
     momentum = checks.check_momentum(momentum) if training else momentum
     channels = x.shape[axis]
     running_mean, running_var = checks.running_stats(

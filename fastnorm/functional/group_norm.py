@@ -140,6 +140,7 @@ def _instance_norm(
     axis = checks.check_axis(axis, x.ndim, allowed=(1, -1))
     eps = checks.check_eps(eps)
     channels = x.shape[axis]
+    use_input_stats = checks.check_flag(use_input_stats, "use_input_stats")
     running_mean, running_var = checks.running_stats(
         running_mean, running_var, channels, updated=use_input_stats
     )

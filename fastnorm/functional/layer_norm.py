@@ -21,11 +21,7 @@ class RowsContext:
 
     def backward(self, grad_out):
         """Gradients (input, weight, bias) of the forward pass that saved this context."""
-        dy = np.ascontiguousarray(grad_out, dtype=self.x2.dtype)
-        if dy.shape != self.shape:
-            raise ValueError(
-                f"grad_out must have the forward input's shape {self.shape}, got {dy.shape}"
-            )
+        dy = checks.grad_output(grad_out, self.shape, self.x2.dtype)
         rows, length = self.x2.shape
         dx = np.empty_like(dy)
         if dy.size == 0:
@@ -125,4 +121,9 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None):
 
 def rows_norm_backward(ctx, grad_out):
     """Gradients (input, weight, bias) of layer or RMS norm from a saved context."""
+    if not isinstance(ctx, RowsContext):
+        raise TypeError(
+            "ctx must be a context returned by layer_norm_forward or rms_norm_forward, "
+            f"got {type(ctx).__name__}"
+        )
     return ctx.backward(grad_out)

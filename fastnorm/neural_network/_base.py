@@ -10,6 +10,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import functional as F
+from .._validation import input_errors
 from ..nn import precise_batchnorm_statistics
 from ._network import (
     build_network,
@@ -21,6 +22,12 @@ from ._threads import thread_limit
 from ._training import fit_epochs
 
 _PREDICT_CHUNK = 8192
+
+
+def _inference_input(est, X):
+    """``X`` for predict/score checked against the fitted estimator; errors name X."""
+    with input_errors("X must be a 2-D array of finite real numbers (n_samples, n_features)"):
+        return validate_data(est, X, reset=False, dtype=(np.float64, np.float32))
 
 
 class _BaseMLP(BaseEstimator):
@@ -188,7 +195,7 @@ class _BaseMLP(BaseEstimator):
         copy is made on every call, so edited or loaded weights are always used.
         """
         check_is_fitted(self, "net_")
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = _inference_input(self, X)
         net = inference_copy(self.net_, np.float64)
         X = np.asarray(X, np.float64)
         with thread_limit(self.n_threads):

@@ -6,8 +6,14 @@ from sklearn.metrics import accuracy_score
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import column_or_1d, validate_data
 
+from .._validation import input_errors
 from ..nn.losses import CrossEntropyLoss, log_softmax, softmax
 from ._base import _PREDICT_CHUNK, _BaseMLP
+
+XY_ACCEPTED = (
+    "X must be a 2-D array of finite real numbers (n_samples, n_features) and y one class "
+    "label per sample"
+)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -83,9 +89,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     def _validate_xy(self, X, y, reset, dtype):
-        X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=False)
-        y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
+        with input_errors(XY_ACCEPTED, names=("X", "y")):
+            X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=False)
+            y = column_or_1d(y, warn=True)
+            check_classification_targets(y)
         if type_of_target(y) not in ("binary", "multiclass"):
             raise ValueError(
                 f"MLPClassifier supports binary and multiclass targets, got {type_of_target(y)!r}"

@@ -5,8 +5,14 @@ from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import validate_data
 
+from .._validation import input_errors
 from ..nn.losses import MSELoss
 from ._base import _PREDICT_CHUNK, _BaseMLP
+
+XY_ACCEPTED = (
+    "X must be a 2-D array of finite real numbers (n_samples, n_features) and y finite real "
+    "targets, one row per sample"
+)
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -17,9 +23,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """
 
     def _validate_xy(self, X, y, reset, dtype):
-        X, y = validate_data(
-            self, X, y, reset=reset, dtype=dtype, multi_output=True, y_numeric=True
-        )
+        with input_errors(XY_ACCEPTED, names=("X", "y")):
+            X, y = validate_data(
+                self, X, y, reset=reset, dtype=dtype, multi_output=True, y_numeric=True
+            )
         if reset:
             self._y_dtype = y.dtype
         return X, y

@@ -6,14 +6,41 @@ overwrites ``grads``, ``params`` arrays are only ever updated in place.
 """
 
 import math
+import numbers
 
 import numpy as np
 
+from .._validation import FLOAT_DTYPE, POSITIVE_INT, Boolean, Interval, Options, check
+from ..functional._checks import grad_output
 from ._module import Module
 
 __all__ = ["Linear", "ReLU", "GELU", "Tanh", "Sigmoid", "Identity", "Dropout", "init_bound"]
 
 _INITS = ("he", "glorot", "torch")
+_REAL_KINDS = "fiu"  # what layers compute on: floats, and integers promoted by NumPy
+
+
+def real_input(x, name="input"):
+    """``x`` as an array of real numbers (not bool, complex, strings or objects)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in _REAL_KINDS:
+        raise TypeError(
+            f"{name} must be an array of real numbers (float32 or float64), got dtype {arr.dtype}"
+        )
+    return arr
+
+
+def check_grad(grad_out, shape):
+    """``grad_out`` checked against the shape of what the forward pass returned."""
+    return grad_output(grad_out, shape, None)
+
+
+def saved(layer, key):
+    """What ``forward`` saved for ``backward``; a ``RuntimeError`` before any forward pass."""
+    value = layer._saved.get(key)
+    if value is None:
+        raise RuntimeError("backward() called before forward()")
+    return value
 
 
 def init_bound(init, fan_in, fan_out):
@@ -29,7 +56,7 @@ def init_bound(init, fan_in, fan_out):
         return math.sqrt(6.0 / (fan_in + fan_out))
     if init == "torch":
         return 1.0 / math.sqrt(fan_in)
-    raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+    check(init, "init", Options(*_INITS))
 
 
 class Linear(Module):
@@ -62,13 +89,13 @@ class Linear(Module):
         dtype=np.float32,
     ):
         super().__init__()
-        in_features, out_features = int(in_features), int(out_features)
-        if in_features < 1 or out_features < 1:
-            raise ValueError("in_features and out_features must be positive")
+        in_features = check(in_features, "in_features", POSITIVE_INT)
+        out_features = check(out_features, "out_features", POSITIVE_INT)
+        bias = check(bias, "bias", Boolean())
         self.in_features = in_features
         self.out_features = out_features
-        self.dtype = np.dtype(dtype)
-        self.init = init
+        self.dtype = check(dtype, "dtype", FLOAT_DTYPE)
+        self.init = check(init, "init", Options(*_INITS))
         self.input_grad = True
         rng = np.random.default_rng(random_state)
         bound = init_bound(init, in_features, out_features)
@@ -91,11 +118,14 @@ class Linear(Module):
         return self.params.get("bias")
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = real_input(x)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"input must have in_features={self.in_features} features in its last "
+                f"dimension, got shape {x.shape}"
+            )
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"Linear expects {self.in_features} input features, got {x.shape[-1]}")
         self._saved["x"] = x
         out = np.matmul(x, self.params["weight"].T)
         b = self.params.get("bias")
@@ -104,9 +134,8 @@ class Linear(Module):
         return out
 
     def backward(self, grad_out):
-        x = self._saved.get("x")
-        if x is None:
-            raise RuntimeError("backward called before forward")
+        x = saved(self, "x")
+        grad_out = check_grad(grad_out, x.shape[:-1] + (self.out_features,))
         g2 = grad_out.reshape(-1, self.out_features)
         x2 = x.reshape(-1, self.in_features)
         gw = self.grads.get("weight")
@@ -150,15 +179,16 @@ class ReLU(_Activation):
     """``y = max(x, 0)``; the gradient at 0 is 0 (as in PyTorch)."""
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = real_input(x)
         out = np.maximum(x, x.dtype.type(0))
         self._saved["out"] = out
         return out
 
     def backward(self, grad_out):
+        out = saved(self, "out")
         # where out == 0 (x <= 0) the gradient is 0; multiplying by the mask is faster than
         # np.where here
-        return grad_out * (self._saved["out"] > 0)
+        return check_grad(grad_out, out.shape) * (out > 0)
 
 
 class GELU(_Activation):
@@ -166,12 +196,10 @@ class GELU(_Activation):
 
     def __init__(self, approximate="none"):
         super().__init__()
-        if approximate not in ("none", "tanh"):
-            raise ValueError("approximate must be 'none' or 'tanh'")
-        self.approximate = approximate
+        self.approximate = check(approximate, "approximate", Options("none", "tanh"))
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = real_input(x)
         self._saved["x"] = x
         if self.approximate == "tanh":
             c = math.sqrt(2.0 / math.pi)
@@ -185,7 +213,8 @@ class GELU(_Activation):
         return x * cdf
 
     def backward(self, grad_out):
-        x = self._saved["x"]
+        x = saved(self, "x")
+        grad_out = check_grad(grad_out, x.shape)
         if self.approximate == "tanh":
             c = math.sqrt(2.0 / math.pi)
             t = self._saved["t"]
@@ -203,13 +232,13 @@ class Tanh(_Activation):
     """``y = tanh(x)``."""
 
     def forward(self, x):
-        out = np.tanh(x)
+        out = np.tanh(real_input(x))
         self._saved["out"] = out
         return out
 
     def backward(self, grad_out):
-        out = self._saved["out"]
-        return grad_out * (1 - out * out)
+        out = saved(self, "out")
+        return check_grad(grad_out, out.shape) * (1 - out * out)
 
 
 class Sigmoid(_Activation):
@@ -218,13 +247,13 @@ class Sigmoid(_Activation):
     def forward(self, x):
         from scipy.special import expit
 
-        out = expit(x)
+        out = expit(real_input(x))
         self._saved["out"] = out
         return out
 
     def backward(self, grad_out):
-        out = self._saved["out"]
-        return grad_out * out * (1 - out)
+        out = saved(self, "out")
+        return check_grad(grad_out, out.shape) * out * (1 - out)
 
 
 class Dropout(Module):
@@ -236,17 +265,14 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, *, random_state=None):
         super().__init__()
-        p = float(p)
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
-        self.p = p
+        self.p = check(p, "p", Interval(numbers.Real, 0.0, 1.0))
         self.rng = np.random.default_rng(random_state)
 
     def forward(self, x):
         if not self.training or self.p == 0.0:
             self._saved.pop("mask", None)
             return x
-        x = np.asarray(x)
+        x = real_input(x)
         dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float64)
         if self.p == 1.0:
             mask = np.zeros(x.shape, dtype)
@@ -261,7 +287,7 @@ class Dropout(Module):
         mask = self._saved.get("mask")
         if mask is None:
             return grad_out
-        return grad_out * mask
+        return check_grad(grad_out, mask.shape) * mask
 
     def extra_repr(self):
         return f"p={self.p}"

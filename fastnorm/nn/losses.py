@@ -4,6 +4,8 @@ prediction."""
 
 import numpy as np
 
+from .layers import real_input
+
 __all__ = ["CrossEntropyLoss", "MSELoss", "softmax", "log_softmax"]
 
 
@@ -48,9 +50,12 @@ class CrossEntropyLoss(_Loss):
     """
 
     def forward(self, logits, target):
-        logits = np.asarray(logits)
-        if logits.ndim != 2:
-            raise ValueError(f"logits must be 2-D (N, K), got shape {logits.shape}")
+        logits = real_input(logits, "logits")
+        if logits.ndim != 2 or logits.shape[1] == 0:
+            raise ValueError(
+                f"logits must be 2-D (N, K) with at least one class (K >= 1), got shape "
+                f"{logits.shape}"
+            )
         target = np.asarray(target)
         if target.shape != (logits.shape[0],):
             raise ValueError(f"target must have shape ({logits.shape[0]},), got {target.shape}")
@@ -70,7 +75,7 @@ class CrossEntropyLoss(_Loss):
 
     def backward(self):
         if "p" not in self._saved:
-            raise RuntimeError("backward called before forward")
+            raise RuntimeError("backward() called before forward()")
         g = self._saved["p"].copy()
         n = g.shape[0]
         g[np.arange(n), self._saved["target"]] -= 1
@@ -82,8 +87,8 @@ class MSELoss(_Loss):
     """Mean squared error over all elements (``torch.nn.MSELoss()``)."""
 
     def forward(self, prediction, target):
-        prediction = np.asarray(prediction)
-        target = np.asarray(target, dtype=prediction.dtype)
+        prediction = real_input(prediction, "prediction")
+        target = real_input(target, "target").astype(prediction.dtype, copy=False)
         if target.shape != prediction.shape:
             raise ValueError(f"target shape {target.shape} != prediction shape {prediction.shape}")
         diff = prediction - target
@@ -93,5 +98,5 @@ class MSELoss(_Loss):
     def backward(self):
         diff = self._saved.get("diff")
         if diff is None:
-            raise RuntimeError("backward called before forward")
+            raise RuntimeError("backward() called before forward()")
         return diff * diff.dtype.type(2.0 / max(diff.size, 1))

@@ -1,5 +1,7 @@
 """Normalization layers: the functional API plus parameters, buffers and a backward pass."""
 
+import numbers
+
 import numpy as np
 
 from .. import functional as F
@@ -9,19 +11,31 @@ from .._validation import (
     FLOAT_DTYPE,
     MOMENTUM_OR_NONE,
     POSITIVE_INT,
+    Boolean,
+    Interval,
     IntTuple,
     check,
 )
 from ._module import Module
 
+_AXIS = Interval(numbers.Integral)
+
+
+def _channel_axis(axis, per_sample):
+    """The channel axis: any integer for batch norm, 1 or -1 for per-sample statistics."""
+    axis = check(axis, "axis", _AXIS)
+    if per_sample and axis not in (1, -1):
+        raise ValueError(f"axis must be 1 (channels first) or -1 (channels last), got {axis}")
+    return axis
+
 
 class _Norm(Module):
     """Shared parts: affine parameters, and a backward that fills ``grads``."""
 
-    def __init__(self, param_shape, affine, dtype, with_bias=True):
+    def __init__(self, param_shape, affine, dtype, with_bias=True, affine_name="affine"):
         super().__init__()
         self.dtype = check(dtype, "dtype", FLOAT_DTYPE)
-        self.affine = bool(affine)
+        self.affine = check(affine, affine_name, Boolean())
         if self.affine:
             self.register_parameter("weight", np.ones(param_shape, dtype=self.dtype))
             if with_bias:
@@ -57,7 +71,7 @@ class _RunningStats(_Norm):
         self.eps = check(eps, "eps", EPS)
         check(momentum, "momentum", MOMENTUM_OR_NONE)
         self.momentum = momentum
-        self.track_running_stats = bool(track_running_stats)
+        self.track_running_stats = check(track_running_stats, "track_running_stats", Boolean())
         track = self.track_running_stats
         # updated in place by the functional calls: never rebound in forward
         self.register_buffer(
@@ -104,7 +118,8 @@ class _RunningStats(_Norm):
         ):
             raise ValueError(
                 f"{type(self).__name__}({self.num_features}) got an input with {shape[axis]} "
-                f"channels on axis {self.axis} (input shape {shape})"
+                f"channels on axis {self.axis} (input shape {shape}); num_features="
+                f"{self.num_features} channels are expected"
             )
 
     def _backward_fn(self, ctx, grad_out):
@@ -126,7 +141,7 @@ class BatchNorm(_RunningStats):
         dtype=np.float32,
     ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
-        self.axis = axis
+        self.axis = _channel_axis(axis, per_sample=False)
 
     last_input_ndim = None  # ndim of the last input: says which axis the channels were on
 
@@ -170,7 +185,7 @@ class InstanceNorm(_RunningStats):
         dtype=np.float32,
     ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
-        self.axis = axis
+        self.axis = _channel_axis(axis, per_sample=True)
 
     def forward(self, x):
         self._check_channels(x)
@@ -208,7 +223,7 @@ class GroupNorm(_Norm):
             raise ValueError(f"num_groups={num_groups} must divide num_channels={num_channels}")
         super().__init__((self.num_channels,), affine, dtype)
         self.eps = check(eps, "eps", EPS)
-        self.axis = axis
+        self.axis = _channel_axis(axis, per_sample=True)
 
     def forward(self, x):
         shape = np.shape(x)
@@ -239,7 +254,9 @@ class LayerNorm(_Norm):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, *, dtype=np.float32):
         self.normalized_shape = check(normalized_shape, "normalized_shape", IntTuple())
-        super().__init__(self.normalized_shape, elementwise_affine, dtype)
+        super().__init__(
+            self.normalized_shape, elementwise_affine, dtype, affine_name="elementwise_affine"
+        )
         self.eps = check(eps, "eps", EPS)
 
     def forward(self, x):
@@ -260,7 +277,13 @@ class RMSNorm(_Norm):
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, *, dtype=np.float32):
         self.normalized_shape = check(normalized_shape, "normalized_shape", IntTuple())
-        super().__init__(self.normalized_shape, elementwise_affine, dtype, with_bias=False)
+        super().__init__(
+            self.normalized_shape,
+            elementwise_affine,
+            dtype,
+            with_bias=False,
+            affine_name="elementwise_affine",
+        )
         self.eps = check(eps, "eps", EPS_OR_NONE)
 
     def forward(self, x):

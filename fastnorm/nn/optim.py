@@ -8,11 +8,33 @@ falls back to NumPy with the same formula.
 """
 
 import math
+import numbers
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from .._validation import Boolean, Interval, check
 from ..functional import adam_step, sgd_step
 from ._module import Module
+
+_NON_NEGATIVE = Interval(numbers.Real, 0.0, None, closed="left")
+_REAL = Interval(numbers.Real)
+_BETA = Interval(numbers.Real, 0.0, 1.0, closed="left")
+
+
+def _betas(betas):
+    """A pair of reals in [0, 1), as floats."""
+    description = "betas must be a pair of real numbers in [0, 1)"
+    if isinstance(betas, (str, bytes)) or not isinstance(betas, Iterable):
+        raise TypeError(f"{description}, got {betas!r}")
+    betas = tuple(betas)
+    if len(betas) != 2:
+        raise ValueError(f"{description}, got {betas!r}")
+    try:
+        return tuple(check(b, "betas", _BETA) for b in betas)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{description}, got {betas!r}") from None
+
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
@@ -34,9 +56,14 @@ class Optimizer:
         elif isinstance(params, dict):
             self.module = None
             named = dict(params)
-        else:
+        elif isinstance(params, Iterable) and not isinstance(params, (str, bytes, np.ndarray)):
             self.module = None
             named = {str(i): p for i, p in enumerate(params)}
+        else:
+            raise TypeError(
+                "params must be a Module, a dict of arrays or an iterable of arrays, got "
+                f"{type(params).__name__}"
+            )
         for name, p in named.items():
             if not isinstance(p, np.ndarray):
                 raise TypeError(f"parameter {name!r} is not a numpy array")
@@ -53,6 +80,10 @@ class Optimizer:
                     "from a dict of arrays"
                 )
             grads = self.module.grads
+        if not isinstance(grads, Mapping):
+            raise TypeError(
+                f"grads must be a dict name -> gradient array, got {type(grads).__name__}"
+            )
         return grads
 
     def step(self, grads=None):
@@ -62,6 +93,9 @@ class Optimizer:
             g = grads.get(name)
             if g is None:
                 continue
+            g = np.asarray(g)
+            if g.dtype.kind not in "fiu":
+                raise TypeError(f"gradient {name!r} must be a real-valued array, got {g.dtype}")
             if g.shape != p.shape:
                 raise ValueError(f"gradient {name!r} has shape {g.shape}, parameter {p.shape}")
             self._update(name, p, g, self.state[name])
@@ -94,8 +128,11 @@ class SGD(Optimizer):
     def __init__(
         self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False
     ):
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError("lr, momentum and weight_decay must be non-negative")
+        lr = check(lr, "lr", _NON_NEGATIVE)
+        momentum = check(momentum, "momentum", _NON_NEGATIVE)
+        dampening = check(dampening, "dampening", _REAL)
+        weight_decay = check(weight_decay, "weight_decay", _NON_NEGATIVE)
+        nesterov = check(nesterov, "nesterov", Boolean())
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(
@@ -157,10 +194,10 @@ class Adam(Optimizer):
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        if lr < 0 or eps < 0 or weight_decay < 0:
-            raise ValueError("lr, eps and weight_decay must be non-negative")
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError("betas must be in [0, 1)")
+        lr = check(lr, "lr", _NON_NEGATIVE)
+        betas = _betas(betas)
+        eps = check(eps, "eps", _NON_NEGATIVE)
+        weight_decay = check(weight_decay, "weight_decay", _NON_NEGATIVE)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
         self.lr = float(lr)
         self.betas = (float(betas[0]), float(betas[1]))

@@ -18,6 +18,7 @@ from ._stats import (
 )
 
 FLOAT_DTYPES = (np.float64, np.float32)
+X_ACCEPTED = "X must be a non-empty 2-D array of real numbers of shape (n_samples, n_features)"
 
 
 class _StreamedState:
@@ -90,14 +91,15 @@ class _StreamedState:
             and not hasattr(self, "feature_names_in_")
         ):
             return np.ascontiguousarray(X)
-        return validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=FLOAT_DTYPES,
-            order="C",
-            ensure_all_finite=False,
-        )
+        with rules.input_errors(X_ACCEPTED):
+            return validate_data(
+                self,
+                X,
+                reset=reset,
+                dtype=FLOAT_DTYPES,
+                order="C",
+                ensure_all_finite=False,
+            )
 
 
 class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, BaseEstimator):
@@ -320,14 +322,15 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, Ba
         """
         check_is_fitted(self)
         copy = self._copy(copy)
-        X = validate_data(
-            self,
-            X,
-            reset=False,
-            dtype=FLOAT_DTYPES,
-            ensure_all_finite=False,
-            copy=False,
-        )
+        with rules.input_errors(X_ACCEPTED):
+            X = validate_data(
+                self,
+                X,
+                reset=False,
+                dtype=FLOAT_DTYPES,
+                ensure_all_finite=False,
+                copy=False,
+            )
         factor, shift = self._factor()
         return self._apply(X, copy, self.mean_, factor, shift)
 
@@ -347,7 +350,8 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, Ba
         """
         check_is_fitted(self)
         copy = self._copy(copy)
-        X = check_array(X, dtype=FLOAT_DTYPES, ensure_all_finite=False, input_name="X")
+        with rules.input_errors(X_ACCEPTED):
+            X = check_array(X, dtype=FLOAT_DTYPES, ensure_all_finite=False, input_name="X")
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "

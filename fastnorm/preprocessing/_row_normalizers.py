@@ -9,6 +9,7 @@ from .. import _validation as rules
 from .. import functional as F
 
 FLOAT_DTYPES = (np.float64, np.float32)
+X_ACCEPTED = "X must be a non-empty 2-D array of finite real numbers (n_samples, n_features)"
 
 
 class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -36,7 +37,8 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         -------
         self : object
         """
-        X = validate_data(self, X, dtype=FLOAT_DTYPES)
+        with rules.input_errors(X_ACCEPTED):
+            X = validate_data(self, X, dtype=FLOAT_DTYPES)
         self._check_layout(self._check_params(), X.shape[1])
         return self
 
@@ -53,7 +55,8 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             float32 for float32 input, float64 otherwise.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES, order="C")
+        with rules.input_errors(X_ACCEPTED):
+            X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES, order="C")
         params = self._check_params()
         self._check_layout(params, X.shape[1])
         return self._normalize(X, params)

@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import check_array
 
+from .. import _validation as rules
 from .. import functional as F
 
 EPS64 = np.finfo(np.float64).eps
@@ -60,6 +61,10 @@ def per_feature(value, name, n_features):
     """A scalar or one value per feature, as a float64 array of length n_features."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value):
         return np.full(n_features, float(value))
+    if value is None or isinstance(value, (str, bytes, bool)):
+        raise TypeError(
+            f"{name} must be a real number or an array of one per feature, got {value!r}"
+        )
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -85,14 +90,18 @@ def check_sample_weight(sample_weight, n_samples):
     if isinstance(sample_weight, numbers.Number):
         w = np.full(n_samples, float(sample_weight))
     else:
-        w = check_array(
-            sample_weight,
-            ensure_2d=False,
-            dtype=np.float64,
-            order="C",
-            input_name="sample_weight",
-            ensure_min_samples=0,
-        )
+        with rules.input_errors(
+            "sample_weight must be an array of finite non-negative reals, one per sample",
+            names=("sample_weight",),
+        ):
+            w = check_array(
+                sample_weight,
+                ensure_2d=False,
+                dtype=np.float64,
+                order="C",
+                input_name="sample_weight",
+                ensure_min_samples=0,
+            )
         if w.ndim != 1:
             raise ValueError(f"sample_weight must be 1-D, got shape {w.shape}")
         if w.shape[0] != n_samples:
