@@ -7,6 +7,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .. import _validation as rules
 from .. import functional as F
+from .._persistence import VersionedState
 from ._stats import (
     batch_moments,
     biased_var,
@@ -100,7 +101,9 @@ class _StreamedState:
         )
 
 
-class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, BaseEstimator):
+class BatchNormalizer(
+    OneToOneFeatureMixin, TransformerMixin, _StreamedState, VersionedState, BaseEstimator
+):
     """Normalize each feature with statistics learned over samples, in full or streamed.
 
     ``transform`` computes ``(X - mean_) / sqrt(var_ + eps) * scale + shift``.
@@ -166,6 +169,16 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, Ba
            [ 1.225,  0.   ]])
     """
 
+    # set together by every fit; a pickle holding some of them must hold all (checked at load)
+    _fitted_state = (
+        "n_features_in_",
+        "mean_",
+        "var_",
+        "n_samples_seen_",
+        "_sum_weights",
+        "_m2",
+        "_weighted",
+    )
     _parameter_constraints = {
         "momentum": rules.MOMENTUM_OR_NONE,
         "eps": rules.EPS,
