@@ -1,7 +1,31 @@
 """Shared fixtures. Nothing here imports fastnorm, so the reference tests run on their own."""
 
+import os
+
 import numpy as np
 import pytest
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # hypothesis is in the test extra; without it only test_properties.py fails
+    settings = None
+
+if settings is not None:
+    # property tests (test_properties.py). "ci": the same examples on every run, no deadline
+    # (a first call compiles kernels); "long", on demand: HYPOTHESIS_PROFILE=long
+    _slow_ok = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+    settings.register_profile(
+        "ci",
+        max_examples=800,
+        derandomize=True,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=_slow_ok,
+    )
+    settings.register_profile(
+        "long", max_examples=5000, deadline=None, print_blob=True, suppress_health_check=_slow_ok
+    )
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

@@ -362,7 +362,6 @@ def test_bad_batch_raises_and_leaves_state_unchanged(rng, case, momentum):
     [
         ({"sample_weight": -np.ones(40)}, "non-negative"),
         ({"sample_weight": np.ones(39)}, "sample_weight"),
-        ({"sample_weight": np.zeros(40)}, "non-zero"),
         ({"sample_weight": np.full(40, np.nan)}, "finite|NaN"),
     ],
 )
@@ -373,6 +372,57 @@ def test_bad_sample_weight_leaves_state_unchanged(rng, kwargs, match):
     with pytest.raises(ValueError, match=match):
         est.partial_fit(X, **kwargs)
     _assert_same_state(before, _state(est))
+
+
+def test_fit_rejects_all_zero_sample_weight(rng):
+    """fit keeps scikit-learn's rule: a fit without any weight is an error (state unchanged)."""
+    X = _data(rng, n=40)
+    est = BatchNormalizer().fit(X)
+    before = _state(est)
+    with pytest.raises(ValueError, match="non-zero"):
+        est.fit(X, sample_weight=np.zeros(40))
+    _assert_same_state(before, _state(est))
+
+
+@pytest.mark.parametrize("momentum", [None, 0.3])
+def test_partial_fit_zero_weight_chunk_changes_nothing(rng, momentum):
+    """A stream chunk whose weights are all zero is valid and leaves the state as if it were
+    absent (fit accepts the same rows inside a larger weighted fit)."""
+    X = _data(rng, n=40)
+    w = rng.uniform(0.5, 2.0, 40)
+    w[10:25] = 0.0
+    whole = BatchNormalizer(momentum=None).fit(X, sample_weight=w)
+    streamed = BatchNormalizer(momentum=momentum)
+    for s in (slice(0, 10), slice(10, 25), slice(25, 40)):
+        streamed.partial_fit(X[s], sample_weight=w[s])
+    without = BatchNormalizer(momentum=momentum)
+    for s in (slice(0, 10), slice(25, 40)):
+        without.partial_fit(X[s], sample_weight=w[s])
+    _assert_same_state(_state(without), _state(streamed))
+    if momentum is None:
+        assert_allclose(streamed.mean_, whole.mean_, rtol=1e-12, equal_nan=True)
+        assert_allclose(streamed.var_, whole.var_, rtol=1e-10, equal_nan=True)
+
+
+@pytest.mark.parametrize("momentum", [None, 0.3])
+def test_first_partial_fit_with_zero_weight(rng, momentum):
+    """A first chunk without weight fixes the features; their statistics are NaN (as fit gives
+    a feature with no value) until a chunk with weight arrives, and then equal that chunk's."""
+    X = _data(rng, n=40)
+    est = BatchNormalizer(momentum=momentum).partial_fit(X[:5], sample_weight=np.zeros(5))
+    assert est.n_features_in_ == X.shape[1]
+    assert np.isnan(est.mean_).all() and np.isnan(est.var_).all()
+    assert np.all(est.n_samples_seen_ == 0)
+    all_nan = BatchNormalizer().fit(np.full((3, X.shape[1]), np.nan))
+    assert np.isnan(all_nan.mean_).all() and np.isnan(all_nan.var_).all()
+    assert np.isnan(est.transform(X[:3])).all()
+    est.partial_fit(X[5:], sample_weight=np.ones(35))
+    ref_fit = BatchNormalizer().fit(X[5:], sample_weight=np.ones(35))
+    assert_allclose(est.mean_, ref_fit.mean_, rtol=1e-12, equal_nan=True)
+    assert_allclose(est.var_, ref_fit.var_, rtol=1e-10, equal_nan=True)
+    assert_allclose(est.n_samples_seen_, ref_fit.n_samples_seen_)
+    with pytest.raises(ValueError, match="wrong|features|expecting"):
+        est.partial_fit(X[:, :-1])
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import functional as F
+from .._persistence import checked_mlp_state, with_version
 from .._validation import input_errors
 from ..nn import precise_batchnorm_statistics
 from ._network import (
@@ -208,11 +209,11 @@ class _BaseMLP(BaseEstimator):
                 ]
             )
 
-    def __setstate__(self, state):
-        state.pop(
-            "_net64", None
-        )  # the float64 copy that pickles made before inference used the current net_
-        super().__setstate__(state)
+    def __getstate__(self):
+        return with_version(super().__getstate__())  # checked at load by __setstate__
+
+    def __setstate__(self, state):  # version warning, fitted-state check, drops the old _net64
+        super().__setstate__(checked_mlp_state(self, state))
 
     # ------------------------------------------------------------------ batch norm tools
     def fold_batchnorm(self):

@@ -5,6 +5,7 @@ import copy
 
 import numpy as np
 
+from .._persistence import checked_state, with_version
 from .._validation import FLOAT_DTYPE, check
 
 __all__ = ["Module", "StateDict", "STATE_DICT_FORMAT"]
@@ -206,15 +207,16 @@ class Module:
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):
         # what forward saved for backward is scratch of the last step (for a first Linear: the
-        # whole last mini-batch); gradients are rebuilt as zeros
+        # whole last mini-batch); gradients are rebuilt as zeros. The fastnorm version is recorded
         state = dict(vars(self))
         state["_saved"] = {}
         if "grads" in state:
             state["grads"] = {}
-        return state
+        return with_version(state)
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        # warns (InconsistentVersionWarning) when pickled by another fastnorm version
+        self.__dict__.update(checked_state(self, state))
         self.__dict__.setdefault("_saved", {})
         self.__dict__.setdefault("_buffer_names", {})
         for old in _LEGACY_SAVED:

@@ -7,6 +7,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .. import _validation as rules
 from .. import functional as F
+from .._persistence import VersionedState
 from ._stats import (
     batch_moments,
     biased_var,
@@ -41,10 +42,10 @@ class _StreamedState:
             seen = seen[0].item()
         self.n_samples_seen_ = seen
 
-    def _update(self, X, sample_weight, reset):
+    def _update(self, X, sample_weight, reset, stream):
         saved = dict(self.__dict__)
         try:
-            self._update_unguarded(X, sample_weight, reset)
+            self._update_unguarded(X, sample_weight, reset, stream)
         except BaseException:
             # validate_data may have set n_features_in_ / feature_names_in_ before the error
             self.__dict__.clear()
@@ -102,7 +103,9 @@ class _StreamedState:
             )
 
 
-class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, BaseEstimator):
+class BatchNormalizer(
+    OneToOneFeatureMixin, TransformerMixin, _StreamedState, VersionedState, BaseEstimator
+):
     """Normalize each feature with statistics learned over samples, in full or streamed.
 
     ``transform`` computes ``(X - mean_) / sqrt(var_ + eps) * scale + shift``.
@@ -168,6 +171,16 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, Ba
            [ 1.225,  0.   ]])
     """
 
+    # set together by every fit; a pickle holding some of them must hold all (checked at load)
+    _fitted_state = (
+        "n_features_in_",
+        "mean_",
+        "var_",
+        "n_samples_seen_",
+        "_sum_weights",
+        "_m2",
+        "_weighted",
+    )
     _parameter_constraints = {
         "momentum": rules.MOMENTUM_OR_NONE,
         "eps": rules.EPS,
@@ -200,7 +213,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, Ba
         self : object
             Fitted normalizer.
         """
-        return self._update(X, sample_weight, reset=True)
+        return self._update(X, sample_weight, reset=True, stream=False)
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the statistics with the batch X.
@@ -216,16 +229,17 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, Ba
         y : None
             Ignored.
         sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each sample.
+            Non-negative weight of each sample. A batch whose weights are all zero
+            changes nothing (a first one only fixes the feature count).
 
         Returns
         -------
         self : object
             Fitted normalizer.
         """
-        return self._update(X, sample_weight, reset=not hasattr(self, "_sum_weights"))
+        return self._update(X, sample_weight, reset=not hasattr(self, "_sum_weights"), stream=True)
 
-    def _update_unguarded(self, X, sample_weight, reset):
+    def _update_unguarded(self, X, sample_weight, reset, stream):
         momentum = rules.check_params(self, self._parameter_constraints)["momentum"]
         if not reset and momentum is None and self._m2 is None:
             raise ValueError(
@@ -236,7 +250,10 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, _StreamedState, Ba
         n_features = X.shape[1]
         per_feature(self.scale, "scale", n_features)
         per_feature(self.shift, "shift", n_features)
-        w = check_sample_weight(sample_weight, X.shape[0])
+        # a chunk of a stream may carry no weight at all: it leaves the statistics as they were
+        # (a first such chunk fixes the features and leaves their statistics NaN, as fit does
+        # for a feature that has no value); fit keeps scikit-learn's rule against zero weight
+        w = check_sample_weight(sample_weight, X.shape[0], allow_all_zero=stream)
         weight_b, mean_b, m2_b = batch_moments(X, w)
         weighted = w is not None or (not reset and self._weighted)
         if momentum is None:

@@ -7,13 +7,16 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import _validation as rules
 from .. import functional as F
+from .._persistence import VersionedState
 
 FLOAT_DTYPES = (np.float64, np.float32)
 X_ACCEPTED = "X must be a non-empty 2-D array of finite real numbers (n_samples, n_features)"
 
 
-class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, VersionedState, BaseEstimator):
     """Base of the per-row normalizers: nothing to learn beyond the feature count."""
+
+    _fitted_state = ("n_features_in_",)
 
     _parameter_constraints = {"eps": rules.EPS}
 

@@ -83,8 +83,11 @@ def per_feature(value, name, n_features):
     return np.ascontiguousarray(arr)
 
 
-def check_sample_weight(sample_weight, n_samples):
-    """Sample weights as a C-contiguous float64 array: finite, non-negative, one per sample."""
+def check_sample_weight(sample_weight, n_samples, allow_all_zero=False):
+    """Sample weights as a C-contiguous float64 array: finite, non-negative, one per sample.
+
+    All-zero weights are rejected (as scikit-learn's ``fit`` does) unless ``allow_all_zero``:
+    in a stream, a chunk without weight is a valid chunk that changes nothing."""
     if sample_weight is None:
         return None
     if isinstance(sample_weight, numbers.Number):
@@ -110,6 +113,6 @@ def check_sample_weight(sample_weight, n_samples):
             )
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError("sample_weight must be finite and non-negative")
-    if not np.any(w > 0):
+    if not allow_all_zero and not np.any(w > 0):
         raise ValueError("Sample weights must contain at least one non-zero number.")
     return np.ascontiguousarray(w, dtype=np.float64)
