@@ -26,13 +26,9 @@ same input values, and its result is rounded to the output dtype before finitene
 (an output beyond float32's range is infinite). NaN exactly where the reference has NaN, finite
 exactly where it is finite.
 
-Excluded corners, each fixed in another branch (search for ``CORNER`` below):
-
-- exactly constant slices of huge magnitude: they must normalize to exactly 0 (the output is
-  the bias) but do not yet;
-- the backward pass in eval mode (batch norm eval, instance norm with running statistics) when
-  the input holds NaN or infinity;
-- zero channels for instance norm (a ``ZeroDivisionError``).
+Constant slices are drawn with magnitudes up to 1e6 only: beyond, the float64 reference itself
+is not exact (``np.var`` of a constant slice at 1e29 is not 0), while fastnorm's statistics are;
+``test_numerics.py`` checks huge constant slices against exact expectations and PyTorch.
 """
 
 import warnings
@@ -53,8 +49,7 @@ CHANNEL_OPS = ("batch_train", "batch_eval", "group", "instance", "instance_eval"
 VALUE_CLASSES = ("normal", "tiny", "denormal", "huge", "offset")
 LAYOUTS = ("C", "F", "negative", "strided")
 TOL = {np.dtype(np.float32): 1e-3, np.dtype(np.float64): 1e-9}
-# CORNER (constant slices of huge magnitude, fixed in another branch): constant slices are drawn
-# with magnitudes up to this bound only
+# constant slices beyond this magnitude: the reference's own variance is not exactly 0
 CONSTANT_MAX = 1e6
 
 
@@ -148,9 +143,6 @@ def op_cases(draw, layer=False):
         c = shape[axis]
         if layer:
             assume(c >= 1)  # the layers need num_features >= 1
-        elif op.startswith("instance"):
-            # CORNER (zero channels, fixed in another branch): ZeroDivisionError
-            assume(c >= 1)
         case["axis"] = axis
         case["channels"] = c
         if op == "group":
@@ -338,11 +330,6 @@ def _new_running_stats(case):
         return ref.instance_norm_running_stats(x, rm, rv, m, axis=case["axis"])
 
 
-def _eval_backward_on_non_finite(case):
-    # CORNER (eval-mode backward with NaN/Inf in x, fixed in another branch)
-    return case["op"] in ("batch_eval", "instance_eval") and not np.isfinite(case["x"]).all()
-
-
 def _check_gradients(case, dx, dw, db, where):
     dt = case["dtype"]
     ex_dx, ex_dw, ex_db = _reference(case, case["dy"])
@@ -373,14 +360,8 @@ def test_functional_forward_and_backward_match_reference(case):
     np.testing.assert_array_equal(x, x_before)  # the input is never written
     if running is not None and case["op"] in ("batch_train", "instance"):
         new_rm, new_rv = _new_running_stats(case)
-        # KNOWN, reported (not in this branch's scope): a channel holding two or more
-        # infinities of one sign gets a NaN running mean where the reference and torch have
-        # +-inf (the kernels' block merge computes inf - inf)
-        new_rm = np.where(np.isinf(new_rm) & np.isnan(running[0]), np.nan, new_rm)
         assert_matches(running[0], new_rm, case["dtype"], "running_mean")
         assert_matches(running[1], new_rv, case["dtype"], "running_var")
-    if _eval_backward_on_non_finite(case):
-        return
     dx, dw, db = ctx.backward(case["dy"])
     _check_gradients(case, dx, dw, db, "ctx.backward")
 
@@ -425,7 +406,6 @@ def _layer(case):
 @given(case=op_cases(layer=True))
 def test_layer_backward_matches_reference(case):
     assume(_expected_rejection(case) is None)
-    assume(not _eval_backward_on_non_finite(case))
     layer = _layer(case)
     y = layer.forward(case["x"])
     assert_matches(y, _reference(case), case["dtype"], "layer y", conditioning(case))

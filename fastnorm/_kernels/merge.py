@@ -17,7 +17,9 @@ def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
         return n_a, mean_a, m2_a
     if n_a == 0:
         return n_b, mean_b, m2_b
-    delta = mean_b - mean_a
+    # equal means (two infinities of one sign included, whose difference would be NaN) add no
+    # between-set spread
+    delta = mean_b - mean_a if mean_b != mean_a else 0.0
     frac_b = n_b / n
     return n, mean_a + delta * frac_b, m2_a + m2_b + delta * delta * n_a * frac_b
 
