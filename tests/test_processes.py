@@ -90,3 +90,29 @@ def test_openmp_nesting_is_left_as_found():
     if proc.stdout.strip() in ("no-gomp", "not-omp"):
         pytest.skip(f"Numba does not run on GNU OpenMP here ({proc.stdout.strip()})")
     assert proc.stdout.strip().endswith("ok")
+
+
+def test_workqueue_warning_advises_only_what_works_here():
+    """Under the non-thread-safe workqueue layer fastnorm serializes its kernels and says so; the
+    advice names only layers Numba can load here, and no setting that breaks fork."""
+    proc = run_script(
+        """
+        import warnings
+        import numpy as np
+        import fastnorm
+        from fastnorm._kernels import policy
+        x = np.ones((64, 64, 64, 4), np.float32)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fastnorm.batch_norm(x, training=True)
+        messages = [str(w.message) for w in caught if "workqueue" in str(w.message)]
+        assert len(messages) == 1, messages
+        text = messages[0]
+        loadable = policy._safe_layers()
+        assert ("tbb" in text) == ("tbb" in loadable), (text, loadable)
+        assert "NUMBA_THREADING_LAYER=omp" not in text
+        print("ok")
+        """,
+        env={"NUMBA_THREADING_LAYER": "workqueue"},
+    )
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
