@@ -153,15 +153,20 @@ def normalized_shape_of(normalized_shape, x_shape):
 def grad_output(grad_out, shape, dtype):
     """``grad_out`` of a backward pass: real numbers of the forward input's ``shape``, as a
     C-contiguous array of ``dtype``."""
-    expected = f"an array of the forward input's shape {tuple(shape)}"
     if grad_out is None or isinstance(grad_out, (str, bytes)):
-        raise TypeError(f"grad_out must be {expected}, got {grad_out!r}")
+        raise TypeError(f"grad_out must be {_expected_grad(shape)}, got {grad_out!r}")
     arr = np.asarray(grad_out)
     if arr.dtype.kind not in "fiu":
-        raise TypeError(f"grad_out must be {expected} of real numbers, got dtype {arr.dtype}")
+        raise TypeError(
+            f"grad_out must be {_expected_grad(shape)} of real numbers, got dtype {arr.dtype}"
+        )
     if arr.shape != tuple(shape):
-        raise ValueError(f"grad_out must be {expected}, got shape {arr.shape}")
+        raise ValueError(f"grad_out must be {_expected_grad(shape)}, got shape {arr.shape}")
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _expected_grad(shape):
+    return f"an array of the forward input's shape {tuple(shape)}"
 
 
 def output_array(out, shape, dtype):

@@ -2,6 +2,7 @@
 (parameters, validation, fitted state, fit / predict plumbing)."""
 
 import copy
+import functools
 import numbers
 
 import numpy as np
@@ -23,6 +24,11 @@ from ._threads import thread_limit
 from ._training import fit_epochs
 
 _PREDICT_CHUNK = 8192
+
+
+@functools.cache
+def _param_names(cls):
+    return frozenset(cls._get_param_names())  # inspects the signature: once per class
 
 
 def _inference_input(est, X):
@@ -116,7 +122,7 @@ class _BaseMLP(BaseEstimator):
     def _fitted_names(self):
         """Every attribute set by fitting: a name ending or starting with ``_`` that is not a
         constructor parameter (as scikit-learn's ``check_is_fitted`` reads ``vars``)."""
-        params = self.get_params(deep=False)
+        params = _param_names(type(self))
         return [
             k
             for k in vars(self)

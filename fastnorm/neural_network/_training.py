@@ -1,5 +1,6 @@
 """The training loop of the MLP estimators: mini-batches, epochs, callbacks."""
 
+import copy
 import math
 import warnings
 
@@ -59,6 +60,25 @@ def validation_split(est, X, y):
         return train_test_split(X, y, test_size=n_val, random_state=seed)
 
 
+def checkpoint(est):
+    """What a rollback to this point needs: copies of the weights, buffers and optimizer state
+    (array copies, cheaper than a deep copy of the network) and of the other fitted attributes."""
+    names = [k for k in est._fitted_names() if k not in ("net_", "_optimizer")]
+    small = copy.deepcopy({k: vars(est)[k] for k in names})
+    return est.net_.state_dict(), est._optimizer.state_dict(), small
+
+
+def rollback(est, saved):
+    """Put ``est`` back to a :func:`checkpoint` (the network arrays are written in place)."""
+    net_state, optimizer_state, small = saved
+    est.net_.load_state_dict(net_state)
+    est._optimizer.load_state_dict(optimizer_state)
+    for k in est._fitted_names():
+        if k not in ("net_", "_optimizer"):
+            del est.__dict__[k]
+    est.__dict__.update(small)
+
+
 class TrainingLoop:
     """Epochs of mini-batch steps on ``est.net_`` with ``est._optimizer``; callbacks run at the
     hooks described in :mod:`fastnorm.neural_network._callbacks`."""
@@ -104,7 +124,7 @@ class TrainingLoop:
         est, net = self.est, self.net
         n = X.shape[0]
         for _ in range(n_epochs):
-            checkpoint = est._snapshot()  # an interrupted epoch is rolled back to here
+            saved = checkpoint(est)  # an interrupted epoch is rolled back to here
             self.epoch = est.n_iter_ + 1
             order = est._rng.permutation(n) if est.shuffle else None
             net.train()
@@ -121,7 +141,7 @@ class TrainingLoop:
                 net.eval()
                 self._call("on_epoch_error")
                 if isinstance(exc, KeyboardInterrupt):
-                    est._restore(checkpoint)
+                    rollback(est, saved)
                 raise
             self.completed_epochs += 1
             if self.stop:

@@ -7,6 +7,7 @@ import numpy as np
 
 from .._persistence import checked_state, with_version
 from .._validation import FLOAT_DTYPE, check
+from .._version import __version__
 
 __all__ = ["Module", "StateDict", "STATE_DICT_FORMAT"]
 
@@ -23,15 +24,6 @@ class StateDict(collections.OrderedDict):
     def __init__(self, *args, metadata=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.metadata = dict(metadata or {})
-
-
-def _version():
-    try:
-        from importlib.metadata import version
-
-        return version("fastnorm")
-    except Exception:  # not installed (running from a source tree)
-        return None
 
 
 class Module:
@@ -130,7 +122,7 @@ class Module:
         >>> copy = Sequential(Linear(8, 16, bias=False), BatchNorm(16), ReLU(), Linear(16, 3))
         >>> _ = copy.load_state_dict(net.state_dict())
         """
-        out = StateDict(metadata={"format": STATE_DICT_FORMAT, "fastnorm_version": _version()})
+        out = StateDict(metadata={"format": STATE_DICT_FORMAT, "fastnorm_version": __version__})
         for prefix, m in self.named_modules():
             own = list(m._local_params().items())
             own += [
