@@ -668,3 +668,21 @@ def test_concurrent_python_threads_give_the_same_results():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("factor", [1e-14, 1e14])
+def test_scale_of_sample_weights_does_not_change_the_result(rng, factor):
+    """Constant features are decided by a rounding-error bound that counts samples: multiplying
+    every weight by a constant must not change the transform (it used to zero every feature)."""
+    X = rng.normal(size=(200, 5)) * [1.0, 1e-3, 1e3, 1.0, 1.0]
+    X[:, 3] = 2.5  # truly constant
+    w = rng.uniform(0.5, 2.0, X.shape[0])
+    ref = BatchNormalizer(eps=0.0).fit(X, sample_weight=w)
+    scaled = BatchNormalizer(eps=0.0).fit(X, sample_weight=w * factor)
+    assert_allclose(scaled.transform(X), ref.transform(X), rtol=1e-9, atol=1e-12)
+    assert np.all(scaled.transform(X)[:, 3] == 0.0)
+    assert np.all(np.std(scaled.transform(X)[:, [0, 1, 2, 4]], axis=0) > 0.5)
+    streamed = BatchNormalizer(eps=0.0)
+    for part, wp in zip(np.array_split(X, 4), np.array_split(w * factor, 4)):
+        streamed.partial_fit(part, sample_weight=wp)
+    assert_allclose(streamed.transform(X), ref.transform(X), rtol=1e-9, atol=1e-12)

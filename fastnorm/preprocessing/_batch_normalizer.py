@@ -26,8 +26,14 @@ class _StreamedState:
     """How ``BatchNormalizer`` keeps its fitted state: published as new arrays, restored when an
     update fails, and fed by batches validated with a fast path for streaming."""
 
-    def _set_state(self, sum_weights, mean, m2, var, weighted):
+    def _rows(self):
+        """Rows with a positive weight seen so far (pickles of 0.1.0 lack it: their weights)."""
+        rows = getattr(self, "_n_rows", None)
+        return np.max(self._sum_weights, initial=0.0) if rows is None else rows
+
+    def _set_state(self, sum_weights, mean, m2, var, weighted, rows):
         """Publish a new state; every array is new, none is ever modified in place."""
+        self._n_rows = int(rows)
         has_data = sum_weights > 0
         self._sum_weights = sum_weights
         self._m2 = m2
@@ -256,6 +262,7 @@ class BatchNormalizer(
         w = check_sample_weight(sample_weight, X.shape[0], allow_all_zero=stream)
         weight_b, mean_b, m2_b = batch_moments(X, w)
         weighted = w is not None or (not reset and self._weighted)
+        rows = (X.shape[0] if w is None else np.count_nonzero(w)) + (0 if reset else self._rows())
         if momentum is None:
             if reset:
                 sum_w, mean, m2, var = weight_b, mean_b, m2_b, biased_var(m2_b, weight_b)
@@ -263,7 +270,7 @@ class BatchNormalizer(
                 sum_w, mean, m2, var = exact_merge(
                     self._sum_weights, self.mean_, self._m2, weight_b, mean_b, m2_b
                 )
-            self._set_state(sum_w, mean, m2, var, weighted)
+            self._set_state(sum_w, mean, m2, var, weighted, rows)
             return
         var_b = biased_var(m2_b, weight_b)
         if reset:
@@ -272,7 +279,7 @@ class BatchNormalizer(
         else:
             old_w = self._sum_weights
             mean, var = ema_step(old_w, self.mean_, self.var_, weight_b, mean_b, var_b, momentum)
-        self._set_state(old_w + weight_b, mean, None, var, weighted)
+        self._set_state(old_w + weight_b, mean, None, var, weighted, rows)
 
     def merge(self, other):
         """Combine with the exact state of ``other``, fitted on other data, in place.
@@ -295,7 +302,8 @@ class BatchNormalizer(
         sum_w, mean, m2, var = exact_merge(
             self._sum_weights, self.mean_, self._m2, other._sum_weights, other.mean_, other._m2
         )
-        self._set_state(sum_w, mean, m2, var, self._weighted or other._weighted)
+        rows = self._rows() + other._rows()
+        self._set_state(sum_w, mean, m2, var, self._weighted or other._weighted, rows)
         return self
 
     # -- transforming ----------------------------------------------------------------------------
@@ -305,7 +313,9 @@ class BatchNormalizer(
         eps = rules.check(self.eps, "eps", rules.EPS)
         n = self.n_features_in_
         scale = per_feature(self.scale, "scale", n)
-        factor = transform_factor(self.var_, self._sum_weights, self.mean_, scale, eps)
+        # the rounding-error bound counts samples, not their weights (weight scale is irrelevant)
+        count = self._rows() if self._weighted else self._sum_weights
+        factor = transform_factor(self.var_, count, self.mean_, scale, eps)
         return factor, per_feature(self.shift, "shift", n)
 
     def _copy(self, copy):
