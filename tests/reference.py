@@ -1,8 +1,10 @@
 """Slow, obvious float64 NumPy reference for every normalization, forward and backward.
 
 Clarity over speed: every function casts to float64, computes the statistics with
-``np.mean`` of centred values (two passes), and writes the textbook formula. Nothing here
-imports fastnorm. The reference itself is validated against PyTorch in ``test_reference.py``.
+``np.mean`` of centred values (two passes; the mean refined once by the mean of the residuals,
+so that a constant slice has exactly its value as mean), and writes the textbook formula.
+Nothing here imports fastnorm. The reference itself is validated against PyTorch in
+``test_reference.py``.
 
 Conventions
 -----------
@@ -51,9 +53,19 @@ def _as_shape(normalized_shape):
 # --------------------------------------------------------------------------------------------
 
 
+def _mean(x, axis, keepdims=False):
+    """``np.mean`` refined once by the mean of the residuals: exact for constant slices (whose
+    mean must be their value, and their variance 0, at any magnitude)."""
+    mean = np.mean(x, axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore"):  # an infinite mean is not refined
+        residual = np.mean(x - mean, axis=axis, keepdims=True)
+    mean = np.where(np.isfinite(mean), mean + residual, mean)
+    return mean if keepdims else np.squeeze(mean, axis=axis)
+
+
 def _stats(x, axes):
     """Mean and biased variance over ``axes`` (keepdims), two passes."""
-    mean = np.mean(x, axis=axes, keepdims=True)
+    mean = _mean(x, axes, keepdims=True)
     var = np.mean((x - mean) ** 2, axis=axes, keepdims=True)
     return mean, var
 
@@ -117,7 +129,7 @@ def batch_norm_running_stats(x, running_mean, running_var, momentum=0.1, *, axis
     axis = axis % x.ndim
     red = _other_axes(x.ndim, axis)
     n = x.size // x.shape[axis]
-    mean = np.mean(x, axis=red)
+    mean = _mean(x, red)
     var_unbiased = np.sum((x - np.expand_dims(mean, red)) ** 2, axis=red) / (n - 1)
     rm = (1 - momentum) * rm + momentum * mean
     rv = (1 - momentum) * rv + momentum * var_unbiased
@@ -305,8 +317,8 @@ def instance_norm_running_stats(x, running_mean, running_var, momentum=0.1, *, a
         return rm, rv
     spatial = tuple(range(2, x.ndim))
     S = int(np.prod(x.shape[2:]))
-    mean_nc = np.mean(x, axis=spatial)  # (N, C)
-    var_nc = np.sum((x - np.mean(x, axis=spatial, keepdims=True)) ** 2, axis=spatial) / (S - 1)
+    mean_nc = _mean(x, spatial)  # (N, C)
+    var_nc = np.sum((x - _mean(x, spatial, keepdims=True)) ** 2, axis=spatial) / (S - 1)
     rm = (1 - momentum) * rm + momentum * np.mean(mean_nc, axis=0)
     rv = (1 - momentum) * rv + momentum * np.mean(var_nc, axis=0)
     return rm, rv

@@ -1,6 +1,8 @@
 """Numerical edge cases of the functional API: constant slices of any magnitude, non-finite
 inputs, empty channel sets, read-only running statistics, NumPy warnings and memory use."""
 
+import warnings
+
 import numpy as np
 import pytest
 import reference as ref
@@ -423,3 +425,31 @@ def test_no_numpy_warnings(data):
             except RuntimeWarning as w:
                 leaked.append(f"{name}: {w}")
     assert not leaked, leaked
+
+
+def test_instance_norm_running_stats_with_opposite_infinities_warn_nothing():
+    """Found by the long property-test profile: the batch average of instance statistics of
+    +inf and -inf samples leaked a NumPy RuntimeWarning (the NaN result itself is intended)."""
+    x = np.random.default_rng(0).standard_normal((2, 4, 130)).astype(np.float32)
+    x[0, 3, 5] = np.inf
+    x[1, 3, 7] = -np.inf
+    rm, rv = np.zeros(4, np.float32), np.ones(4, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastnorm.instance_norm(x, rm, rv)
+    assert np.isnan(rm[3]) and np.all(np.isfinite(rm[:3]))
+
+
+def test_layer_gradients_beyond_float32_range_warn_nothing():
+    """Found by the long property-test profile: a float32 layer whose float64 weight gradient
+    exceeds float32's range stores inf, and must not leak NumPy's cast-overflow warning."""
+    from fastnorm.nn import BatchNorm
+
+    layer = BatchNorm(2).eval()
+    x = np.ones((4, 2), np.float32)
+    dy = np.full((4, 2), 3e38, np.float32)
+    layer.forward(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer.backward(dy)
+    assert np.all(np.isinf(layer.grads["bias"]))

@@ -21,6 +21,8 @@ def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     # between-set spread
     delta = mean_b - mean_a if mean_b != mean_a else 0.0
     frac_b = n_b / n
+    if not abs(delta) < np.inf:  # an infinite (or NaN) mean: the mean of the sums, as torch
+        return n, (mean_a * n_a + mean_b * n_b) / n, np.nan
     return n, mean_a + delta * frac_b, m2_a + m2_b + delta * delta * n_a * frac_b
 
 

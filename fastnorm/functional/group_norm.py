@@ -160,13 +160,9 @@ def _instance_norm(
             )
         out, ctx, mean, m2 = _input_stats(x, layout, w, b, eps, groups, out)
         if running_mean is not None and x.size > 0:
-            update_running_stats(
-                running_mean,
-                running_var,
-                mean.mean(axis=0),
-                (m2 / (spatial - 1)).mean(axis=0),
-                momentum,
-            )
+            with np.errstate(invalid="ignore", over="ignore"):  # infinities: NaN/inf intended
+                batch_mean, batch_var = mean.mean(axis=0), (m2 / (spatial - 1)).mean(axis=0)
+            update_running_stats(running_mean, running_var, batch_mean, batch_var, momentum)
         return out, ctx
     if running_mean is None:
         raise ValueError("running_mean and running_var are required when use_input_stats=False")

@@ -56,9 +56,12 @@ class _Norm(Module):
             raise RuntimeError("backward() called before forward()")
         grad_x, grad_w, grad_b = self._backward_fn(ctx, grad_out)
         # written into the existing arrays: the step's gradients replace the previous ones
-        for key, grad in (("weight", grad_w), ("bias", grad_b)):
-            if key in self.grads:
-                np.copyto(self.grads[key], grad.reshape(self.grads[key].shape), casting="unsafe")
+        # (a float64 sum beyond float32's range becomes inf, as intended: no warning)
+        with np.errstate(over="ignore"):
+            for key, grad in (("weight", grad_w), ("bias", grad_b)):
+                if key in self.grads:
+                    target = self.grads[key]
+                    np.copyto(target, grad.reshape(target.shape), casting="unsafe")
         return grad_x
 
 
