@@ -53,9 +53,9 @@ def main(argv=None):
     from ._bench import runner
 
     if args.threads is not None:
-        import numba
+        from .functional import set_num_threads
 
-        numba.set_num_threads(args.threads)
+        set_num_threads(args.threads)
     cases = [c for c in runner.load_cases(args.group) if args.filter in c.name]
     print(runner.HEADER)
     runner.run(cases, repeat=args.repeat)

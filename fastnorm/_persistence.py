@@ -52,7 +52,18 @@ def checked_state(obj, state, fitted=()):
     return state
 
 
-MLP_FITTED = ("net_", "n_features_in_", "n_outputs_", "n_iter_", "loss_curve_")
+MLP_FITTED = (
+    "net_",
+    "_optimizer",
+    "_rng",
+    "n_features_in_",
+    "n_outputs_",
+    "n_iter_",
+    "t_",
+    "loss_curve_",
+    "best_loss_",
+    "_no_improvement_count",
+)
 
 
 def checked_mlp_state(estimator, state):

@@ -189,3 +189,52 @@ def test_refit_whose_validation_fails_changes_nothing(rng):
     assert clf.n_features_in_ == 8
     assert set(vars(clf)) == set(before)
     np.testing.assert_array_equal(clf.predict(X), pred)
+
+
+def test_failed_refit_keeps_the_optimizer_bound_to_the_network(rng):
+    """The restored state is copied as one whole: the optimizer steps the restored network, so
+    training after a failed call still changes the weights (review finding)."""
+    from fastnorm import MLPClassifier
+
+    X = rng.standard_normal((200, 8)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    clf = MLPClassifier((8,), max_iter=3, random_state=0)
+    with pytest.warns(Warning):
+        clf.fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        clf.partial_fit(X[:, :5], y)
+    assert clf._optimizer.module is clf.net_
+    before = clf.net_.state_dict()
+    clf.partial_fit(X, y)
+    after = clf.net_.state_dict()
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_fork_during_a_hold_leaves_the_child_interruptible():
+    """A thread that forks while the main thread holds SIGINT (during a fit or a kernel) must
+    not leave the child with the recording handler that nobody releases (review finding)."""
+    proc = run_script(
+        """
+        import os, signal, threading, time
+        from fastnorm.functional import deferred_interrupts
+        res = {}
+        def forker():
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(2)
+                    os._exit(3)  # SIGINT was swallowed
+                except KeyboardInterrupt:
+                    os._exit(7)
+            res["pid"] = pid
+        with deferred_interrupts():
+            t = threading.Thread(target=forker)
+            t.start()
+            t.join()
+        _, status = os.waitpid(res["pid"], 0)
+        print("child", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("child 7"), proc.stdout

@@ -135,8 +135,21 @@ def test_state_without_a_version_loads_silently():
         (OBJECTS[5], ("net_",)),
         (OBJECTS[5], ("classes_",)),
         (OBJECTS[6], ("n_outputs_", "n_iter_")),
+        (OBJECTS[5], ("_optimizer",)),
+        (OBJECTS[5], ("t_", "_rng")),
+        (OBJECTS[6], ("best_loss_", "_no_improvement_count")),
     ],
-    ids=["bn-m2-mean", "bn-ema-sum-weights", "bn-n-features", "clf-net", "clf-classes", "reg"],
+    ids=[
+        "bn-m2-mean",
+        "bn-ema-sum-weights",
+        "bn-n-features",
+        "clf-net",
+        "clf-classes",
+        "reg",
+        "clf-optimizer",
+        "clf-t-rng",
+        "reg-best-loss",
+    ],
 )
 def test_incomplete_fitted_state_fails_at_load(obj, drop):
     state = {k: v for k, v in _state_of(obj).items() if k not in drop}

@@ -116,3 +116,34 @@ def test_workqueue_warning_advises_only_what_works_here():
         env={"NUMBA_THREADING_LAYER": "workqueue"},
     )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_mlp_thread_limit_leaves_openmp_nesting_as_found():
+    """``n_threads`` sets Numba's thread count; that must start Numba's pool through the policy,
+    which puts OpenMP's nesting back (review finding: it bypassed it)."""
+    proc = run_script(
+        """
+        import ctypes
+        import numpy as np
+        try:
+            gomp = ctypes.CDLL("libgomp.so.1")
+        except OSError:
+            print("no-gomp"); raise SystemExit
+        found = gomp.omp_get_nested()
+        from fastnorm import MLPClassifier
+        import numba
+        X = np.random.default_rng(0).random((200, 8)).astype("f4")
+        y = (X[:, 0] > 0.5).astype(int)
+        import warnings
+        warnings.simplefilter("ignore")
+        MLPClassifier((8,), max_iter=2, n_threads=1).fit(X, y)
+        if numba.threading_layer() != "omp":
+            print("not-omp"); raise SystemExit
+        assert gomp.omp_get_nested() == found, (found, gomp.omp_get_nested())
+        print("ok")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if proc.stdout.strip() in ("no-gomp", "not-omp"):
+        pytest.skip(f"Numba does not run on GNU OpenMP here ({proc.stdout.strip()})")
+    assert proc.stdout.strip().endswith("ok")

@@ -50,6 +50,8 @@ def _threads_started():
 def _after_fork_in_child():
     global _forked_after_threads, _main_ident, _holding
     _main_ident = threading.main_thread().ident  # the forking thread is the child's main thread
+    if _holding is not None:  # forked during a hold: nobody in the child would release it
+        _sig.signal(_SIGINT, _holding.handler)
     _holding = None
     if _threads_started():
         _forked_after_threads = True
@@ -155,6 +157,18 @@ def deliver_interrupts():
         signum, frame = held.signals[0]
         held.signals.clear()
         held.handler(signum, frame)
+
+
+def set_num_threads(n_threads):
+    """Numba's thread count for this Python thread; returns the previous one. Starts Numba's pool
+    through :func:`parallel_guard` first, so that the layer choice and the OpenMP settings are
+    handled as for a threaded kernel."""
+    import numba
+
+    parallel_guard()
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+    return previous
 
 
 # -- threading layer ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from .._kernels.policy import (
     deferred_interrupts,
     deliver_interrupts,
     serial_kernels,
+    set_num_threads,
     streaming_kernels,
 )
 from ._contexts import channel_norm_backward
@@ -48,6 +49,7 @@ __all__ = [
     "rms_norm_forward",
     "rows_norm_backward",
     "serial_kernels",
+    "set_num_threads",
     "sgd_step",
     "streaming_kernels",
     "update_running_stats",

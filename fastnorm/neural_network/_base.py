@@ -130,7 +130,7 @@ class _BaseMLP(BaseEstimator):
         ]
 
     def _snapshot(self):
-        return {k: copy.deepcopy(vars(self)[k]) for k in self._fitted_names()}
+        return copy.deepcopy({k: vars(self)[k] for k in self._fitted_names()})
 
     def _restore(self, state):
         for k in self._fitted_names():

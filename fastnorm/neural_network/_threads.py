@@ -26,12 +26,9 @@ def thread_limit(n_threads):
         if n_threads is None:
             yield
             return
-        import numba
-
-        old = numba.get_num_threads()
-        numba.set_num_threads(max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS)))
+        old = F.set_num_threads(n_threads)
         try:
             with _blas_controller().limit(limits=int(n_threads), user_api="blas"):
                 yield
         finally:
-            numba.set_num_threads(old)
+            F.set_num_threads(old)
