@@ -16,6 +16,15 @@ KERNEL = {"fastmath": FASTMATH, "cache": True, "nogil": True, "error_model": "nu
 PARALLEL_KERNEL = {**KERNEL, "parallel": True}
 
 
+def _call_held(compiled, args):
+    """Call a compiled kernel with Ctrl-C held until it has returned (``policy``)."""
+    held = policy.hold_interrupts()
+    try:
+        return compiled(*args)
+    finally:
+        policy.release_interrupts(held)
+
+
 class ParallelKernel:
     """One kernel compiled twice, with and without threads, picked by the size of its first
     argument (``policy.use_threads``). Blocks and merge order are the same in both, so the
@@ -37,14 +46,10 @@ class ParallelKernel:
         self.__name__ = py_func.__name__
 
     def __call__(self, *args):
-        held = policy.hold_interrupts()
-        try:
-            if policy.use_threads(args[0].size):
-                with policy.parallel_guard():
-                    return self.parallel(*args)
-            return self.serial(*args)
-        finally:
-            policy.release_interrupts(held)
+        if policy.use_threads(args[0].size):
+            with policy.parallel_guard():
+                return _call_held(self.parallel, args)
+        return _call_held(self.serial, args)
 
 
 def parallel_kernel(py_func):
@@ -61,11 +66,7 @@ class SerialKernel:
         self.__name__ = py_func.__name__
 
     def __call__(self, *args):
-        held = policy.hold_interrupts()
-        try:
-            return self.compiled(*args)
-        finally:
-            policy.release_interrupts(held)
+        return _call_held(self.compiled, args)
 
 
 def serial_kernel(py_func):

@@ -48,12 +48,15 @@ def merge_sets(mean, m2, count):
 
 @serial_kernel
 def merge_moment_arrays(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
-    """Element-wise ``merge_moments`` over float64 arrays of equal shape; returns new arrays."""
-    n = np.empty_like(n_a)
-    mean = np.empty_like(mean_a)
-    m2 = np.empty_like(m2_a)
-    for i in range(n_a.size):
-        n.flat[i], mean.flat[i], m2.flat[i] = merge_moments(
-            n_a.flat[i], mean_a.flat[i], m2_a.flat[i], n_b.flat[i], mean_b.flat[i], m2_b.flat[i]
-        )
+    """Element-wise ``merge_moments`` over C-contiguous float64 arrays of equal shape; returns
+    new arrays."""
+    n, mean, m2 = n_a.copy(), mean_a.copy(), m2_a.copy()
+    merge_into(
+        n.reshape(-1),
+        mean.reshape(-1),
+        m2.reshape(-1),
+        n_b.reshape(-1),
+        mean_b.reshape(-1),
+        m2_b.reshape(-1),
+    )
     return n, mean, m2
