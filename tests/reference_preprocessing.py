@@ -26,8 +26,9 @@ def weighted_moments(X, sample_weight=None):
     return sum_w, mean, var
 
 
-def batch_normalize(X, mean, var, eps=1e-5, scale=1.0, shift=0.0):
-    """(X - mean) / sqrt(var + eps) * scale + shift, in float64 (NaN stays NaN)."""
+def batch_normalize(X, mean, var, eps=0.0, scale=1.0, shift=0.0):
+    """(X - mean) / sqrt(var + eps) * scale + shift, in float64 (NaN stays NaN); eps defaults to
+    BatchNormalizer's 0."""
     X = np.asarray(X, dtype=np.float64)
     return (X - mean) / np.sqrt(var + eps) * scale + shift
 

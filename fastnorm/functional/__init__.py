@@ -25,7 +25,12 @@ from .layer_norm import (
     rms_norm_forward,
     rows_norm_backward,
 )
-from .moments import column_moments, merge_moments, update_running_stats
+from .moments import (
+    column_moments,
+    merge_compensated_moments,
+    merge_moments,
+    update_running_stats,
+)
 from .optim import adam_step, sgd_step
 
 __all__ = [
@@ -44,6 +49,7 @@ __all__ = [
     "instance_norm_forward",
     "layer_norm",
     "layer_norm_forward",
+    "merge_compensated_moments",
     "merge_moments",
     "rms_norm",
     "rms_norm_forward",

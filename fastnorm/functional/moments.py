@@ -39,6 +39,20 @@ def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     return merge.merge_moment_arrays(*args)
 
 
+def merge_compensated_moments(a, b):
+    """Moments of the union of two sets, each given as float64 arrays
+    ``(n, mean, mean_lo, m2, m2_lo)`` where the mean is ``mean + mean_lo`` and M2 is
+    ``m2 + m2_lo`` (double-double): Chan's formula with every rounding error carried in the low
+    parts. A set fresh from ``column_moments`` has zero low parts. Returns new arrays, the same
+    five."""
+    args = [np.ascontiguousarray(v, dtype=np.float64).reshape(-1) for v in (*a, *b)]
+    if len(args) != 10 or len({v.shape for v in args}) != 1:
+        raise ValueError(
+            "a and b must each be five arrays (n, mean, mean_lo, m2, m2_lo) of equal length"
+        )
+    return merge.merge_compensated_arrays(*args)
+
+
 def update_running_stats(running_mean, running_var, mean, var, momentum):
     """In place: ``running = (1 - momentum) * running + momentum * value`` for the running mean
     (with ``mean``) and the running variance (with ``var``), element-wise over 1-D arrays.

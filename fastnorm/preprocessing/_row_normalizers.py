@@ -80,7 +80,9 @@ class LayerNormalizer(_RowNormalizer):
     Parameters
     ----------
     eps : float >= 0, default=1e-5
-        Added to each row's variance before the square root.
+        Added to each row's variance before the square root, as in ``fastnorm.layer_norm`` and
+        ``torch.nn.LayerNorm``. The rows' variance is in the data's own units: for data far
+        from unit scale, standardize first (``BatchNormalizer``) or choose ``eps`` to match.
 
     Attributes
     ----------
@@ -103,9 +105,11 @@ class GroupNormalizer(_RowNormalizer):
 
     Parameters
     ----------
-    n_groups : int
-        Number of groups; must divide the number of features.
+    n_groups : int, default=1
+        Number of groups; must divide the number of features. The default, one group, is layer
+        normalization (as ``torch.nn.GroupNorm(1, C)``).
     eps : float >= 0, default=1e-5
+        Added to each group's variance before the square root, as in the functional API.
 
     Attributes
     ----------
@@ -115,7 +119,7 @@ class GroupNormalizer(_RowNormalizer):
 
     _parameter_constraints = {"n_groups": rules.POSITIVE_INT, "eps": rules.EPS}
 
-    def __init__(self, n_groups, *, eps=1e-5):
+    def __init__(self, n_groups=1, *, eps=1e-5):
         self.n_groups = n_groups
         self.eps = eps
 
@@ -139,10 +143,12 @@ class InstanceNormalizer(_RowNormalizer):
 
     Parameters
     ----------
-    n_channels : int
+    n_channels : int, default=1
         Number of channels; must divide the number of features, leaving at least 2 values per
-        channel.
+        channel. The default treats the whole row as one channel (layer normalization); set it
+        to the images' channel count.
     eps : float >= 0, default=1e-5
+        Added to each group's variance before the square root, as in the functional API.
 
     Attributes
     ----------
@@ -152,7 +158,7 @@ class InstanceNormalizer(_RowNormalizer):
 
     _parameter_constraints = {"n_channels": rules.POSITIVE_INT, "eps": rules.EPS}
 
-    def __init__(self, n_channels, *, eps=1e-5):
+    def __init__(self, n_channels=1, *, eps=1e-5):
         self.n_channels = n_channels
         self.eps = eps
 

@@ -1,10 +1,11 @@
 """Pure helpers of the transformers, functions of arrays (in the spirit of scikit-learn's
 ``_incremental_mean_and_var``): batch moments, the exact merge, the exponential-average step,
-the transform factor, and the checks of per-feature and per-sample arrays."""
+StandardScaler's ``scale_``, and the checks of per-feature and per-sample arrays."""
 
 import numbers
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_array
 
 from .. import _validation as rules
@@ -14,7 +15,12 @@ EPS64 = np.finfo(np.float64).eps
 
 
 def batch_moments(X, sample_weight):
-    """(sum of weights, mean, M2) of each column of the C-contiguous float array X."""
+    """(sum of weights, mean, M2) of each column of X: a C-contiguous float array or a CSR/CSC
+    matrix (float16 is summed as float32, which holds it exactly)."""
+    if sp.issparse(X):
+        return F.sparse_column_moments(X, sample_weight)
+    if X.dtype == np.float16:
+        X = X.astype(np.float32)
     with F.streaming_kernels():
         return F.column_moments(X, sample_weight)
 
@@ -24,10 +30,11 @@ def biased_var(m2, sum_w):
     return np.divide(m2, sum_w, out=np.zeros_like(m2), where=sum_w > 0)
 
 
-def exact_merge(sum_w, mean, m2, sum_w_b, mean_b, m2_b):
-    """Exact pooled statistics of two sets (Chan's formula): (sum_w, mean, M2, biased var)."""
-    sum_w, mean, m2 = F.merge_moments(sum_w, mean, m2, sum_w_b, mean_b, m2_b)
-    return sum_w, mean, m2, biased_var(m2, sum_w)
+def exact_merge(state, batch):
+    """Exact pooled moments of two sets, each ``(sum_w, mean, mean_lo, m2, m2_lo)`` (the mean is
+    ``mean + mean_lo``, M2 ``m2 + m2_lo``): Chan's formula in double-double, so that streaming
+    one row at a time loses nothing to rounding."""
+    return F.merge_compensated_moments(state, batch)
 
 
 def ema_step(old_w, old_mean, old_var, weight_b, mean_b, var_b, momentum):
@@ -45,16 +52,21 @@ def ema_step(old_w, old_mean, old_var, weight_b, mean_b, var_b, momentum):
     return mean, var
 
 
-def transform_factor(var, sum_w, mean, scale, eps):
-    """Per-feature multiplier scale / sqrt(var + eps); 0 for constant features."""
-    # StandardScaler's bound on the rounding error of the variance: below it, constant
-    # (an overflowing bound, at |mean| near 1e300, means no finite variance is distinguishable)
-    with np.errstate(over="ignore"):
-        constant = var <= sum_w * EPS64 * var + (sum_w * np.nan_to_num(mean) * EPS64) ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = scale / np.sqrt(var + eps)
-    factor = np.where(constant, 0.0, factor)
-    return np.where(np.isfinite(factor) | np.isnan(var), factor, 0.0)  # eps=0, var=0
+def is_constant(var, mean, n_samples_seen):
+    """StandardScaler's rule: a variance within the rounding-error bound of its float64
+    computation is zero (an overflowing bound, at |mean| near 1e300, means no finite variance is
+    distinguishable)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = n_samples_seen * EPS64 * var + (n_samples_seen * np.nan_to_num(mean) * EPS64) ** 2
+        return var <= bound
+
+
+def standard_scale(var, mean, n_samples_seen, eps):
+    """``scale_``: sqrt(var + eps), a constant feature's variance taken as 0, and 1 where that is
+    0 (StandardScaler's ``scale_`` when eps is 0); NaN for a feature without data."""
+    var = np.where(is_constant(var, mean, n_samples_seen), 0.0, var)
+    scale = np.sqrt(var + eps)
+    return np.where(scale == 0.0, 1.0, scale)
 
 
 def per_feature(value, name, n_features):
