@@ -20,6 +20,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
 from fastnorm import (
@@ -915,6 +916,11 @@ for arg, bad, exc, msg in (
     ("momentum", "0.1", TypeError, r"\bmomentum must be None or a real number in \[0.0, 1.0\]"),
     ("copy", "yes", TypeError, r"\bcopy must be a bool"),
     ("copy", 1, TypeError, r"\bcopy must be a bool"),
+    ("with_mean", "no", TypeError, r"\bwith_mean must be a bool"),
+    ("with_mean", None, TypeError, r"\bwith_mean must be a bool"),
+    ("with_std", 0, TypeError, r"\bwith_std must be a bool"),
+    ("eps", -1e-5, ValueError, r"\beps must be"),
+    ("eps", np.inf, ValueError, r"\beps must be"),
     ("scale", np.ones(5), ValueError, r"\bscale must be a scalar or have shape \(n_features,\)"),
     ("scale", "abc", TypeError, r"\bscale must be a real number or an array"),
     ("scale", np.nan, ValueError, r"\bscale must be finite"),
@@ -995,6 +1001,61 @@ for mname, other, exc, msg in (
         f"{FAM}.merge: {mname}",
         lambda other=other: BatchNormalizer().fit(XT).merge(other()),
         exc,
+        msg,
+    )
+XS = sp.csr_matrix(np.where(XT > 0.5, XT, 0.0))
+for method in ("fit", "partial_fit"):
+    case(
+        f"{FAM}.{method}: sparse X with with_mean=True",
+        lambda method=method: getattr(BatchNormalizer(), method)(XS),
+        ValueError,
+        r"Cannot center sparse matrices: pass `with_mean=False` instead",
+    )
+case(
+    f"{FAM}.transform: sparse X with with_mean=True",
+    lambda: BatchNormalizer().fit(XT).transform(XS),
+    ValueError,
+    r"Cannot center sparse matrices",
+)
+case(
+    f"{FAM}.transform: sparse X with a shift",
+    lambda: BatchNormalizer(with_mean=False, shift=1.0).fit(XS).transform(XS),
+    ValueError,
+    r"\bshift must be 0 for sparse X",
+)
+case(
+    f"{FAM}.transform: with_std switched on after a fit without it",
+    lambda: BatchNormalizer(with_std=False).fit(XT).set_params(with_std=True).transform(XT),
+    ValueError,
+    r"\bwith_std=True needs a normalizer fitted with with_std=True",
+)
+case(
+    f"{FAM}.get_state: unfitted",
+    lambda: BatchNormalizer().get_state(),
+    NotFittedError,
+    r"not fitted yet",
+)
+
+
+def _state_with(**changes):
+    state = BatchNormalizer().fit(XT).get_state()
+    state.update(changes)
+    return {k: v for k, v in state.items() if v is not None}
+
+
+for sname, state, msg in (
+    ("empty dict", {}, r"state must be a dict made by get_state\(\)"),
+    ("not a mapping", [1, 2], r"state must be a dict made by get_state\(\)"),
+    ("no n_features_in", _state_with(n_features_in=None), r"state must be a dict made by"),
+    ("wrong length", _state_with(moments_mean=np.zeros(5)), r"state must hold arrays of shape"),
+    ("negative weights", _state_with(moments_sum_weights=-np.ones(6)), r"must be non-negative"),
+    ("names", _state_with(feature_names_in=np.array(["a"])), r"feature_names_in must have shape"),
+    ("text mean", _state_with(moments_mean=np.full(6, "x")), r"state must be a dict made by"),
+):
+    case(
+        f"{FAM}.set_state: {sname}",
+        lambda state=state: BatchNormalizer().set_state(state),
+        ValueError,
         msg,
     )
 case(
@@ -1281,12 +1342,13 @@ def test_case_ids_are_unique():
 
 @pytest.mark.parametrize("name", list(TRANSFORMERS))
 def test_transformers_take_float16(name):
-    """float16 is to be supported by the transformers: today it is converted, and never crashes."""
+    """float16 input never crashes; BatchNormalizer keeps its dtype (StandardScaler does)."""
     est = TRANSFORMERS[name]()
     X16 = XT.astype(np.float16)
     out = est.fit(X16).transform(X16)
     assert out.shape == X16.shape and np.isfinite(out).all()
     if name == "BatchNormalizer":
+        assert out.dtype == np.float16
         est.partial_fit(X16)
         assert est.inverse_transform(out).shape == X16.shape
 

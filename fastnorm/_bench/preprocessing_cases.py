@@ -8,11 +8,26 @@ N_ROWS = 1_000_000
 N_FEATURES = 64
 CHUNK = 10_000
 _BYTES = N_ROWS * N_FEATURES * 4  # float32
+SPARSE_FEATURES = 1_000
+SPARSE_DENSITY = 0.01
+_SPARSE_BYTES = int(N_ROWS * SPARSE_FEATURES * SPARSE_DENSITY) * 8  # float32 values + int32 indices
 
 
 def _data():
     rng = np.random.default_rng(0)
     return rng.normal(3.0, 2.0, (N_ROWS, N_FEATURES)).astype(np.float32)
+
+
+def _sparse_data():
+    """CSR float32, 1M x 1,000 at 1 % density (10M stored values), seeded."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    X = sp.random(
+        N_ROWS, SPARSE_FEATURES, density=SPARSE_DENSITY, format="csr", dtype=np.float32, rng=rng
+    )
+    X.data = rng.normal(3.0, 2.0, X.data.shape[0]).astype(np.float32)
+    return X
 
 
 def _numpy_moments(chunk):
@@ -80,6 +95,35 @@ def _make_transform():
     }
 
 
+def _make_sparse(method):
+    """fit, partial_fit in 10k-row chunks, or transform of a CSR matrix (with_mean=False)."""
+
+    def make():
+        from sklearn.preprocessing import StandardScaler
+
+        from ..preprocessing import BatchNormalizer
+
+        X = _sparse_data()
+        chunks = [X[i : i + CHUNK] for i in range(0, N_ROWS, CHUNK)]
+        peers = {"fastnorm": BatchNormalizer, "sklearn": StandardScaler}
+        if method == "transform":
+            fitted = {name: cls(with_mean=False).fit(X) for name, cls in peers.items()}
+            return {name: (lambda est=est: est.transform(X)) for name, est in fitted.items()}
+        if method == "fit":
+            return {
+                name: (lambda cls=cls: cls(with_mean=False).fit(X)) for name, cls in peers.items()
+            }
+
+        def stream(cls):
+            est = cls(with_mean=False)
+            for chunk in chunks:
+                est.partial_fit(chunk)
+
+        return {name: (lambda cls=cls: stream(cls)) for name, cls in peers.items()}
+
+    return make
+
+
 CASES = [
     BenchCase(
         name="BatchNormalizer.partial_fit 1M x 64, 10k chunks",
@@ -102,6 +146,30 @@ CASES = [
         group="preprocessing",
         make=_make_transform,
         bytes_moved=2 * _BYTES,
+        target=">= 2x sklearn",
+        repeat=5,
+    ),
+    BenchCase(
+        name="BatchNormalizer.fit CSR 1M x 1000, 1%",
+        group="preprocessing",
+        make=_make_sparse("fit"),
+        bytes_moved=_SPARSE_BYTES,
+        target=">= 5x sklearn",
+        repeat=5,
+    ),
+    BenchCase(
+        name="BatchNormalizer.partial_fit CSR 1M x 1000, 1%, 10k chunks",
+        group="preprocessing",
+        make=_make_sparse("partial_fit"),
+        bytes_moved=_SPARSE_BYTES,
+        target=">= 5x sklearn",
+        repeat=5,
+    ),
+    BenchCase(
+        name="BatchNormalizer.transform CSR 1M x 1000, 1%",
+        group="preprocessing",
+        make=_make_sparse("transform"),
+        bytes_moved=2 * _SPARSE_BYTES,
         target=">= 2x sklearn",
         repeat=5,
     ),
