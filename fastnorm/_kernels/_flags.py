@@ -14,6 +14,13 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 # branch can keep a loop from vectorizing. Inputs are validated before any kernel runs.
 KERNEL = {"fastmath": FASTMATH, "cache": True, "nogil": True, "error_model": "numpy"}
 PARALLEL_KERNEL = {**KERNEL, "parallel": True}
+# Loops that sum deviations from a mean, vectorized across columns (which needs no reassociation):
+# reassociation would turn sum(x - m) into sum(x) - n * m, the cancellation the two passes avoid.
+ORDERED_KERNEL = {**KERNEL, "fastmath": FASTMATH - {"reassoc"}}
+# No fast-math at all, for error-free transformations and updates that must round as NumPy does.
+# fastmath must be given explicitly: Numba compiles a function that leaves it unset with the
+# flags of its first caller (and caches that), so a fast-math kernel would reassociate it.
+EXACT = {**KERNEL, "fastmath": False}
 
 
 def _call_held(compiled, args):

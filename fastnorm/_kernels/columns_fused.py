@@ -24,15 +24,11 @@ def columns_normalize(
     _, A, B = x.shape
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
-    part_cnt = np.empty((1, n_rb, B))
-    part_mean = np.empty((1, n_rb, B))
-    part_m2 = np.empty((1, n_rb, B))
+    parts = np.empty((4, 1, n_rb, B))
     # the blocks of moments.column_moments, NaN not skipped: a NaN gives NaN statistics (torch)
     for t in prange(n_rb * n_cb):
-        task_moments(
-            x, None, False, t, n_rb, n_cb, row_block, col_block, part_cnt, part_mean, part_m2
-        )
-    _, mean2, m22 = merge_blocks(part_cnt, part_mean, part_m2)
+        task_moments(x, None, False, t, n_rb, n_cb, row_block, col_block, parts)
+    _, mean2, m22 = merge_blocks(parts)
     mean = mean2[0]
     m2 = m22[0]
     rstd = 1.0 / np.sqrt(m2 / A + eps)

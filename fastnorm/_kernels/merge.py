@@ -7,7 +7,7 @@ results do not depend on the thread count."""
 import numpy as np
 from numba import njit
 
-from ._flags import KERNEL, serial_kernel
+from ._flags import EXACT, KERNEL, serial_kernel
 
 
 @njit(**KERNEL)
@@ -64,7 +64,6 @@ def merge_moment_arrays(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
 
 
 # No fast-math: the error-free transformations below rely on the exact order of each operation.
-EXACT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
 @njit(**EXACT)
@@ -73,6 +72,19 @@ def two_sum(a, b):
     s = a + b
     bb = s - a
     return s, (a - (s - bb)) + (b - bb)
+
+
+@njit(**EXACT)
+def corrected_split(mean, sq, s_d, n):
+    """``_loops.corrected_moments`` with the corrected mean kept as hi + lo (double-double):
+    (hi, lo, M2). A block merged later needs the low part: its rounding would otherwise enter
+    ``mean_b - mean`` of the merge."""
+    c = s_d / n
+    hi, lo = two_sum(mean, c)
+    if not abs(hi) < np.inf:  # non-finite data keeps the first-pass values, as corrected_moments
+        return mean, 0.0, sq
+    m2 = sq - s_d * c
+    return hi, lo, m2 if m2 > 0.0 else 0.0
 
 
 @njit(**EXACT)

@@ -5,7 +5,7 @@ from numba import njit
 
 # No fast-math: the update is rounded exactly as NumPy evaluates the same formula (no fused
 # multiply-add), so the transformers' running averages keep their bits.
-EXACT = {"cache": True, "nogil": True, "error_model": "numpy"}
+from ._flags import EXACT
 
 
 @njit(**EXACT)
