@@ -3,8 +3,9 @@
 The ``*_forward`` variants also return a context; ``ctx.backward(grad_out)`` (or
 ``channel_norm_backward`` for batch, group, instance norm, ``rows_norm_backward`` for layer and
 RMS norm) computes the gradients. The building blocks below them (column moments, the moments
-merge, the running-statistics update, the per-column affine map, optimizer steps, the kernel
-threading policy) are the only way the rest of fastnorm reaches ``fastnorm._kernels``.
+merge, the running-statistics update, the per-column affine map, sparse column statistics and
+scaling, optimizer steps, the kernel threading policy) are the only way the rest of fastnorm
+reaches ``fastnorm._kernels``.
 """
 
 from .._kernels.policy import (
@@ -32,6 +33,7 @@ from .moments import (
     update_running_stats,
 )
 from .optim import adam_step, sgd_step
+from .sparse import sparse_column_moments, sparse_scale_columns
 
 __all__ = [
     "adam_step",
@@ -57,6 +59,8 @@ __all__ = [
     "serial_kernels",
     "set_num_threads",
     "sgd_step",
+    "sparse_column_moments",
+    "sparse_scale_columns",
     "streaming_kernels",
     "update_running_stats",
 ]
