@@ -12,8 +12,8 @@ then has exactly its value as mean and 0 as M2, weighted or not).
 CSC: one task per column, a corrected two-pass over its stored values (contiguous) plus the
 implicit zeros. CSR: one task per block of rows (``schedule.sparse_row_block``, from the shape
 only), each computing per-column partial moments with two passes over the block's entries; the
-partials are merged in block order with ``merge.merge_into``. Both are bitwise independent of the
-thread count, and equal to their serial twins.
+partials are merged in block order with ``moments.merge_blocks`` (compensated). Both are bitwise
+independent of the thread count, and equal to their serial twins.
 
 Inputs must be canonical (no duplicate entries): a duplicate would count its row twice.
 """
@@ -22,8 +22,9 @@ import numpy as np
 from numba import njit, prange
 
 from ._flags import KERNEL, parallel_kernel
-from ._loops import corrected_moments, run_centred_sums, run_sum
-from .merge import merge_into
+from ._loops import run_centred_sums, run_sum
+from .merge import corrected_split
+from .moments import merge_blocks
 
 
 @njit(**KERNEL)
@@ -57,15 +58,15 @@ def _weight_totals(w, r0, r1):
 @njit(**KERNEL)
 def _column_sums(v, rows, w):
     """First pass over a column's stored values: (entries on positive-weight rows, their weight,
-    weight of the non-NaN values, weighted sum of the non-NaN values, NaN checks needed)."""
+    weight of the NaN values, weighted sum of the non-NaN values, NaN checks needed)."""
     if w is None:
         s = run_sum(v)
         if s - s == 0.0:  # fast path: vectorized, no NaN (nor infinity) in the column
             n = float(v.shape[0])
-            return n, n, n, s, False
+            return n, n, 0.0, s, False
     n_stored = 0.0
     w_stored = 0.0
-    c = 0.0
+    w_nan = 0.0
     s = 0.0
     for i in range(v.shape[0]):
         wa = 1.0 if w is None else w[rows[i]]
@@ -73,9 +74,10 @@ def _column_sums(v, rows, w):
         n_stored += 1.0 if wa > 0.0 else 0.0
         w_stored += wa
         if x == x:
-            c += wa
             s += wa * x
-    return n_stored, w_stored, c, s, True
+        else:
+            w_nan += wa
+    return n_stored, w_stored, w_nan, s, True
 
 
 @njit(**KERNEL)
@@ -95,10 +97,11 @@ def _column_centred(v, rows, w, m):
 @njit(**KERNEL)
 def _csc_column(v, rows, w, total, n_pos):
     """(sum_w, mean, m2, nonfinite) of one column: values ``v`` stored at ``rows``."""
-    n_stored, w_stored, c, s, slow = _column_sums(v, rows, w)
+    n_stored, w_stored, w_nan, s, slow = _column_sums(v, rows, w)
     bad = not (s - s == 0.0)
     iw = _implicit_weight(w, n_stored, n_pos, total, w_stored)
-    c += iw
+    # the total less the NaN rows: every column without NaN gets exactly the same count
+    c = total - w_nan
     if not c > 0.0:
         return c, np.nan, 0.0, bad
     m = s / c
@@ -106,7 +109,7 @@ def _csc_column(v, rows, w, total, n_pos):
         sq, sd = _column_centred(v, rows, w, m)
     else:
         sq, sd = run_centred_sums(v, m)
-    mean, m2 = corrected_moments(m, sq + iw * (m * m), sd - iw * m, c)
+    mean, _, m2 = corrected_split(m, sq + iw * (m * m), sd - iw * m, c)
     return c, mean, m2, bad
 
 
@@ -153,7 +156,7 @@ def _csr_sums_fast(data, indices, k0, k1, n_stored, s):
 @njit(**KERNEL)
 def _csr_block_sums(data, indices, indptr, w, r0, r1, n_stored, w_stored, cnt, s):
     """First pass over rows r0:r1, per column: entries on positive-weight rows, their weight (when
-    weighted), weight and weighted sum of the non-NaN values."""
+    weighted), weight of the NaN values and weighted sum of the non-NaN values."""
     n_stored[:] = 0.0
     w_stored[:] = 0.0
     cnt[:] = 0.0
@@ -164,8 +167,9 @@ def _csr_block_sums(data, indices, indptr, w, r0, r1, n_stored, w_stored, cnt, s
             x = data[k]
             n_stored[j] += 1.0
             if x == x:
-                cnt[j] += 1.0
                 s[j] += x
+            else:
+                cnt[j] += 1.0
         return
     for a in range(r0, r1):
         wa = w[a]
@@ -176,8 +180,9 @@ def _csr_block_sums(data, indices, indptr, w, r0, r1, n_stored, w_stored, cnt, s
             n_stored[j] += pos
             w_stored[j] += wa
             if x == x:
-                cnt[j] += wa
                 s[j] += wa * x
+            else:
+                cnt[j] += wa
 
 
 @njit(**KERNEL)
@@ -205,16 +210,16 @@ def _csr_block_centred(data, indices, indptr, w, r0, r1, mean, sq, sd):
 
 
 @njit(**KERNEL)
-def csr_block_moments(data, indices, indptr, w, r0, r1, cnt, mean, m2):
-    """Moments of rows r0:r1 per column into cnt, mean, m2 (length n_cols); returns True when a
-    weighted sum is not finite."""
+def csr_block_moments(data, indices, indptr, w, r0, r1, cnt, mean, mean_lo, m2):
+    """Moments of rows r0:r1 per column into cnt, mean + mean_lo (double-double), m2 (length
+    n_cols); returns True when a weighted sum is not finite."""
     n_cols = cnt.shape[0]
     total, n_pos = _weight_totals(w, r0, r1)
     n_stored = np.empty(n_cols)
     iw = np.empty(n_cols)  # weight of the stored rows, then of the implicit zeros
     sd = np.empty(n_cols)
     if w is None and _csr_sums_fast(data, indices, indptr[r0], indptr[r1], n_stored, mean):
-        cnt[:] = n_stored
+        cnt[:] = 0.0  # no NaN
     else:
         _csr_block_sums(data, indices, indptr, w, r0, r1, n_stored, iw, cnt, mean)
     bad = False
@@ -222,15 +227,17 @@ def csr_block_moments(data, indices, indptr, w, r0, r1, cnt, mean, m2):
         s = mean[j]
         bad |= not (s - s == 0.0)
         iw[j] = _implicit_weight(w, n_stored[j], n_pos, total, iw[j])
-        c = cnt[j] + iw[j]
+        # the total less the NaN rows: every column without NaN gets exactly the same count
+        c = total - cnt[j]
         cnt[j] = c
         # NaN marks "no data": merge_moments never reads the mean of an empty set
         mean[j] = s / c if c > 0.0 else np.nan
     _csr_block_centred(data, indices, indptr, w, r0, r1, mean, m2, sd)
+    mean_lo[:] = 0.0
     for j in range(n_cols):
         if cnt[j] > 0.0:
             m = mean[j]
-            mean[j], m2[j] = corrected_moments(
+            mean[j], mean_lo[j], m2[j] = corrected_split(
                 m, m2[j] + iw[j] * (m * m), sd[j] - iw[j] * m, cnt[j]
             )
     return bad
@@ -242,22 +249,25 @@ def csr_column_moments(data, indices, indptr, n_cols, w, row_block):
     the shape only), merged in block order. Returns ``(sum_w, mean, m2, nonfinite)``."""
     n_rows = indptr.shape[0] - 1
     n_blocks = max(1, (n_rows + row_block - 1) // row_block)
-    part_cnt = np.empty((n_blocks, n_cols))
-    part_mean = np.empty((n_blocks, n_cols))
-    part_m2 = np.empty((n_blocks, n_cols))
+    parts = np.empty((4, 1, n_blocks, n_cols))
     bad = np.zeros(n_blocks, dtype=np.bool_)
     for b in prange(n_blocks):
         r0 = b * row_block
         r1 = min(n_rows, r0 + row_block)
         bad[b] = csr_block_moments(
-            data, indices, indptr, w, r0, r1, part_cnt[b], part_mean[b], part_m2[b]
+            data,
+            indices,
+            indptr,
+            w,
+            r0,
+            r1,
+            parts[0, 0, b],
+            parts[1, 0, b],
+            parts[2, 0, b],
+            parts[3, 0, b],
         )
-    cnt = part_cnt[0].copy()
-    mean = part_mean[0].copy()
-    m2 = part_m2[0].copy()
-    for b in range(1, n_blocks):
-        merge_into(cnt, mean, m2, part_cnt[b], part_mean[b], part_m2[b])
-    return cnt, mean, m2, bad.any()
+    cnt, mean, m2 = merge_blocks(parts)
+    return cnt[0], mean[0], m2[0], bad.any()
 
 
 # -- scaling ------------------------------------------------------------------------------------

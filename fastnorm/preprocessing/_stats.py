@@ -62,11 +62,9 @@ def is_constant(var, mean, n_samples_seen):
 
 
 def standard_scale(var, mean, n_samples_seen, eps):
-    """``scale_``: sqrt(var + eps), a constant feature's variance taken as 0, and 1 where that is
-    0 (StandardScaler's ``scale_`` when eps is 0); NaN for a feature without data."""
-    var = np.where(is_constant(var, mean, n_samples_seen), 0.0, var)
-    scale = np.sqrt(var + eps)
-    return np.where(scale == 0.0, 1.0, scale)
+    """``scale_``: sqrt(var + eps), and 1 for constant features (StandardScaler's ``scale_`` when
+    eps is 0); NaN for a feature without data."""
+    return np.where(is_constant(var, mean, n_samples_seen), 1.0, np.sqrt(var + eps))
 
 
 def per_feature(value, name, n_features):
