@@ -7,13 +7,13 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .. import _validation as rules
-from .. import functional as F
 from .._persistence import VersionedState
 from ._state import EXACT_ARRAYS, FLOAT_DTYPES, SPARSE_CENTRE, X_ACCEPTED, _StreamedState
 from ._stats import (
     batch_moments,
     biased_var,
     check_sample_weight,
+    columns_affine,
     ema_step,
     exact_merge,
     per_feature,
@@ -272,29 +272,6 @@ class BatchNormalizer(
             factor = factor / self.scale_
         return (self.mean_ if with_mean else np.zeros(n)), factor, shift
 
-    def _copy(self, copy):
-        """The ``copy`` argument of transform, or the ``copy`` parameter when it is None."""
-        if copy is None:
-            return rules.check(self.copy, "copy", rules.Boolean())
-        return rules.check(copy, "copy", rules.Boolean())
-
-    def _apply(self, X, copy, centre, factor, shift):
-        if sp.issparse(X):
-            out = X.copy() if copy else X
-            F.sparse_scale_columns(X, factor, out.data)
-            return out
-        X = np.asarray(X)
-        in_place = not copy and X.flags.c_contiguous and X.flags.writeable
-        work = np.ascontiguousarray(X, dtype=np.float32 if X.dtype == np.float16 else None)
-        out = work if (in_place or work is not X) else np.empty_like(work)
-        F.columns_affine(work, centre, factor, shift, out)
-        if X.dtype == np.float16:
-            if in_place:
-                X[...] = out
-                return X
-            return out.astype(np.float16)
-        return out
-
     def _check_input(self, X, reset_names):
         with rules.input_errors(X_ACCEPTED):
             if reset_names:
@@ -338,9 +315,9 @@ class BatchNormalizer(
             Same dtype as X for float16/32/64 input (float64 otherwise), same sparse format.
         """
         check_is_fitted(self)
-        copy = self._copy(copy)
+        copy = rules.check(self.copy if copy is None else copy, "copy", rules.Boolean())
         X = self._check_input(X, reset_names=True)
-        return self._apply(X, copy, *self._factor(X))
+        return columns_affine(X, copy, *self._factor(X))
 
     def inverse_transform(self, X, copy=None):
         """Undo ``transform``: ``(X - shift) / factor + mean_`` (``mean_`` where ``scale`` is 0).
@@ -357,12 +334,12 @@ class BatchNormalizer(
         X_original : {ndarray, sparse matrix} of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        copy = self._copy(copy)
+        copy = rules.check(self.copy if copy is None else copy, "copy", rules.Boolean())
         X = self._check_input(X, reset_names=False)
         centre, factor, shift = self._factor(X)
         with np.errstate(divide="ignore"):
             inverse = np.where(factor != 0, 1.0 / np.where(factor != 0, factor, 1.0), 0.0)
-        return self._apply(X, copy, shift, inverse, centre)
+        return columns_affine(X, copy, shift, inverse, centre)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -126,3 +126,23 @@ def check_sample_weight(sample_weight, n_samples, allow_all_zero=False):
     if not allow_all_zero and not np.any(w > 0):
         raise ValueError("Sample weights must contain at least one non-zero number.")
     return np.ascontiguousarray(w, dtype=np.float64)
+
+
+def columns_affine(X, copy, centre, factor, shift):
+    """``(X - centre) * factor + shift`` per column of X (dense or CSR/CSC, where centre and
+    shift are 0), in place when ``copy`` is False and X allows it; float16 computed in float32."""
+    if sp.issparse(X):
+        out = X.copy() if copy else X
+        F.sparse_scale_columns(X, factor, out.data)
+        return out
+    X = np.asarray(X)
+    in_place = not copy and X.flags.c_contiguous and X.flags.writeable
+    work = np.ascontiguousarray(X, dtype=np.float32 if X.dtype == np.float16 else None)
+    out = work if (in_place or work is not X) else np.empty_like(work)
+    F.columns_affine(work, centre, factor, shift, out)
+    if X.dtype == np.float16:
+        if in_place:
+            X[...] = out
+            return X
+        return out.astype(np.float16)
+    return out
