@@ -152,9 +152,9 @@ def test_dense_fit_transform_matches_standard_scaler(rng, with_mean, with_std, w
     if w is not None and not (with_mean or with_std):
         # StandardScaler's dense path ignores the weights here (its sparse path and every other
         # case count them): fastnorm counts them always
-        sk.n_samples_seen_ = StandardScaler(with_mean=False, with_std=True).fit(
-            X, sample_weight=w
-        ).n_samples_seen_
+        sk.n_samples_seen_ = (
+            StandardScaler(with_mean=False, with_std=True).fit(X, sample_weight=w).n_samples_seen_
+        )
     check_same_stats(fn, sk, weighted=w is not None)
     X_test = make_data(rng, n=15, nan=nan, constant=False)
     Y = fn.transform(X_test)
