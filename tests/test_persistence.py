@@ -129,8 +129,8 @@ def test_state_without_a_version_loads_silently():
 @pytest.mark.parametrize(
     "obj, drop",
     [
-        (BatchNormalizer().fit(_X()), ("_m2", "mean_")),
-        (BatchNormalizer(momentum=0.1).fit(_X()), ("_sum_weights",)),
+        (BatchNormalizer().fit(_X()), ("_moments", "mean_")),
+        (BatchNormalizer(momentum=0.1).fit(_X()), ("_n_rows", "scale_")),
         (BatchNormalizer().fit(_X()), ("n_features_in_",)),
         (OBJECTS[5], ("net_",)),
         (OBJECTS[5], ("classes_",)),
@@ -140,8 +140,8 @@ def test_state_without_a_version_loads_silently():
         (OBJECTS[6], ("best_loss_", "_no_improvement_count")),
     ],
     ids=[
-        "bn-m2-mean",
-        "bn-ema-sum-weights",
+        "bn-moments-mean",
+        "bn-ema-rows-scale",
         "bn-n-features",
         "clf-net",
         "clf-classes",

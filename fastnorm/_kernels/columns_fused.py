@@ -29,8 +29,8 @@ def columns_normalize(
     for t in prange(n_rb * n_cb):
         task_moments(x, None, False, t, n_rb, n_cb, row_block, col_block, parts)
     _, mean2, m22 = merge_blocks(parts)
-    mean = mean2[0]
-    m2 = m22[0]
+    mean = np.ascontiguousarray(mean2[0])  # views into the partials: make them C for reshape
+    m2 = np.ascontiguousarray(m22[0])
     rstd = 1.0 / np.sqrt(m2 / A + eps)
     if running_mean.size > 0:
         update_running_stats(running_mean, running_var, mean, m2 / (A - 1), momentum)

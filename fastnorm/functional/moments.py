@@ -27,7 +27,7 @@ def column_moments(x, sample_weight=None):
             f"Input X contains infinity or a value too large for {x.dtype!r} "
             "(NaN marks a missing value; infinities are rejected)."
         )
-    return weight_sum[0], mean[0], m2[0]
+    return weight_sum[0].copy(), mean[0].copy(), m2[0].copy()  # not views into the partials
 
 
 def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):

@@ -49,7 +49,8 @@ def sparse_column_moments(X, sample_weight=None):
             f"Input X contains infinity or a value too large for {X.dtype!r} "
             "(NaN marks a missing value; infinities are rejected)."
         )
-    return weight_sum, mean, m2
+    # CSR results are views into the block partials: copies, so that those can be freed
+    return np.array(weight_sum), np.array(mean), np.array(m2)
 
 
 def sparse_scale_columns(X, factor, out_data):
