@@ -92,16 +92,21 @@ class _StreamedState:
         larger than the statistics themselves. A non-empty 2-D float32/float64 ndarray with the
         fitted feature count, for a normalizer fitted without feature names, is exactly what
         validate_data would return unchanged (we do not ask it to check finiteness), so it is
-        taken as is; everything else goes through validate_data."""
+        taken as is, and so is a CSR or CSC matrix of such floats; everything else goes through
+        validate_data."""
         if (
             not reset
-            and type(X) is np.ndarray
+            and (type(X) is np.ndarray or (sp.issparse(X) and X.format in ("csr", "csc")))
             and X.ndim == 2
             and X.dtype in FLOAT_DTYPES[:2]
             and X.shape[0] >= 1
             and X.shape[1] == self.n_features_in_
             and not hasattr(self, "feature_names_in_")
         ):
+            if sp.issparse(X):
+                if self.with_mean:
+                    raise ValueError(SPARSE_CENTRE)
+                return X
             return np.ascontiguousarray(X)
         with rules.input_errors(X_ACCEPTED):
             X = validate_data(
