@@ -13,13 +13,13 @@ from .. import functional as F
 from .._persistence import checked_mlp_state, with_version
 from .._validation import input_errors
 from ..nn import precise_batchnorm_statistics
+from ._model_file import save_model
 from ._network import (
     build_network,
     inference_copy,
     initial_rng,
     make_optimizer,
 )
-from ._model_file import save_model
 from ._params import PARAMETER_CONSTRAINTS, checked_params
 from ._threads import thread_limit
 from ._training import fit_epochs

@@ -14,15 +14,10 @@ A file is written by ``np.savez`` and read by ``np.load(path, allow_pickle=False
 - ``optimizer/<parameter>/<name>``: the optimizer's per-parameter arrays (Adam's moments, SGD's
   momentum buffers).
 
-JSON values other than null, booleans, finite numbers, strings and lists are tagged objects:
-``{"float": "inf"}`` (also ``"-inf"``, ``"nan"``), ``{"tuple": [...]}``, ``{"dtype": "float64"}``,
-``{"numpy": "float32", "value": 0.5}`` (a NumPy scalar) and ``{"array": "attr/classes_",
-"object": false}`` (an array of the archive; ``object`` restores an array of strings as dtype
-object, as scikit-learn keeps ``feature_names_in_``).
+Values are encoded as JSON by :mod:`._model_values`.
 """
 
 import json
-import math
 import os
 import tempfile
 import zipfile
@@ -32,6 +27,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from .._version import __version__
+from ._model_values import Unsupported, archive_array, decode, dtype_named, encode
 from ._network import build_network, initial_rng, make_optimizer
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load", "save_model"]
@@ -41,7 +37,6 @@ FORMAT_VERSION = 1
 _DOC = "model.json"
 # attributes that are not plain values, each handled explicitly
 _EXPLICIT = ("net_", "_optimizer", "_rng")
-_ARRAY_KINDS = "biufcUS"  # bool, integers, floats, complex, strings: never objects
 _BIT_GENERATORS = {
     name: getattr(np.random, name) for name in ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 }
@@ -52,77 +47,6 @@ def _classes():
     from ._regressor import MLPRegressor
 
     return {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
-
-
-class _Unsupported(TypeError):
-    pass
-
-
-# ---------------------------------------------------------------------- values <-> JSON
-def _encode(value, key, arrays):
-    """``value`` as JSON; arrays go to ``arrays[key]``. Raises ``_Unsupported``."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else {"float": repr(float(value))}
-    if isinstance(value, (np.bool_, np.number)) and value.dtype.kind in _ARRAY_KINDS:
-        return {"numpy": value.dtype.name, "value": _encode(value.item(), key, arrays)}
-    if isinstance(value, np.dtype) and value.kind in _ARRAY_KINDS:
-        return {"dtype": value.name}
-    if isinstance(value, (list, tuple)):
-        items = [_encode(v, key, {}) for v in value]  # no arrays inside lists
-        if any(isinstance(v, dict) and "array" in v for v in items):
-            raise _Unsupported("a list of arrays")
-        return {"tuple": items} if isinstance(value, tuple) else items
-    if isinstance(value, np.ndarray):
-        is_object = value.dtype == object
-        if is_object and all(isinstance(v, str) for v in value.flat):
-            value = value.astype(str)
-        elif value.dtype.kind not in _ARRAY_KINDS:
-            raise _Unsupported(f"an array of dtype {value.dtype}")
-        arrays[key] = value
-        return {"array": key, "object": is_object}
-    raise _Unsupported(type(value).__name__)
-
-
-def _decode(value, fail, arrays, used):
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, list):
-        return [_decode(v, fail, arrays, used) for v in value]
-    if not isinstance(value, dict) or len(value) not in (1, 2):
-        raise fail(f"unexpected JSON value {value!r}")
-    if "float" in value and value["float"] in ("inf", "-inf", "nan"):
-        return float(value["float"])
-    if isinstance(value.get("tuple"), list):
-        return tuple(_decode(v, fail, arrays, used) for v in value["tuple"])
-    if "dtype" in value:
-        return _dtype(value["dtype"], fail)
-    if "numpy" in value and isinstance(value.get("value"), (bool, int, float, dict)):
-        return _dtype(value["numpy"], fail).type(_decode(value["value"], fail, arrays, used))
-    if isinstance(value.get("array"), str):
-        array = _array(value["array"], fail, arrays, used)
-        return array.astype(object) if value.get("object") is True else array
-    raise fail(f"unexpected JSON value {value!r}")
-
-
-def _dtype(name, fail):
-    try:
-        dtype = np.dtype(name) if isinstance(name, str) else None
-    except TypeError:
-        dtype = None
-    if dtype is None or dtype.kind not in _ARRAY_KINDS:
-        raise fail(f"bad dtype {name!r}")
-    return dtype
-
-
-def _array(key, fail, arrays, used):
-    if key not in arrays:
-        raise fail(f"the array {key!r} is missing")
-    used.add(key)
-    return arrays[key]
 
 
 # ---------------------------------------------------------------------- save
@@ -138,10 +62,10 @@ def save_model(estimator, path, include_optimizer=False):
         if key == "dtype":
             value = np.dtype(value).name
         try:
-            params[key] = _encode(list(value) if isinstance(value, tuple) else value, key, {})
+            params[key] = encode(list(value) if isinstance(value, tuple) else value, key, {})
             if isinstance(params[key], dict) and "array" in params[key]:
-                raise _Unsupported("an array")
-        except _Unsupported as exc:
+                raise Unsupported("an array")
+        except Unsupported as exc:
             raise ValueError(
                 f"cannot save {name}: the parameter {key}={value!r} ({exc}) is not JSON-"
                 "serialisable; model files store parameters as JSON (for random_state, pass "
@@ -152,8 +76,8 @@ def save_model(estimator, path, include_optimizer=False):
         if key in _EXPLICIT:
             continue
         try:
-            attributes[key] = _encode(vars(estimator)[key], f"attr/{key}", arrays)
-        except _Unsupported as exc:
+            attributes[key] = encode(vars(estimator)[key], f"attr/{key}", arrays)
+        except Unsupported as exc:
             raise ValueError(
                 f"cannot save {name}: the fitted attribute {key} holds {exc}, which a model "
                 "file cannot store (plain values, lists of them and arrays of numbers or "
@@ -196,7 +120,7 @@ def _optimizer_doc(optimizer, arrays):
         return None
     saved = optimizer.state_dict()
     state = {
-        param: {k: _encode(v, f"optimizer/{param}/{k}", arrays) for k, v in entries.items()}
+        param: {k: encode(v, f"optimizer/{param}/{k}", arrays) for k, v in entries.items()}
         for param, entries in saved["state"].items()
     }
     return {"class": type(optimizer).__name__, "step_count": saved["step_count"], "state": state}
@@ -290,14 +214,14 @@ def load(path):
         raise fail(f"unknown estimator class {doc['estimator']!r} (MLPClassifier, MLPRegressor)")
     used = set()
     try:
-        params = {k: _decode(v, fail, arrays, used) for k, v in _object(doc, "params", fail)}
+        params = {k: decode(v, fail, arrays, used) for k, v in _object(doc, "params", fail)}
         params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
         if "dtype" in params:
-            params["dtype"] = _dtype(params["dtype"], fail)
+            params["dtype"] = dtype_named(params["dtype"], fail)
         estimator = cls().set_params(**params)
         estimator._checked_params()
         for key, value in _object(doc, "attributes", fail):
-            setattr(estimator, key, _decode(value, fail, arrays, used))
+            setattr(estimator, key, decode(value, fail, arrays, used))
         _load_network(estimator, doc, arrays, used, fail)
     except ValueError as exc:
         if str(exc).startswith("cannot load model file"):
@@ -314,20 +238,19 @@ def load(path):
 def _read(path, fail):
     with open(path, "rb") as fh:  # a missing file raises FileNotFoundError, as open does
         try:
-            with np.load(fh, allow_pickle=False) as npz:
-                if not isinstance(npz, np.lib.npyio.NpzFile):
-                    raise fail("not an .npz archive")
+            npz = np.load(fh, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise fail("not an .npz archive")
+            with npz:
                 return {key: npz[key] for key in npz.files}
         except ValueError as exc:
-            if "allow_pickle" in str(exc) or "pickled" in str(exc):
-                raise fail(f"it holds pickled data, which model files never do ({exc})") from exc
             if str(exc).startswith("cannot load model file"):
                 raise
+            if "allow_pickle" in str(exc) or "pickled" in str(exc):
+                raise fail(f"it holds pickled data, which model files never do ({exc})") from exc
             raise fail(f"corrupt or truncated archive ({exc})") from exc
         except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
             raise fail(f"corrupt or truncated archive ({type(exc).__name__}: {exc})") from exc
-        except AttributeError:  # np.load returned a plain array: no context manager
-            raise fail("not an .npz archive") from None
 
 
 def _document(raw, fail):
@@ -367,7 +290,7 @@ def _object(doc, key, fail):
 
 def _load_network(estimator, doc, arrays, used, fail):
     network = dict(_object(doc, "network", fail))
-    dtype = _dtype(network.get("dtype"), fail)
+    dtype = dtype_named(network.get("dtype"), fail)
     folded = network.get("batchnorm_folded")
     if not isinstance(folded, bool) or folded != bool(getattr(estimator, "batchnorm_folded_", 0)):
         raise fail(f"bad network description {network!r}")
@@ -395,7 +318,7 @@ def _matching(expected, prefix, fail, arrays, used):
     have the target's shape and dtype (writable copies)."""
     out = {}
     for key, target in expected.items():
-        src = _array(prefix + key, fail, arrays, used)
+        src = archive_array(prefix + key, fail, arrays, used)
         if src.shape != target.shape or src.dtype != target.dtype:
             raise fail(
                 f"the array {prefix + key!r} has shape {src.shape} and dtype {src.dtype}, "
@@ -407,18 +330,23 @@ def _matching(expected, prefix, fail, arrays, used):
 
 def _load_optimizer(optimizer, saved, arrays, used, fail):
     if not isinstance(saved, dict) or saved.get("class") != type(optimizer).__name__:
-        raise fail(f"the optimizer state is not a {type(optimizer).__name__}'s")
+        found = saved.get("class") if isinstance(saved, dict) else saved
+        raise fail(f"optimizer state of {found!r}, the solver's is {type(optimizer).__name__}")
     step_count, state = saved.get("step_count"), saved.get("state")
     if not isinstance(step_count, int) or not isinstance(state, dict):
         raise fail("the optimizer state lacks 'step_count' or 'state'")
     if not set(state) <= set(optimizer.params):
-        raise fail(f"optimizer state for unknown parameters {sorted(set(state) - set(optimizer.params))}")
+        raise fail(
+            f"optimizer state for unknown parameters {sorted(set(state) - set(optimizer.params))}"
+        )
     loaded = {}
     for param, entries in state.items():
         if not isinstance(entries, dict):
             raise fail(f"the optimizer state of {param!r} must be a JSON object")
-        values = {k: _decode(v, fail, arrays, used) for k, v in entries.items()}
-        shapes = {k: optimizer.params[param] for k, v in values.items() if isinstance(v, np.ndarray)}
+        values = {k: decode(v, fail, arrays, used) for k, v in entries.items()}
+        shapes = {
+            k: optimizer.params[param] for k, v in values.items() if isinstance(v, np.ndarray)
+        }
         values.update(_matching(shapes, f"optimizer/{param}/", fail, arrays, used))
         loaded[param] = values
     optimizer.load_state_dict({"step_count": step_count, "state": {**optimizer.state, **loaded}})
