@@ -18,6 +18,7 @@ _LAZY = {
     "InstanceNormalizer": "preprocessing",
     "MLPClassifier": "neural_network",
     "MLPRegressor": "neural_network",
+    "load": "neural_network",
 }
 _SUBMODULES = {"nn", "functional", "preprocessing", "neural_network"}
 

@@ -31,14 +31,16 @@ Behaviour worth knowing:
 
 Layout: ``_base`` (parameters, validation, fitted state, predict), ``_classifier`` /
 ``_regressor``, ``_network`` (layer registry, optimizer), ``_training`` (the epoch loop) and
-``_callbacks`` (divergence, early stopping, progress output).
+``_callbacks`` (divergence, early stopping, progress output), ``_model_file`` (``save`` /
+:func:`load`: model files without pickle).
 """
 
 from ._callbacks import TrainingDivergedError
 from ._classifier import MLPClassifier
+from ._model_file import load
 from ._regressor import MLPRegressor
 
-__all__ = ["MLPClassifier", "MLPRegressor", "TrainingDivergedError"]
+__all__ = ["MLPClassifier", "MLPRegressor", "TrainingDivergedError", "load"]
 
 # pickles name the classes by this package, whatever module of it defines them
 for _cls in (MLPClassifier, MLPRegressor, TrainingDivergedError):

@@ -7,16 +7,17 @@ import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import functional as F
 from .._persistence import checked_mlp_state, with_version
 from .._validation import input_errors
 from ..nn import precise_batchnorm_statistics
+from ._model_file import save_model
 from ._network import (
     build_network,
     inference_copy,
+    initial_rng,
     make_optimizer,
 )
 from ._params import PARAMETER_CONSTRAINTS, checked_params
@@ -105,8 +106,7 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ fitted state
     def _initialize(self, p, n_features, n_out):
-        rs = check_random_state(self.random_state)
-        self._rng = np.random.default_rng(rs.randint(0, 2**31 - 1))
+        self._rng = initial_rng(self.random_state)
         self.net_ = build_network(p, n_features, n_out, self._rng).eval()
         self._optimizer = make_optimizer(p, self.net_)
         self.n_outputs_ = n_out
@@ -220,6 +220,20 @@ class _BaseMLP(BaseEstimator):
 
     def __setstate__(self, state):  # version warning, fitted-state check, drops the old _net64
         super().__setstate__(checked_mlp_state(self, state))
+
+    def save(self, path, include_optimizer=False):
+        """Save the fitted model to ``path`` (one ``.npz`` file; load it with
+        :func:`fastnorm.load`, which executes no code from the file).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (replaced if it exists; no suffix is added).
+        include_optimizer : bool, default False
+            Also save the optimizer state and the random generators, so that ``partial_fit``
+            after loading continues exactly as it would have without saving.
+        """
+        save_model(self, path, include_optimizer=include_optimizer)
 
     # ------------------------------------------------------------------ batch norm tools
     def fold_batchnorm(self):

@@ -3,6 +3,7 @@
 import copy
 
 import numpy as np
+from sklearn.utils import check_random_state
 
 from ..nn import (
     GELU,
@@ -22,7 +23,14 @@ from ..nn import (
     Tanh,
 )
 
-__all__ = ["ACTIVATIONS", "NORMALIZATIONS", "SOLVERS", "build_network", "make_optimizer"]
+__all__ = [
+    "ACTIVATIONS",
+    "NORMALIZATIONS",
+    "SOLVERS",
+    "build_network",
+    "initial_rng",
+    "make_optimizer",
+]
 
 # activation name -> (layer class, initialisation of the linear layer before it)
 ACTIVATIONS = {
@@ -45,6 +53,12 @@ NORMALIZATIONS = {
 _REPLACES_BIAS = {"batch"}
 
 SOLVERS = ("adam", "adamw", "sgd")
+
+
+def initial_rng(random_state):
+    """The generator a fit starts from (it seeds the weights, then shuffles and drops out)."""
+    rs = check_random_state(random_state)
+    return np.random.default_rng(rs.randint(0, 2**31 - 1))
 
 
 def build_network(p, n_in, n_out, rng):
