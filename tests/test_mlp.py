@@ -19,6 +19,21 @@ from fastnorm.nn import BatchNorm, Linear
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
+def _expected_failures(est):
+    """Sample weights equal repeated rows up to rounding: in float64 the check passes; in float32
+    the two fits differ by ~2e-7 (summation order), above its rtol of 1e-7
+    (test_integer_weights_equal_repeated_rows checks that case with a float32 tolerance). Batch
+    norm's training statistics are not weighted (as in PyTorch), so repeated rows change them."""
+    if getattr(est, "loss", None) == "poisson":
+        # this check draws negative targets whatever the positive_only tag says
+        return {"check_regressor_multioutput": "negative targets for a Poisson loss"}
+    if est.normalization == "batch":
+        return {"check_sample_weight_equivalence_on_dense_data": "batch statistics unweighted"}
+    if np.dtype(est.dtype) == np.float32:
+        return {"check_sample_weight_equivalence_on_dense_data": "float32 rounding"}
+    return {}
+
+
 # small, fast settings: check_estimator fits dozens of times
 @parametrize_with_checks(
     [
@@ -32,7 +47,28 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
             (8,), normalization="batch", learning_rate_init=0.02, max_iter=60, random_state=0
         ),
         MLPRegressor((8,), learning_rate_init=0.02, max_iter=60, random_state=0),
-    ]
+        MLPClassifier((8,), learning_rate_init=0.02, max_iter=60, random_state=0, dtype=np.float64),
+        MLPRegressor(
+            (8,),
+            normalization="layer",
+            loss="squared_error",
+            learning_rate_init=0.02,
+            max_iter=60,
+            random_state=0,
+            dtype=np.float64,
+        ),
+        MLPRegressor((8,), loss="poisson", learning_rate_init=0.02, max_iter=60, random_state=0),
+        MLPClassifier(
+            (8,),
+            class_weight={0: 2.0, 1: 0.5},
+            alpha=1e-2,
+            learning_rate="cosine",
+            max_iter=60,
+            random_state=0,
+            dtype=np.float64,
+        ),
+    ],
+    expected_failed_checks=lambda est: _expected_failures(est),
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
@@ -250,13 +286,14 @@ def test_verbose_progress_bar_and_fallback(blobs, capsys, monkeypatch):
     X, y = blobs
     MLPClassifier((8,), max_iter=2, verbose=True, random_state=0).fit(X, y)
     err = capsys.readouterr().err
-    assert "epoch 1" in err and "epoch 2" in err and "loss=" in err
+    # one bar for the whole fit, one step per epoch
+    assert err.count("0/2") == 1 and "2/2" in err and "loss=" in err and "MLPClassifier" in err
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     MLPClassifier((8,), max_iter=2, verbose=True, random_state=0).fit(X, y)
     out = capsys.readouterr()
     assert "Iteration 1, loss = " in out.out and "Iteration 2, loss = " in out.out
-    assert "epoch 1" not in out.err
+    assert "0/2" not in out.err
 
 
 def test_n_threads_limits_and_restores(blobs):
@@ -319,7 +356,8 @@ def test_batch_size_larger_than_data_is_clipped(blobs):
         model = MLPClassifier(
             (8,), normalization="batch", batch_size=10_000, max_iter=3, random_state=0
         ).fit(X, y)
-    assert model.t_ == 3  # one full batch per epoch
+    assert model._optimizer.step_count == 3  # one full batch per epoch
+    assert model.t_ == 3 * X.shape[0]  # samples seen, as scikit-learn counts
 
 
 def test_single_row_last_batch_is_merged_for_batch_norm(blobs):
@@ -327,7 +365,7 @@ def test_single_row_last_batch_is_merged_for_batch_norm(blobs):
     model = MLPClassifier(
         (8,), normalization="batch", batch_size=33, max_iter=1, random_state=0
     ).fit(X[:67], y[:67])  # 33 + 33 + 1 rows
-    assert model.t_ == 2
+    assert model._optimizer.step_count == 2 and model.t_ == 67
     assert np.isfinite(model.predict_proba(X)).all()
 
 

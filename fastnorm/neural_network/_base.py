@@ -3,24 +3,23 @@
 
 import copy
 import functools
-import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .. import functional as F
 from .._persistence import checked_mlp_state, with_version
 from .._validation import input_errors
-from ..nn import precise_batchnorm_statistics
-from ._model_file import save_model
+from ._model_tools import ModelTools
 from ._network import (
     build_network,
     inference_copy,
     initial_rng,
     make_optimizer,
 )
-from ._params import PARAMETER_CONSTRAINTS, checked_params
+from ._objective import OUTPUT_ACTIVATIONS
+from ._params import checked_params
 from ._threads import thread_limit
 from ._training import fit_epochs
 
@@ -38,10 +37,8 @@ def _inference_input(est, X):
         return validate_data(est, X, reset=False, dtype=(np.float64, np.float32))
 
 
-class _BaseMLP(BaseEstimator):
+class _BaseMLP(ModelTools, BaseEstimator):
     """Shared machinery of :class:`MLPClassifier` and :class:`MLPRegressor`."""
-
-    _parameter_constraints = PARAMETER_CONSTRAINTS
 
     def __init__(
         self,
@@ -54,6 +51,10 @@ class _BaseMLP(BaseEstimator):
         dropout=0.0,
         solver="adam",
         learning_rate_init=1e-3,
+        alpha=1e-4,
+        learning_rate="constant",
+        power_t=0.5,
+        warmup_fraction=0.05,
         weight_decay=None,
         momentum=0.9,
         nesterovs_momentum=True,
@@ -81,6 +82,10 @@ class _BaseMLP(BaseEstimator):
         self.dropout = dropout
         self.solver = solver
         self.learning_rate_init = learning_rate_init
+        self.alpha = alpha
+        self.learning_rate = learning_rate
+        self.power_t = power_t
+        self.warmup_fraction = warmup_fraction
         self.weight_decay = weight_decay
         self.momentum = momentum
         self.nesterovs_momentum = nesterovs_momentum
@@ -110,6 +115,9 @@ class _BaseMLP(BaseEstimator):
         self.net_ = build_network(p, n_features, n_out, self._rng).eval()
         self._optimizer = make_optimizer(p, self.net_)
         self.n_outputs_ = n_out
+        self.n_layers_ = len(p["hidden_layer_sizes"]) + 2
+        self.out_activation_ = OUTPUT_ACTIVATIONS[self._loss_name()]
+        self._learning_rate = p["learning_rate_init"]
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
@@ -146,7 +154,7 @@ class _BaseMLP(BaseEstimator):
             )
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, X, y, incremental, classes=None):
+    def _fit(self, X, y, incremental, classes=None, sample_weight=None):
         """Fit or continue fitting. A call that raises leaves the estimator as it was before
         it, except after Ctrl-C once an epoch has completed: the model then keeps the last
         completed epoch (weights, optimizer state, ``n_iter_``, ``t_``, ``loss_curve_``)."""
@@ -154,7 +162,7 @@ class _BaseMLP(BaseEstimator):
         progress = {"epochs": 0}
         try:
             with F.deferred_interrupts():
-                self._fit_guarded(X, y, incremental, classes, progress)
+                self._fit_guarded(X, y, incremental, classes, sample_weight, progress)
         except KeyboardInterrupt:
             if progress["epochs"] == 0:
                 self._restore(previous)
@@ -164,33 +172,63 @@ class _BaseMLP(BaseEstimator):
             raise
         return self
 
-    def _fit_guarded(self, X, y, incremental, classes, progress):
+    def _fit_guarded(self, X, y, incremental, classes, sample_weight, progress):
         p = self._checked_params()
         first = not (incremental or self.warm_start) or not hasattr(self, "net_")
         if not first:
             self._check_trainable()
         X, y = self._validate_xy(X, y, reset=first, dtype=p["dtype"])
+        w = self._sample_weights(sample_weight, X, y, incremental)
         y_enc, n_out = self._targets(y, first, classes)
         if first:
             self._initialize(p, X.shape[1], n_out)
+            self._init_output_layer(y_enc, w)
         elif n_out != self.n_outputs_:
             raise ValueError(f"y has {n_out} outputs but the fitted model has {self.n_outputs_}")
         elif not incremental:
             # a warm-started fit uses the current solver settings (as scikit-learn does);
             # partial_fit keeps the optimizer state
             self._optimizer = make_optimizer(p, self.net_)
+            self._learning_rate = p["learning_rate_init"]
         n_epochs = 1 if incremental else p["max_iter"]
         with thread_limit(p["n_threads"]):
-            fit_epochs(self, X, y_enc, n_epochs, incremental, progress)
+            fit_epochs(self, X, y_enc, w, n_epochs, incremental, progress)
 
-    def fit(self, X, y):
+    def _sample_weights(self, sample_weight, X, y, incremental):
+        """Checked float64 sample weights (None for none), times the class weights."""
+        if sample_weight is None:
+            return None
+        with input_errors(
+            "sample_weight must be an array of finite non-negative reals, one per sample",
+            names=("sample_weight",),
+        ):
+            return _check_sample_weight(
+                sample_weight, X, dtype=np.float64, ensure_non_negative=True
+            )
+
+    def _init_output_layer(self, y, w):
+        """Fit the output layer to the targets' scale (the regressor overrides it)."""
+
+    def fit(self, X, y, sample_weight=None):
         """Fit the network on ``(X, y)`` for up to ``max_iter`` epochs.
 
         Stops earlier when the training loss (or, with ``early_stopping``, the validation score)
         has not improved by ``tol`` for ``n_iter_no_change`` consecutive epochs. With
         ``warm_start=True`` a fitted model continues from its current weights.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample in the loss: each mini-batch minimises
+            ``sum(w_i * loss_i) / sum(w_i)`` (plus the ``alpha`` penalty), as scikit-learn.
+
+        Returns
+        -------
+        self : object
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     # ------------------------------------------------------------------ inference
     def _forward(self, X):
@@ -220,49 +258,6 @@ class _BaseMLP(BaseEstimator):
 
     def __setstate__(self, state):  # version warning, fitted-state check, drops the old _net64
         super().__setstate__(checked_mlp_state(self, state))
-
-    def save(self, path, include_optimizer=False):
-        """Save the fitted model to ``path`` (one ``.npz`` file; load it with
-        :func:`fastnorm.load`, which executes no code from the file).
-
-        Parameters
-        ----------
-        path : str or path-like
-            The file to write (replaced if it exists; no suffix is added).
-        include_optimizer : bool, default False
-            Also save the optimizer state and the random generators, so that ``partial_fit``
-            after loading continues exactly as it would have without saving.
-        """
-        save_model(self, path, include_optimizer=include_optimizer)
-
-    # ------------------------------------------------------------------ batch norm tools
-    def fold_batchnorm(self):
-        """Fold every batch-norm layer into the linear layer before it (in place).
-
-        Inference then skips the normalization step; predictions are unchanged up to rounding.
-        The folded model can no longer be trained (``partial_fit`` and warm starts raise).
-        Returns ``self``.
-        """
-        check_is_fitted(self, "net_")
-        folded = self.net_.eval().fold_batchnorm()
-        if len(folded) == len(self.net_):  # no batch norm: nothing changes, training may go on
-            return self
-        self.net_ = folded
-        self._optimizer = None
-        self.batchnorm_folded_ = True
-        return self
-
-    def recompute_batchnorm_statistics(self, X, batch_size=1024):
-        """Re-estimate every batch norm's running mean and variance exactly over ``X``
-        (PreciseBN, see :func:`fastnorm.nn.precise_batchnorm_statistics`). Returns ``self``."""
-        check_is_fitted(self, "net_")
-        X = validate_data(self, X, reset=False, dtype=np.dtype(self.dtype))
-        if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if X.shape[0] < 2:
-            raise ValueError("recompute_batchnorm_statistics needs at least 2 samples")
-        precise_batchnorm_statistics(self.net_, X, batch_size)
-        return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -5,6 +5,7 @@ the estimator, ``loop.net`` its network, ``loop.epoch`` the epoch being run, ``l
 at these hooks; all default to doing nothing:
 
 - ``on_epoch_begin(loop)`` before the first mini-batch of an epoch;
+- ``on_batch_begin(loop, batch)`` before each mini-batch's forward pass;
 - ``on_batch_end(loop, batch, loss, mean_loss)`` after each optimizer step (``batch`` counts from
   0, ``loss`` is the batch's, ``mean_loss`` the epoch's running mean);
 - ``on_epoch_end(loop, loss)`` once the epoch's mean training loss is recorded; setting
@@ -23,6 +24,7 @@ __all__ = [
     "Callback",
     "DivergenceCheck",
     "EarlyStopping",
+    "LearningRateSchedule",
     "ProgressBar",
     "PrintProgress",
 ]
@@ -34,6 +36,9 @@ class TrainingDivergedError(FloatingPointError):
 
 class Callback:
     def on_epoch_begin(self, loop):
+        pass
+
+    def on_batch_begin(self, loop, batch):
         pass
 
     def on_batch_end(self, loop, batch, loss, mean_loss):
@@ -81,14 +86,14 @@ class EarlyStopping(Callback):
     (``_no_improvement_count``), so it carries over warm starts and ``partial_fit`` calls.
     """
 
-    def __init__(self, X_val=None, y_val=None, stop=True):
-        self.X_val, self.y_val, self.stop = X_val, y_val, stop
+    def __init__(self, X_val=None, y_val=None, w_val=None, stop=True):
+        self.X_val, self.y_val, self.w_val, self.stop = X_val, y_val, w_val, stop
         self.best_state = None
 
     def on_epoch_end(self, loop, loss):
         est = loop.est
         if self.X_val is not None:
-            score = est._val_score(self.X_val, self.y_val)
+            score = est._val_score(self.X_val, self.y_val, self.w_val)
             est.validation_scores_.append(score)
             worse = score < est.best_validation_score_ + est.tol
             if score > est.best_validation_score_:
@@ -98,18 +103,73 @@ class EarlyStopping(Callback):
             worse = loss > est.best_loss_ - est.tol
         est._no_improvement_count = est._no_improvement_count + 1 if worse else 0
         est.best_loss_ = min(est.best_loss_, loss)
-        if self.stop and est._no_improvement_count >= est.n_iter_no_change:
+        if est._no_improvement_count > est.n_iter_no_change:
             what = "Validation score" if self.X_val is not None else "Training loss"
-            loop.stop = True
-            loop.stop_message = (
+            message = (
                 f"{what} did not improve more than tol={est.tol} for "
-                f"{est.n_iter_no_change} consecutive epochs. Stopping."
+                f"{est.n_iter_no_change} consecutive epochs."
+            )
+            # learning_rate="adaptive": divide the rate by 5 instead, until it is below 1e-6
+            if est.learning_rate == "adaptive" and est._learning_rate > 1e-6:
+                est._learning_rate /= 5.0
+                est._no_improvement_count = 0
+                if est.verbose:
+                    print(f"{message} Setting learning rate to {est._learning_rate:f}")
+                return
+            if not self.stop:  # partial_fit counts, fit stops
+                return
+            loop.stop = True
+            loop.stop_message = message + (
+                " Learning rate too small. Stopping."
+                if est.learning_rate == "adaptive"
+                else " Stopping."
             )
 
     def on_train_end(self, loop):
         if self.best_state is not None:
             # keep the weights (and running statistics) of the best validation score
             loop.net.load_state_dict(self.best_state)
+
+
+class LearningRateSchedule(Callback):
+    """Sets the optimizer's learning rate from ``est.learning_rate``, as scikit-learn defines the
+    schedules (there for ``solver="sgd"`` only; here for every solver):
+
+    - ``"constant"``: ``learning_rate_init``;
+    - ``"invscaling"``: after each epoch ``learning_rate_init / (t_ + 1) ** power_t``, ``t_``
+      the number of samples seen;
+    - ``"adaptive"``: ``learning_rate_init``, divided by 5 each time the stopping rule fires
+      (:class:`EarlyStopping`), training ending once it is below 1e-6;
+    - ``"cosine"``, which scikit-learn lacks: per mini-batch, a linear warm-up over the first
+      ``warmup_fraction`` of the ``max_iter`` epochs, then half a cosine from
+      ``learning_rate_init`` down to 0 at epoch ``max_iter``.
+
+    The current rate is the fitted attribute ``_learning_rate``; it carries over ``partial_fit``
+    calls and is reset by a (warm-started) ``fit``."""
+
+    def on_epoch_begin(self, loop):
+        loop.est._optimizer.lr = loop.est._learning_rate
+
+    def on_batch_begin(self, loop, batch):
+        est = loop.est
+        if est.learning_rate == "cosine":
+            start = (est.n_iter_ + batch / loop.n_batches) / est.max_iter
+            end = (est.n_iter_ + (batch + 1) / loop.n_batches) / est.max_iter
+            est._optimizer.lr = cosine_rate(est.learning_rate_init, start, end, est.warmup_fraction)
+
+    def on_epoch_end(self, loop, loss):
+        est = loop.est
+        if est.learning_rate == "invscaling":
+            est._learning_rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
+
+
+def cosine_rate(initial, start, end, warmup):
+    """The cosine schedule's rate for a step from ``start`` to ``end`` (fractions of training):
+    ``initial * end / warmup`` during the warm-up (never 0), then the cosine at ``start``."""
+    if start < warmup:
+        return initial * min(1.0, end / warmup)
+    progress = min(1.0, (start - warmup) / (1.0 - warmup))
+    return initial * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class PrintProgress(Callback):
@@ -125,48 +185,48 @@ class PrintProgress(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar per epoch on stderr with the running loss (``verbose`` with tqdm)."""
+    """One tqdm bar on stderr for the whole fit (one step per epoch) with the epoch's loss and,
+    with early stopping, the validation score (``verbose`` with tqdm)."""
 
-    def __init__(self, tqdm):
+    def __init__(self, tqdm, n_epochs):
         self.tqdm = tqdm
+        self.n_epochs = n_epochs
         self.bar = None
 
     def on_epoch_begin(self, loop):
-        self.bar = self.tqdm(
-            total=loop.n_batches,
-            desc=f"epoch {loop.epoch}",
-            leave=True,
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
-
-    def on_batch_end(self, loop, batch, loss, mean_loss):
-        if batch % 10 == 0 or batch == loop.n_batches - 1:
-            self.bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
-        self.bar.update(1)
+        if self.bar is None:
+            self.bar = self.tqdm(
+                total=self.n_epochs,
+                desc=type(loop.est).__name__,
+                unit="epoch",
+                leave=True,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
 
     def on_epoch_end(self, loop, loss):
         postfix = {"loss": f"{loss:.4g}"}
         if loop.validating:
             postfix["val_score"] = f"{loop.est.validation_scores_[-1]:.4g}"
         self.bar.set_postfix(postfix, refresh=False)
-        self._close()
+        self.bar.update(1)
         if loop.stop:
-            print(loop.stop_message)
+            self.bar.write(loop.stop_message, file=sys.stderr)
 
     def on_epoch_error(self, loop):
-        self._close()
+        self.on_train_end(loop)
 
-    def _close(self):
+    def on_train_end(self, loop):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
 
-def progress_callback():
-    """The verbose output: a tqdm bar when tqdm is installed, else printed lines."""
+def progress_callback(n_epochs):
+    """The verbose output: one tqdm bar for the fit when tqdm is installed, else a printed line
+    per epoch (as scikit-learn prints)."""
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return PrintProgress()
-    return ProgressBar(tqdm)
+    return ProgressBar(tqdm, n_epochs)

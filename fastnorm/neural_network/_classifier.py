@@ -7,8 +7,10 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from .._validation import input_errors
-from ..nn.losses import CrossEntropyLoss, log_softmax, softmax
+from ..nn.losses import log_softmax, softmax
 from ._base import _PREDICT_CHUNK, _BaseMLP
+from ._objective import Objective
+from ._params import CLASSIFIER_CONSTRAINTS
 
 XY_ACCEPTED = (
     "X must be a 2-D array of finite real numbers (n_samples, n_features) and y one class "
@@ -88,6 +90,77 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     (array([0]), (1, 3))
     """
 
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        class_weight=None,
+        normalization=None,
+        norm_groups=8,
+        bn_momentum=0.1,
+        dropout=0.0,
+        solver="adam",
+        learning_rate_init=1e-3,
+        alpha=1e-4,
+        learning_rate="constant",
+        power_t=0.5,
+        warmup_fraction=0.05,
+        weight_decay=None,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        batch_size="auto",
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        warm_start=False,
+        verbose=False,
+        n_threads=None,
+        dtype=np.float32,
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            normalization=normalization,
+            norm_groups=norm_groups,
+            bn_momentum=bn_momentum,
+            dropout=dropout,
+            solver=solver,
+            learning_rate_init=learning_rate_init,
+            alpha=alpha,
+            learning_rate=learning_rate,
+            power_t=power_t,
+            warmup_fraction=warmup_fraction,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            batch_size=batch_size,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
+            warm_start=warm_start,
+            verbose=verbose,
+            n_threads=n_threads,
+            dtype=dtype,
+        )
+        self.class_weight = class_weight
+
+    _parameter_constraints = CLASSIFIER_CONSTRAINTS
+
     def _validate_xy(self, X, y, reset, dtype):
         with input_errors(XY_ACCEPTED, names=("X", "y")):
             X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=False)
@@ -116,10 +189,34 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self.classes_ = cls
         return np.searchsorted(cls, y).astype(np.intp), len(cls)
 
-    def _loss_fn(self):
-        return CrossEntropyLoss()
+    def _loss_name(self):
+        return "log_loss"
 
-    def _val_score(self, X, y):
+    def _objective(self):
+        return Objective("log_loss", self.alpha, self.net_)
+
+    def _sample_weights(self, sample_weight, X, y, incremental):
+        """Sample weights times the ``class_weight`` of each row's class (None when neither)."""
+        w = super()._sample_weights(sample_weight, X, y, incremental)
+        class_weight = self.class_weight
+        if class_weight is None:
+            return w
+        labels, inverse = np.unique(y, return_inverse=True)
+        if isinstance(class_weight, str):  # "balanced", checked with the other parameters
+            if incremental:
+                raise ValueError(
+                    "class_weight='balanced' is not supported by partial_fit (the class "
+                    "frequencies of the whole stream are unknown); pass "
+                    "sklearn.utils.class_weight.compute_class_weight('balanced', ...) as a dict"
+                )
+            counts = np.bincount(inverse)
+            per_class = len(y) / (len(labels) * counts)
+        else:
+            per_class = np.array([float(class_weight.get(c, 1.0)) for c in labels.tolist()])
+        factor = per_class[inverse].astype(np.float64)
+        return factor if w is None else w * factor
+
+    def _val_score(self, X, y, w=None):
         net = self.net_
         net.eval()
         pred = np.concatenate(
@@ -128,13 +225,27 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 for s in range(0, X.shape[0], _PREDICT_CHUNK)
             ]
         )
-        return float(accuracy_score(y, pred))
+        return float(accuracy_score(y, pred, sample_weight=w))
 
-    def partial_fit(self, X, y, classes=None):
-        """One epoch over ``(X, y)``. ``classes`` (all labels) is required on the first call."""
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over ``(X, y)``. ``classes`` (all labels) is required on the first call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the problem; required on the first call only.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample in the loss.
+
+        Returns
+        -------
+        self : object
+        """
         if not hasattr(self, "net_") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities (float64), computed with the running statistics."""

@@ -1,6 +1,7 @@
 """The MLP estimators' parameter rules, declared once (``fastnorm._validation`` rules), and the
 rules that involve several parameters."""
 
+import math
 import numbers
 
 from .._validation import (
@@ -15,11 +16,13 @@ from .._validation import (
     IntTuple,
     NoneOr,
     Options,
+    Rule,
     check_params,
 )
 from ._network import ACTIVATIONS, NORMALIZATIONS, SOLVERS
 
 _REAL = numbers.Real
+LEARNING_RATES = ("constant", "invscaling", "adaptive", "cosine")
 _NON_NEGATIVE = Interval(_REAL, 0.0, None, closed="left")
 
 PARAMETER_CONSTRAINTS = {
@@ -31,6 +34,10 @@ PARAMETER_CONSTRAINTS = {
     "dropout": Interval(_REAL, 0.0, 1.0, closed="left"),
     "solver": Options(*SOLVERS),
     "learning_rate_init": Interval(_REAL, 0.0, None, closed="neither"),
+    "alpha": _NON_NEGATIVE,
+    "learning_rate": Options(*LEARNING_RATES),
+    "power_t": _NON_NEGATIVE,
+    "warmup_fraction": Interval(_REAL, 0.0, 1.0, closed="left"),
     "weight_decay": NoneOr(_NON_NEGATIVE),
     "momentum": MOMENTUM,
     "nesterovs_momentum": Boolean(),
@@ -51,10 +58,39 @@ PARAMETER_CONSTRAINTS = {
 }
 
 
+class ClassWeight(Rule):
+    """``None``, ``"balanced"`` or a dict ``class label -> non-negative real weight``."""
+
+    description = 'None, "balanced" or a dict {class label: non-negative real weight}'
+
+    def check(self, value, name):
+        if value is None or (isinstance(value, str) and value == "balanced"):
+            return value
+        if not isinstance(value, dict):
+            raise (ValueError if isinstance(value, str) else TypeError)(
+                f"{name} must be {self.description}, got {value!r}"
+            )
+        for label, weight in value.items():
+            if not (
+                isinstance(weight, numbers.Real)
+                and not isinstance(weight, bool)
+                and math.isfinite(weight)
+                and weight >= 0
+            ):
+                raise ValueError(
+                    f"{name} must be {self.description}; class {label!r} has weight {weight!r}"
+                )
+        return dict(value)
+
+
+CLASSIFIER_CONSTRAINTS = {**PARAMETER_CONSTRAINTS, "class_weight": ClassWeight()}
+REGRESSOR_CONSTRAINTS = {**PARAMETER_CONSTRAINTS, "loss": Options("squared_error", "poisson")}
+
+
 def checked_params(est):
     """The parameters checked against ``_parameter_constraints`` and normalized, then the
     rules that involve several of them."""
-    p = check_params(est, PARAMETER_CONSTRAINTS)
+    p = check_params(est, est._parameter_constraints)
     if p["normalization"] == "batch" and p["batch_size"] == 1:
         raise ValueError(
             "normalization='batch' needs batch_size >= 2: batch statistics of a "

@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from .. import functional as F
-from ._callbacks import DivergenceCheck, EarlyStopping, progress_callback
+from ._callbacks import DivergenceCheck, EarlyStopping, LearningRateSchedule, progress_callback
 
 __all__ = ["TrainingLoop", "fit_epochs"]
 
@@ -39,8 +39,9 @@ def batch_bounds(n, bs, merge_single_row):
     return bounds
 
 
-def validation_split(est, X, y):
-    """Hold out ``validation_fraction`` of the rows (stratified for classifiers when possible)."""
+def validation_split(est, X, y, w):
+    """Hold out ``validation_fraction`` of the rows (stratified for classifiers when possible):
+    (X, X_val, y, y_val, w, w_val), the weights None when ``w`` is."""
     n = X.shape[0]
     n_val = int(math.ceil(est.validation_fraction * n))
     if n_val < 1 or n - n_val < 2:
@@ -50,14 +51,17 @@ def validation_split(est, X, y):
         )
     seed = int(est._rng.integers(0, 2**31 - 1))
     is_clf = is_classifier(est)
+    rows = np.arange(n)
     try:
-        return train_test_split(
-            X, y, test_size=n_val, random_state=seed, stratify=y if is_clf else None
+        train, val = train_test_split(
+            rows, test_size=n_val, random_state=seed, stratify=y if is_clf else None
         )
     except ValueError:
         if not is_clf:
             raise
-        return train_test_split(X, y, test_size=n_val, random_state=seed)
+        train, val = train_test_split(rows, test_size=n_val, random_state=seed)
+    ws = (None, None) if w is None else (w[train], w[val])
+    return X[train], X[val], y[train], y[val], *ws
 
 
 def checkpoint(est):
@@ -83,8 +87,8 @@ class TrainingLoop:
     """Epochs of mini-batch steps on ``est.net_`` with ``est._optimizer``; callbacks run at the
     hooks described in :mod:`fastnorm.neural_network._callbacks`."""
 
-    def __init__(self, est, loss_fn, bounds, callbacks, validating=False):
-        self.est, self.net, self.loss_fn = est, est.net_, loss_fn
+    def __init__(self, est, objective, bounds, callbacks, validating=False):
+        self.est, self.net, self.objective = est, est.net_, objective
         self.bounds, self.n_batches = bounds, len(bounds)
         self.callbacks = list(callbacks)
         self.validating = validating
@@ -97,29 +101,34 @@ class TrainingLoop:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
 
-    def _run_batches(self, X, y, order):
+    def _run_batches(self, X, y, w, order):
         """One pass over the mini-batches; returns (sum of batch losses * sizes, rows seen)."""
-        net, opt, loss_fn, est = self.net, self.est._optimizer, self.loss_fn, self.est
+        net, opt, objective, est = self.net, self.est._optimizer, self.objective, self.est
         total = 0.0
         seen = 0
         for j, (s, e) in enumerate(self.bounds):
             if order is None:
-                xb, yb = X[s:e], y[s:e]
+                xb, yb, wb = X[s:e], y[s:e], None if w is None else w[s:e]
             else:
                 ids = order[s:e]
                 xb, yb = X.take(ids, axis=0), y.take(ids, axis=0)
-            loss = loss_fn.forward(net.forward(xb), yb)
+                wb = None if w is None else w.take(ids)
+            est.t_ += e - s  # samples seen, as scikit-learn counts them
+            if wb is not None and not np.any(wb > 0):
+                continue  # a batch without weight carries no information
+            self._call("on_batch_begin", j)
+            loss, grad = objective(net.forward(xb), yb, wb)
             if math.isfinite(loss):
-                net.backward(loss_fn.backward())
+                net.backward(grad)
+                objective.add_penalty_gradients()
                 opt.step()
-                est.t_ += 1
                 total += loss * (e - s)
                 seen += e - s
             self._call("on_batch_end", j, loss, total / max(seen, 1))
             F.deliver_interrupts()  # a Ctrl-C held during the step arrives here
         return total, seen
 
-    def run(self, X, y, n_epochs):
+    def run(self, X, y, w, n_epochs):
         """Up to ``n_epochs`` epochs; returns True when a callback stopped training."""
         est, net = self.est, self.net
         n = X.shape[0]
@@ -131,10 +140,11 @@ class TrainingLoop:
             self._call("on_epoch_begin")
             try:
                 with np.errstate(over="ignore", invalid="ignore"):
-                    total, seen = self._run_batches(X, y, order)
+                    total, seen = self._run_batches(X, y, w, order)
                 net.eval()
                 epoch_loss = total / max(seen, 1)
                 est.n_iter_ += 1
+                est.loss_ = epoch_loss
                 est.loss_curve_.append(epoch_loss)
                 self._call("on_epoch_end", epoch_loss)
             except BaseException as exc:
@@ -150,8 +160,9 @@ class TrainingLoop:
         return self.stop
 
 
-def fit_epochs(est, X, y, n_epochs, incremental, progress=None):
-    """Train ``est.net_`` for up to ``n_epochs`` epochs on ``(X, y)`` (``y`` already encoded).
+def fit_epochs(est, X, y, w, n_epochs, incremental, progress=None):
+    """Train ``est.net_`` for up to ``n_epochs`` epochs on ``(X, y)`` (``y`` already encoded)
+    with sample weights ``w`` (None: all ones).
     ``progress`` (a dict) receives ``"epochs"``: the epochs completed so far, also when an
     exception ends training."""
     n = X.shape[0]
@@ -159,17 +170,21 @@ def fit_epochs(est, X, y, n_epochs, incremental, progress=None):
         raise ValueError(
             f"normalization='batch' needs at least 2 training samples, got {n} sample (n_samples=1)"
         )
-    X_val = y_val = None
+    X_val = y_val = w_val = None
     if est.early_stopping and not incremental:
-        X, X_val, y, y_val = validation_split(est, X, y)
+        X, X_val, y, y_val, w, w_val = validation_split(est, X, y, w)
         n = X.shape[0]
     bounds = batch_bounds(n, batch_size(est, n), merge_single_row=est.normalization == "batch")
-    callbacks = [DivergenceCheck(), EarlyStopping(X_val, y_val, stop=not incremental)]
+    callbacks = [
+        LearningRateSchedule(),
+        DivergenceCheck(),
+        EarlyStopping(X_val, y_val, w_val, stop=not incremental),
+    ]
     if est.verbose:
-        callbacks.append(progress_callback())
-    loop = TrainingLoop(est, est._loss_fn(), bounds, callbacks, validating=X_val is not None)
+        callbacks.append(progress_callback(n_epochs))
+    loop = TrainingLoop(est, est._objective(), bounds, callbacks, validating=X_val is not None)
     try:
-        stopped = loop.run(X, y, n_epochs)
+        stopped = loop.run(X, y, w, n_epochs)
     finally:
         if progress is not None:
             progress["epochs"] = loop.completed_epochs
