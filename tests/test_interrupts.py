@@ -124,7 +124,8 @@ MLP_INTERRUPTED = """
             results.append(0)
             continue
         assert len(clf.loss_curve_) == clf.n_iter_, (len(clf.loss_curve_), clf.n_iter_)
-        assert clf.t_ == clf.n_iter_ * 15, (clf.t_, clf.n_iter_)  # 1797 rows / 128 -> 15 steps
+        assert clf.t_ == clf.n_iter_ * 1797, (clf.t_, clf.n_iter_)  # samples seen per epoch
+        assert clf._optimizer.step_count == clf.n_iter_ * 15  # 1797 rows / 128 -> 15 steps
         clf.predict(X)  # usable
         # the weights are those of a model trained for exactly n_iter_ epochs
         again = MLPClassifier(**{**params, "max_iter": clf.n_iter_})

@@ -119,6 +119,7 @@ class _BaseMLP(ModelTools, BaseEstimator):
         self.out_activation_ = OUTPUT_ACTIVATIONS[self._loss_name()]
         self._learning_rate = p["learning_rate_init"]
         self.n_iter_ = 0
+        self._epochs = 0  # every epoch trained, over all calls (n_iter_ counts the last call's)
         self.t_ = 0
         self.loss_curve_ = []
         self.best_loss_ = np.inf

@@ -153,8 +153,8 @@ class LearningRateSchedule(Callback):
     def on_batch_begin(self, loop, batch):
         est = loop.est
         if est.learning_rate == "cosine":
-            start = (est.n_iter_ + batch / loop.n_batches) / est.max_iter
-            end = (est.n_iter_ + (batch + 1) / loop.n_batches) / est.max_iter
+            start = (est._epochs + batch / loop.n_batches) / est.max_iter
+            end = (est._epochs + (batch + 1) / loop.n_batches) / est.max_iter
             est._optimizer.lr = cosine_rate(est.learning_rate_init, start, end, est.warmup_fraction)
 
     def on_epoch_end(self, loop, loss):

@@ -134,7 +134,7 @@ class TrainingLoop:
         n = X.shape[0]
         for _ in range(n_epochs):
             saved = checkpoint(est)  # an interrupted epoch is rolled back to here
-            self.epoch = est.n_iter_ + 1
+            self.epoch = est._epochs + 1
             order = est._rng.permutation(n) if est.shuffle else None
             net.train()
             self._call("on_epoch_begin")
@@ -144,6 +144,7 @@ class TrainingLoop:
                 net.eval()
                 epoch_loss = total / max(seen, 1)
                 est.n_iter_ += 1
+                est._epochs += 1
                 est.loss_ = epoch_loss
                 est.loss_curve_.append(epoch_loss)
                 self._call("on_epoch_end", epoch_loss)
@@ -183,6 +184,7 @@ def fit_epochs(est, X, y, w, n_epochs, incremental, progress=None):
     if est.verbose:
         callbacks.append(progress_callback(n_epochs))
     loop = TrainingLoop(est, est._objective(), bounds, callbacks, validating=X_val is not None)
+    est.n_iter_ = 0  # as scikit-learn: the epochs of this call (t_ and loss_curve_ accumulate)
     try:
         stopped = loop.run(X, y, w, n_epochs)
     finally:
