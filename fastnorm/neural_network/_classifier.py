@@ -39,6 +39,23 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     solver : {"adam", "adamw", "sgd"}, default "adam"
         PyTorch's update rules (see :mod:`fastnorm.nn.optim`).
     learning_rate_init : float, default 1e-3
+    alpha : float >= 0, default 1e-4
+        L2 penalty with scikit-learn's objective: ``0.5 * alpha * sum(W ** 2) / sum(w)`` per
+        mini-batch over the linear layers' weights (not biases or normalization parameters).
+    learning_rate : {"constant", "invscaling", "adaptive", "cosine"}, default "constant"
+        Learning-rate schedule, as scikit-learn defines the first three (there for
+        ``solver="sgd"`` only, here for every solver): ``"invscaling"`` uses
+        ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch, ``"adaptive"`` divides the
+        rate by 5 whenever the stopping rule fires and stops below 1e-6; ``"cosine"`` warms up
+        linearly over ``warmup_fraction`` of ``max_iter`` epochs, then decays to 0 along half a
+        cosine, per mini-batch.
+    power_t : float >= 0, default 0.5
+        Exponent of ``"invscaling"``.
+    warmup_fraction : float in [0, 1), default 0.05
+        Warm-up share of training for ``"cosine"``.
+    class_weight : None, "balanced" or dict, default None
+        Weight of each class in the loss (multiplies ``sample_weight``); ``"balanced"`` uses
+        ``n_samples / (n_classes * count(class))`` (not with ``partial_fit``: pass a dict).
     weight_decay : float or None, default None
         L2 penalty (``"adam"``, ``"sgd"``) or decoupled decay (``"adamw"``). ``None`` means the
         solver's PyTorch default: 0 for adam and sgd, 0.01 for adamw.
@@ -61,8 +78,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     warm_start : bool, default False
         Continue from the fitted weights on ``fit``.
     verbose : bool or int >= 0, default False
-        Show a progress bar per epoch with the running loss (tqdm if installed, else one printed
-        line per epoch).
+        Show one progress bar for the whole fit, one step per epoch, with the loss and (with
+        early stopping) the validation score (tqdm if installed, else one printed line per
+        epoch, as scikit-learn prints).
     n_threads : int or None, default None
         Threads for BLAS (matrix products) and the Numba kernels during fit and predict; None
         leaves the libraries' settings alone. On a busy or shared machine, ``n_threads=1`` avoids
@@ -72,10 +90,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Attributes
     ----------
-    classes_, n_features_in_, n_outputs_, n_iter_ (epochs run), t_ (optimizer steps),
-    loss_curve_ (mean training loss per epoch), best_loss_, validation_scores_ and
-    best_validation_score_ (with early stopping, else None), net_ (the
-    :class:`~fastnorm.nn.Sequential`), batchnorm_folded_.
+    classes_, n_features_in_, n_outputs_, n_layers_, out_activation_ (``"softmax"``),
+    n_iter_ (epochs of the last ``fit`` / ``partial_fit`` call, as scikit-learn), t_ (samples
+    seen over all calls), loss_ and loss_curve_ (mean training loss per epoch, penalty
+    included, over all calls), best_loss_, validation_scores_ and best_validation_score_ (with
+    early stopping, else None), coefs_ and intercepts_ (views of the linear layers' weights in
+    scikit-learn's (n_in, n_out) layout), net_ (the :class:`~fastnorm.nn.Sequential`),
+    batchnorm_folded_.
 
     Examples
     --------
