@@ -59,6 +59,22 @@ def _expected_failures(est):
             dtype=np.float64,
         ),
         MLPRegressor((8,), loss="poisson", learning_rate_init=0.02, max_iter=60, random_state=0),
+        MLPRegressor(
+            (8,),
+            solver="sgd",
+            learning_rate="adaptive",
+            learning_rate_init=0.02,
+            max_iter=60,
+            random_state=0,
+        ),
+        MLPClassifier(
+            (8,),
+            learning_rate="invscaling",
+            power_t=0.25,
+            learning_rate_init=0.1,
+            max_iter=60,
+            random_state=0,
+        ),
         MLPClassifier(
             (8,),
             class_weight={0: 2.0, 1: 0.5},
@@ -296,6 +312,9 @@ def test_verbose_progress_bar_and_fallback(blobs, capsys, monkeypatch):
     out = capsys.readouterr()
     assert "Iteration 1, loss = " in out.out and "Iteration 2, loss = " in out.out
     assert "0/2" not in out.err
+    MLPClassifier((8,), max_iter=2, verbose=False, random_state=0).fit(X, y)
+    quiet = capsys.readouterr()
+    assert quiet.out == "" and quiet.err == ""  # verbose=False prints nothing
 
 
 def test_n_threads_limits_and_restores(blobs):

@@ -14,8 +14,10 @@ scikit-learn's ``w_i * (pred_i - y_i) / sw`` (with ``pred = softmax``, identity 
 scikit-learn's choice too: the gradient of the sum over outputs, the loss reported as their mean.
 
 A regressor trained with ``squared_error`` predicts ``out * y_scale + y_mean`` from its network's
-output ``out`` (``_y_scale``, ``_y_mean`` fitted on the first targets it saw): the network works
-in standardized units while the loss is computed, and reported, in the targets' own units.
+output ``out`` (``_y_scale``, ``_y_mean`` fitted on the first targets it saw) and is trained on
+the standardized targets ``(y - y_mean) / y_scale``: the loss, its gradient and the weight of
+``alpha`` do not depend on the targets' units (with raw targets of spread 77, an SGD step would
+be 77 ** 2 times larger), and ``loss_`` is reported in those standardized units.
 """
 
 import numpy as np
@@ -90,12 +92,10 @@ class Objective:
 
     def __call__(self, out, y, w):
         """(loss, gradient w.r.t. ``out``) of the batch, the penalty included in the loss."""
-        if self.target_affine is None:
-            loss, grad = self.loss(out, y, w)
-        else:
+        if self.target_affine is not None:
             scale, mean = self.target_affine
-            loss, grad = self.loss(out * scale.astype(out.dtype) + mean.astype(out.dtype), y, w)
-            grad *= scale.astype(grad.dtype)
+            y = ((y - mean) / scale).astype(out.dtype)
+        loss, grad = self.loss(out, y, w)
         sw = out.shape[0] if w is None else float(np.sum(w, dtype=np.float64))
         if self.alpha:
             squares = sum(

@@ -25,9 +25,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     - ``"squared_error"`` (default): the output layer is linear, one unit per target (``y`` may
       be 2-D). The network learns the targets standardized: it predicts
       ``out * _y_scale + _y_mean``, with the mean and standard deviation of the targets of the
-      first fit (or first ``partial_fit`` batch), so that raw targets of any scale train as
-      well as scaled ones. The loss (``loss_``, ``loss_curve_``) is computed in the targets'
-      own units, as scikit-learn's: half the mean squared error plus the ``alpha`` penalty.
+      first fit (or first ``partial_fit`` batch), and trains on the standardized targets, so
+      that raw targets of any scale train as well as scaled ones, with any solver. The loss
+      (``loss_``, ``loss_curve_``) is scikit-learn's, half the mean squared error plus the
+      ``alpha`` penalty, of the standardized targets: multiply by ``_y_scale ** 2`` for the
+      targets' own units (one output).
     - ``"poisson"``: half the Poisson deviance with a log link (``out_activation_ = "exp"``),
       for non-negative targets such as counts; the output bias starts at the log of the
       targets' mean.
