@@ -1072,6 +1072,33 @@ XM = np.random.default_rng(3).standard_normal((24, 4))
 YC = np.arange(24) % 3
 YR = XM.sum(axis=1)
 MLPS = {"MLPClassifier": (MLPClassifier, YC), "MLPRegressor": (MLPRegressor, YR)}
+for bad, exc in (("balanced!", ValueError), (3, TypeError), ({0: -1.0}, ValueError)):
+    case(
+        f"mlp/MLPClassifier(class_weight={bad!r}).fit",
+        lambda bad=bad: MLPClassifier(class_weight=bad, max_iter=1).fit(XM, YC),
+        exc,
+        r"\bclass_weight must be None, \"balanced\" or a dict",
+    )
+for bad, exc in (("absolute_error", ValueError), (None, ValueError)):
+    case(
+        f"mlp/MLPRegressor(loss={bad!r}).fit",
+        lambda bad=bad: MLPRegressor(loss=bad, max_iter=1).fit(XM, YR),
+        exc,
+        r"\bloss must be one of 'squared_error', 'poisson'",
+    )
+for name, (cls, target) in MLPS.items():
+    case(
+        f"mlp/{name}.fit: sample_weight negative",
+        lambda cls=cls, target=target: cls(max_iter=1).fit(XM, target, sample_weight=-np.ones(24)),
+        ValueError,
+        r"\bsample_weight must be an array of finite non-negative reals, one per sample",
+    )
+    case(
+        f"mlp/{name}.fit: sample_weight wrong length",
+        lambda cls=cls, target=target: cls(max_iter=1).fit(XM, target, sample_weight=np.ones(5)),
+        ValueError,
+        r"\bsample_weight must be an array of finite non-negative reals, one per sample",
+    )
 MLP_PARAMS = [
     ("hidden_layer_sizes", "64", TypeError, r"a positive integer or a sequence of positive"),
     ("hidden_layer_sizes", (2.5,), TypeError, r"a positive integer or a sequence of positive"),
@@ -1080,7 +1107,13 @@ MLP_PARAMS = [
     ("activation", "softmax", ValueError, r"one of 'relu'"),
     ("activation", None, ValueError, r"one of 'relu'"),
     ("normalization", "instance", ValueError, r"one of None, 'batch'"),
-    ("norm_groups", 0, ValueError, r"an integer >= 1"),
+    ("norm_groups", 0, ValueError, r"one of 'auto' or an integer >= 1"),
+    ("norm_groups", "many", ValueError, r"one of 'auto' or an integer >= 1"),
+    ("alpha", -1e-4, ValueError, r"a real number >= 0"),
+    ("alpha", "0.1", TypeError, r"a real number >= 0"),
+    ("learning_rate", "optimal", ValueError, r"one of 'constant', 'invscaling'"),
+    ("power_t", -0.5, ValueError, r"a real number >= 0"),
+    ("warmup_fraction", 1.0, ValueError, r"a real number in \[0.0, 1.0\)"),
     ("bn_momentum", 1.5, ValueError, r"None or a real number in \[0.0, 1.0\]"),
     ("dropout", 1.0, ValueError, r"a real number in \[0.0, 1.0\)"),
     ("dropout", "0.1", TypeError, r"a real number in \[0.0, 1.0\)"),

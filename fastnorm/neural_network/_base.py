@@ -46,7 +46,7 @@ class _BaseMLP(ModelTools, BaseEstimator):
         activation="relu",
         *,
         normalization=None,
-        norm_groups=8,
+        norm_groups="auto",
         bn_momentum=0.1,
         dropout=0.0,
         solver="adam",
@@ -199,13 +199,13 @@ class _BaseMLP(ModelTools, BaseEstimator):
         """Checked float64 sample weights (None for none), times the class weights."""
         if sample_weight is None:
             return None
-        with input_errors(
-            "sample_weight must be an array of finite non-negative reals, one per sample",
-            names=("sample_weight",),
-        ):
+        accepted = "sample_weight must be an array of finite non-negative reals, one per sample"
+        try:
             return _check_sample_weight(
                 sample_weight, X, dtype=np.float64, ensure_non_negative=True
             )
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{accepted}; {exc}") from None
 
     def _init_output_layer(self, y, w):
         """Fit the output layer to the targets' scale (the regressor overrides it)."""

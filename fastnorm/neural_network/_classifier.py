@@ -30,8 +30,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     normalization : {None, "batch", "layer", "group", "rms"}, default None
         Normalization layer placed between each hidden linear layer and its activation. With
         ``"batch"`` the linear layers have no bias (batch norm's shift replaces it).
-    norm_groups : int, default 8
-        Number of groups for ``normalization="group"``; must divide every hidden size.
+    norm_groups : int or "auto", default "auto"
+        Number of groups for ``normalization="group"``; an int must divide every hidden size.
+        ``"auto"`` takes, for each hidden layer, the largest divisor of its width that is at most
+        8 (8 for a width of 64, 5 for the default 100).
     bn_momentum : float or None, default 0.1
         Momentum of batch norm's running averages (``None``: cumulative average).
     dropout : float, default 0.0
@@ -118,7 +120,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         *,
         class_weight=None,
         normalization=None,
-        norm_groups=8,
+        norm_groups="auto",
         bn_momentum=0.1,
         dropout=0.0,
         solver="adam",

@@ -46,9 +46,21 @@ ACTIVATIONS = {
 NORMALIZATIONS = {
     "batch": lambda width, p: BatchNorm(width, momentum=p["bn_momentum"], dtype=p["dtype"]),
     "layer": lambda width, p: LayerNorm(width, dtype=p["dtype"]),
-    "group": lambda width, p: GroupNorm(p["norm_groups"], width, dtype=p["dtype"]),
+    "group": lambda width, p: GroupNorm(
+        group_count(p["norm_groups"], width), width, dtype=p["dtype"]
+    ),
     "rms": lambda width, p: RMSNorm(width, dtype=p["dtype"]),
 }
+
+
+def group_count(norm_groups, width):
+    """Groups of a group-norm layer of ``width`` features: ``norm_groups``, or for "auto" the
+    largest divisor of the width that is at most 8."""
+    if norm_groups != "auto":
+        return norm_groups
+    return max(g for g in range(1, min(8, width) + 1) if width % g == 0)
+
+
 # normalizations whose shift replaces the bias of the linear layer before them
 _REPLACES_BIAS = {"batch"}
 

@@ -29,7 +29,7 @@ PARAMETER_CONSTRAINTS = {
     "hidden_layer_sizes": IntTuple(allow_empty=True),
     "activation": Options(*ACTIVATIONS),
     "normalization": Options(None, *NORMALIZATIONS),
-    "norm_groups": POSITIVE_INT,
+    "norm_groups": AnyOf(Options("auto"), POSITIVE_INT),
     "bn_momentum": MOMENTUM_OR_NONE,
     "dropout": Interval(_REAL, 0.0, 1.0, closed="left"),
     "solver": Options(*SOLVERS),
@@ -97,7 +97,7 @@ def checked_params(est):
             "single row are undefined (use normalization='layer' or 'group' for "
             "batch size 1)"
         )
-    if p["normalization"] == "group":
+    if p["normalization"] == "group" and p["norm_groups"] != "auto":
         g = p["norm_groups"]
         bad = [h for h in p["hidden_layer_sizes"] if h % g]
         if bad:

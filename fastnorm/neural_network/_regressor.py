@@ -46,7 +46,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         *,
         loss="squared_error",
         normalization=None,
-        norm_groups=8,
+        norm_groups="auto",
         bn_momentum=0.1,
         dropout=0.0,
         solver="adam",
