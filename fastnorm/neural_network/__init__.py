@@ -3,8 +3,11 @@
 :class:`MLPClassifier` and :class:`MLPRegressor` build a :class:`~fastnorm.nn.Sequential`
 ``[Linear -> Norm -> activation -> Dropout] * len(hidden_layer_sizes) -> Linear``: the
 normalization sits between the linear layer and the activation, as in the batch-norm paper.
-Training uses mini-batches, PyTorch's optimizers (``"adam"``, ``"adamw"``, ``"sgd"``), softmax
-cross-entropy or mean squared error.
+Training uses mini-batches, PyTorch's optimizers (``"adam"``, ``"adamw"``, ``"sgd"``) and
+scikit-learn's objective: its losses (``log_loss``; ``squared_error`` or ``poisson`` for the
+regressor), ``sample_weight`` / ``class_weight`` as a weighted mean over each mini-batch, the L2
+penalty ``alpha`` and the learning-rate schedules (plus ``"cosine"``). Same weights in, the same
+loss and SGD step come out as from scikit-learn's MLPs (tests/test_mlp_sklearn_parity.py).
 
 Behaviour worth knowing:
 
@@ -19,6 +22,15 @@ Behaviour worth knowing:
   scikit-learn. With ``normalization="batch"``, ``batch_size=1`` is rejected (batch statistics of
   one row are undefined), a training set of one row is rejected, and a final mini-batch of a single
   row is merged into the previous one.
+- The regressor (``squared_error``) learns standardized targets and predicts
+  ``out * _y_scale + _y_mean``: raw targets of any scale train as well as scaled ones.
+- ``sample_weight`` weights the loss; batch norm's training statistics are not weighted (as in
+  PyTorch), so with ``normalization="batch"`` integer weights are close to, not equal to,
+  repeated rows.
+- Small data sets: a normalization layer makes training fast enough that the default
+  ``max_iter=200`` can overfit (on scikit-learn's diabetes data, 331 training rows, a (64, 64)
+  network with batch norm peaks near epoch 25); use ``early_stopping=True``, ``dropout`` or fewer
+  epochs there.
 - NaN or infinity in ``X`` or ``y``, a wrong number of features, a single class: ``ValueError``.
 - A run whose loss becomes NaN or infinite stops with :class:`TrainingDivergedError`; the
   estimator is left as it was before the call (unfitted after a fresh ``fit``).
@@ -30,9 +42,10 @@ Behaviour worth knowing:
   trained further. Interrupted during its first epoch, the call is undone like an error.
 
 Layout: ``_base`` (parameters, validation, fitted state, predict), ``_classifier`` /
-``_regressor``, ``_network`` (layer registry, optimizer), ``_training`` (the epoch loop) and
-``_callbacks`` (divergence, early stopping, progress output), ``_model_file`` (``save`` /
-:func:`load`: model files without pickle).
+``_regressor``, ``_network`` (layer registry, optimizer), ``_objective`` (losses, weights,
+penalty), ``_training`` (the epoch loop) and ``_callbacks`` (learning-rate schedules, divergence,
+early stopping, progress output), ``_model_tools`` (``coefs_``, ``save``, batch-norm tools),
+``_model_file`` (``save`` / :func:`load`: model files without pickle).
 """
 
 from ._callbacks import TrainingDivergedError
