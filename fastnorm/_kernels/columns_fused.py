@@ -7,7 +7,11 @@ from numba import prange
 
 from ._flags import parallel_kernel
 from ._loops import run_add
-from .elementwise import block_column_affine, block_column_grad_input
+from .elementwise import (
+    block_column_affine,
+    block_column_grad_input,
+    block_column_grad_input_weighted,
+)
 from .moments import merge_blocks, task_moments
 from .reduce import block_grad_sums
 from .running import update_running_stats
@@ -16,24 +20,30 @@ from .schedule import column_task, rows_per_task
 
 @parallel_kernel
 def columns_normalize(
-    x, weight, bias, eps, running_mean, running_var, momentum, row_block, col_block, out
+    x, w, weight, bias, eps, running_mean, running_var, momentum, row_block, col_block, out
 ):
     """Normalize each column of ``x`` (1, A, B) with its own statistics, then scale by ``weight``
     and shift by ``bias``; returns the (mean, M2, rstd) of each column. Non-empty running
-    statistics are updated in place: (1 - momentum) * old + momentum * batch (unbiased var)."""
+    statistics are updated in place: (1 - momentum) * old + momentum * batch (unbiased var).
+
+    ``w`` is None or A non-negative row weights (frequency weights: integer weights equal
+    repeated rows): weighted mean and variance, the unbiased variance ``M2 / (W - 1)`` with
+    ``W`` the sum of the weights (``M2 / W`` when ``W <= 1``)."""
     _, A, B = x.shape
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
     parts = np.empty((4, 1, n_rb, B))
     # the blocks of moments.column_moments, NaN not skipped: a NaN gives NaN statistics (torch)
     for t in prange(n_rb * n_cb):
-        task_moments(x, None, False, t, n_rb, n_cb, row_block, col_block, parts)
-    _, mean2, m22 = merge_blocks(parts)
+        task_moments(x, w, False, t, n_rb, n_cb, row_block, col_block, parts)
+    cnt2, mean2, m22 = merge_blocks(parts)
     mean = np.ascontiguousarray(mean2[0])  # views into the partials: make them C for reshape
     m2 = np.ascontiguousarray(m22[0])
-    rstd = 1.0 / np.sqrt(m2 / A + eps)
+    total = float(A) if w is None else (cnt2[0, 0] if B > 0 else 0.0)
+    rstd = 1.0 / np.sqrt(m2 / total + eps)
     if running_mean.size > 0:
-        update_running_stats(running_mean, running_var, mean, m2 / (A - 1), momentum)
+        unbiased = m2 / (total - 1.0) if total > 1.0 else m2 / total
+        update_running_stats(running_mean, running_var, mean, unbiased, momentum)
     scale = rstd * weight
     rows = rows_per_task(B)
     for t in prange((A + rows - 1) // rows):
@@ -51,9 +61,11 @@ def columns_normalize(
 
 
 @parallel_kernel
-def columns_normalize_backward(dy, x, mean, rstd, weight, batch_stats, row_block, col_block, dx):
+def columns_normalize_backward(dy, x, w, mean, rstd, weight, batch_stats, row_block, col_block, dx):
     """Input gradient of ``columns_normalize`` into ``dx``; returns the weight and bias gradients.
-    With ``batch_stats`` False the statistics were constants (running averages)."""
+    With ``batch_stats`` False the statistics were constants (running averages). With row
+    weights ``w`` (those of the forward pass), the terms through the batch mean and variance of
+    row a are scaled by ``w[a] / W``: the gradient of the repeated rows, summed over copies."""
     _, A, B = x.shape
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
@@ -80,19 +92,24 @@ def columns_normalize_backward(dy, x, mean, rstd, weight, batch_stats, row_block
             )
         return s_dyx * rstd, s_dy
     # d/dx of the batch mean and variance: the same formulas as channel_norm_backward
-    beta = -(rstd * rstd) * alpha * s_dyx / A
-    gamma = -alpha * s_dy / A
+    total = float(A) if w is None else np.sum(w)
+    beta = -(rstd * rstd) * alpha * s_dyx / total
+    gamma = -alpha * s_dy / total
     for t in prange((A + rows - 1) // rows):
-        block_column_grad_input(
-            dy,
-            x,
-            0,
-            t * rows,
-            min(A, (t + 1) * rows),
-            centre,
-            alpha.reshape((1, B)),
-            beta.reshape((1, B)),
-            gamma.reshape((1, B)),
-            dx,
-        )
+        r0, r1 = t * rows, min(A, (t + 1) * rows)
+        if w is None:
+            block_column_grad_input(
+                dy,
+                x,
+                0,
+                r0,
+                r1,
+                centre,
+                alpha.reshape((1, B)),
+                beta.reshape((1, B)),
+                gamma.reshape((1, B)),
+                dx,
+            )
+        else:
+            block_column_grad_input_weighted(dy, x, w, r0, r1, centre, alpha, beta, gamma, dx)
     return s_dyx * rstd, s_dy

@@ -53,6 +53,18 @@ def block_column_grad_input(dy, x, p, r0, r1, centre, alpha, beta, gamma, out):
             )
 
 
+@njit(**KERNEL)
+def block_column_grad_input_weighted(dy, x, w, r0, r1, centre, alpha, beta, gamma, out):
+    """Rows r0:r1 of (1, A, B) data: alpha * dy + w[a] * (beta * (x - centre) + gamma), the
+    weighted batch-norm input gradient (centre, alpha, beta, gamma of shape (B,))."""
+    for a in range(r0, r1):
+        wa = w[a]
+        for b in range(x.shape[2]):
+            out[0, a, b] = alpha[b] * dy[0, a, b] + wa * (
+                beta[b] * (x[0, a, b] - centre[0, b]) + gamma[b]
+            )
+
+
 @parallel_kernel
 def columns_affine(x, centre, scale, shift, out):
     """out[p, a, b] = (x[p, a, b] - centre[p, b]) * scale[p, b] + shift[p, b]."""

@@ -208,3 +208,24 @@ def finish(result, out):
     if result is not out:
         out[...] = result
     return out
+
+
+def row_weights(sample_weight, x):
+    """Batch norm's row weights: None, or a float64 array of one finite non-negative weight per
+    row of the 2-D ``x``, not all zero."""
+    if sample_weight is None:
+        return None
+    if x.ndim != 2:
+        raise ValueError(
+            f"sample_weight is supported for 2-D input (N, C) only, got input of shape {x.shape}"
+        )
+    accepted = f"sample_weight must be an array of {x.shape[0]} finite non-negative reals"
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{accepted}, got {type(sample_weight).__name__}") from None
+    if w.shape != (x.shape[0],):
+        raise ValueError(f"{accepted}, got shape {w.shape}")
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.any(w > 0)):
+        raise ValueError(f"{accepted}, not all zero")
+    return np.ascontiguousarray(w)

@@ -36,13 +36,14 @@ class _Context:
 class ColumnsContext(_Context):
     """Batch norm whose channels are columns (one value per (sample, channel)): fused kernels."""
 
-    __slots__ = ("mean", "rstd", "batch_stats")
+    __slots__ = ("mean", "rstd", "batch_stats", "sample_weight")
 
-    def __init__(self, layout, shape, weight, mean, rstd, batch_stats):
+    def __init__(self, layout, shape, weight, mean, rstd, batch_stats, sample_weight=None):
         super().__init__(layout, shape, weight)
         self.mean = mean  # (C,) centre subtracted from each channel
         self.rstd = rstd  # (C,) 1 / sqrt(var + eps)
         self.batch_stats = batch_stats  # True when mean/rstd came from the input itself
+        self.sample_weight = sample_weight  # the row weights of the statistics, or None
 
     def backward(self, grad_out):
         dy, dx = self._grad_arrays(grad_out)
@@ -56,6 +57,7 @@ class ColumnsContext(_Context):
             self.weight,
             self.batch_stats,
             dx.reshape(shape3),
+            self.sample_weight,
         )
         return dx, grad_weight, grad_bias
 

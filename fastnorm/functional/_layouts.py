@@ -68,13 +68,17 @@ class ChannelRuns:
         """One value per (sample, channel), as in (N, C) features: fused kernels serve it."""
         return self.d == 1
 
-    def batch_norm_columns(self, weight, bias, eps, running_mean, running_var, momentum, out):
+    def batch_norm_columns(
+        self, weight, bias, eps, running_mean, running_var, momentum, out, sample_weight=None
+    ):
         """Batch norm with batch statistics in one kernel call, running statistics (if not None)
-        updated in place; returns (mean, M2, rstd)."""
+        updated in place; returns (mean, M2, rstd). ``sample_weight``: None or one float64
+        weight per row."""
         if running_mean is None:
             running_mean = running_var = _NO_RUNNING_STATS
         return columns_fused.columns_normalize(
             self._columns(self.x, 1),
+            sample_weight,
             weight,
             bias,
             eps,
@@ -85,11 +89,14 @@ class ChannelRuns:
             self._columns(out, 1),
         )
 
-    def batch_norm_columns_backward(self, dy, mean, rstd, weight, batch_stats, dx):
+    def batch_norm_columns_backward(
+        self, dy, mean, rstd, weight, batch_stats, dx, sample_weight=None
+    ):
         """Gradients of ``batch_norm_columns`` (or of its eval form); returns (dweight, dbias)."""
         return columns_fused.columns_normalize_backward(
             self._columns(dy, 1),
             self._columns(self.x, 1),
+            sample_weight,
             mean,
             rstd,
             weight,

@@ -20,15 +20,38 @@ def batch_norm_forward(
     *,
     axis=1,
     out=None,
+    sample_weight=None,
 ):
     """``batch_norm`` that also returns the context its backward pass needs."""
     return _batch_norm(
-        x, running_mean, running_var, weight, bias, training, momentum, eps, axis, out, True
+        x,
+        running_mean,
+        running_var,
+        weight,
+        bias,
+        training,
+        momentum,
+        eps,
+        axis,
+        out,
+        True,
+        sample_weight,
     )
 
 
 def _batch_norm(
-    x, running_mean, running_var, weight, bias, training, momentum, eps, axis, out, save
+    x,
+    running_mean,
+    running_var,
+    weight,
+    bias,
+    training,
+    momentum,
+    eps,
+    axis,
+    out,
+    save,
+    sample_weight=None,
 ):
     """Batch norm and its context; ``save``: a backward pass may follow, so keep the input."""
     x = checks.as_float_array(x)
@@ -45,6 +68,7 @@ def _batch_norm(
     b = checks.vector_param(bias, "bias", channels)
     if not training and running_mean is None:
         raise ValueError("running_mean and running_var are required when training=False")
+    sample_weight = checks.row_weights(sample_weight, x) if training else None
     x = checks.saved_input(x, out, save)
     out = checks.output_array(out, x.shape, x.dtype)
 
@@ -60,10 +84,17 @@ def _batch_norm(
     if training and count > 0 and layout.fuses_batch_norm:
         target = checks.contiguous_target(out)
         mean, m2, rstd = layout.batch_norm_columns(
-            w, b, eps, running_mean, running_var, momentum, channel_runs_view(target, axis)
+            w,
+            b,
+            eps,
+            running_mean,
+            running_var,
+            momentum,
+            channel_runs_view(target, axis),
+            sample_weight,
         )
         checks.finish(target, out)
-        return out, ColumnsContext(layout, x.shape, w, mean, rstd, True)
+        return out, ColumnsContext(layout, x.shape, w, mean, rstd, True, sample_weight)
 
     if training:
         if count > 0:
@@ -104,6 +135,7 @@ def batch_norm(
     *,
     axis=1,
     out=None,
+    sample_weight=None,
 ):
     """Batch normalization with PyTorch's semantics, on NumPy arrays.
 
@@ -124,6 +156,10 @@ def batch_norm(
         Added to the variance for numerical stability; a finite real >= 0.
     out : ndarray, optional
         Array of x's shape and dtype to write the result into.
+    sample_weight : array-like of shape (N,), optional
+        With ``training`` and 2-D ``x``: non-negative row weights of the batch statistics
+        (weighted mean and variance; integer weights equal repeated rows, the running variance
+        unbiased with the sum of the weights). Ignored when not training.
 
     Returns
     -------
@@ -142,7 +178,18 @@ def batch_norm(
     (array([0.2, 2. ]), array([  1.1, 20.9]))
     """
     return _batch_norm(
-        x, running_mean, running_var, weight, bias, training, momentum, eps, axis, out, False
+        x,
+        running_mean,
+        running_var,
+        weight,
+        bias,
+        training,
+        momentum,
+        eps,
+        axis,
+        out,
+        False,
+        sample_weight,
     )[0]
 
 

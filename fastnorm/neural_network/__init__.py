@@ -24,9 +24,9 @@ Behaviour worth knowing:
   row is merged into the previous one.
 - The regressor (``squared_error``) learns standardized targets and predicts
   ``out * _y_scale + _y_mean``: raw targets of any scale train as well as scaled ones.
-- ``sample_weight`` weights the loss; batch norm's training statistics are not weighted (as in
-  PyTorch), so with ``normalization="batch"`` integer weights are close to, not equal to,
-  repeated rows.
+- ``sample_weight`` weights the loss and batch norm's training statistics (weighted mean and
+  variance per mini-batch): integer weights equal repeated rows, up to rounding and to how the
+  rows fall into mini-batches.
 - Small data sets: a normalization layer makes training fast enough that the default
   ``max_iter=200`` can overfit (on scikit-learn's diabetes data, 331 training rows, a (64, 64)
   network with batch norm peaks near epoch 25); use ``early_stopping=True``, ``dropout`` or fewer

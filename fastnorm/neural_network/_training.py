@@ -117,7 +117,8 @@ class TrainingLoop:
             if wb is not None and not np.any(wb > 0):
                 continue  # a batch without weight carries no information
             self._call("on_batch_begin", j)
-            loss, grad = objective(net.forward(xb), yb, wb)
+            out = net.forward(xb) if wb is None else net.forward(xb, sample_weight=wb)
+            loss, grad = objective(out, yb, wb)
             if math.isfinite(loss):
                 net.backward(grad)
                 objective.add_penalty_gradients()

@@ -45,6 +45,7 @@ class Module:
     """
 
     training = True
+    takes_sample_weight = False  # forward(x, sample_weight=...) weights batch statistics
 
     def __init__(self):
         self.params = {}

@@ -64,9 +64,14 @@ class Sequential(Module):
             for key, value in layer.grads.items()
         }
 
-    def forward(self, x):
+    def forward(self, x, sample_weight=None):
+        """Each layer's forward in turn; ``sample_weight`` (row weights) reaches the layers whose
+        batch statistics take it (``takes_sample_weight``: :class:`BatchNorm`)."""
         for layer in self.layers:
-            x = layer.forward(x)
+            if sample_weight is not None and layer.takes_sample_weight:
+                x = layer.forward(x, sample_weight=sample_weight)
+            else:
+                x = layer.forward(x)
         return x
 
     def backward(self, grad_out):

@@ -147,8 +147,12 @@ class BatchNorm(_RunningStats):
         self.axis = _channel_axis(axis, per_sample=False)
 
     last_input_ndim = None  # ndim of the last input: says which axis the channels were on
+    takes_sample_weight = True
 
-    def forward(self, x):
+    def forward(self, x, sample_weight=None):
+        """Normalize ``x``; in training, ``sample_weight`` (one non-negative weight per row of a
+        2-D ``x``) weights the batch statistics, as repeated rows would (see
+        :func:`fastnorm.batch_norm`)."""
         self._check_channels(x)
         use_batch_stats = self.training or not self.track_running_stats
         y, self._saved["ctx"] = F.batch_norm_forward(
@@ -161,6 +165,7 @@ class BatchNorm(_RunningStats):
             self._momentum_for_step(),
             self.eps,
             axis=self.axis,
+            sample_weight=sample_weight if use_batch_stats else None,
         )
         self._count_batch()
         self.last_input_ndim = np.ndim(x)
