@@ -221,6 +221,28 @@ class _BaseMLP(BaseEstimator):
     def __setstate__(self, state):  # version warning, fitted-state check, drops the old _net64
         super().__setstate__(checked_mlp_state(self, state))
 
+    def to_onnx(self, path=None):
+        """Export the fitted network to an ONNX graph (needs ``pip install "fastnorm[onnx]"``).
+
+        Parameters
+        ----------
+        path : str, path-like or None, default None
+            Where to write the model too (``onnx.save_model``).
+
+        Returns
+        -------
+        onnx.ModelProto
+            Input ``X``: float32, (n_samples, n_features_in_). Outputs: ``label`` and
+            ``probabilities`` (classifier; :meth:`predict` and :meth:`predict_proba`) or
+            ``variable`` (regressor; :meth:`predict`, always 2-D (n_samples, n_outputs_)).
+            Weights are float32 and onnxruntime computes in float32, so results match to
+            ~1e-5. See :doc:`/onnx` for the operators and opsets used.
+        """
+        check_is_fitted(self, "net_")
+        from ._onnx import export_mlp
+
+        return export_mlp(self, path)
+
     # ------------------------------------------------------------------ batch norm tools
     def fold_batchnorm(self):
         """Fold every batch-norm layer into the linear layer before it (in place).
