@@ -174,9 +174,20 @@ def test_layer_attributes_are_mirrored(rng):
                 layer.eps = 0.7
             if isinstance(layer, GroupNorm):
                 layer.num_groups = 4
-            if isinstance(layer, GELU):
-                layer.approximate = "tanh"
         assert_classifier_matches(clf, X * 0.01)  # small inputs: eps matters
+
+
+def test_gelu_tanh_approximation(rng):
+    X, y = data(rng) * 3, rng.normal(size=(40, 2))
+    reg = MLPRegressor(activation="gelu", **SMALL).fit(X, y)
+    exact = reg.predict(X)
+    for layer in reg.net_:
+        if isinstance(layer, GELU):
+            layer.approximate = "tanh"
+    tanh = reg.predict(X)
+    assert np.abs(tanh - exact).max() > 1e-4  # far enough apart for the test to tell them apart
+    assert 'approximate: string = "tanh"' in onnx.printer.to_text(reg.to_onnx())
+    np.testing.assert_allclose(run(reg.to_onnx(), X)["variable"], tanh, **TOL)
 
 
 def test_written_file_loads_back(rng, tmp_path):
