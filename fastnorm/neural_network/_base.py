@@ -227,7 +227,7 @@ class _BaseMLP(BaseEstimator):
         Parameters
         ----------
         path : str, path-like or None, default None
-            Where to write the model too (``onnx.save_model``).
+            Also write the model to this file (``onnx.save_model``).
 
         Returns
         -------
