@@ -36,6 +36,28 @@ class ModelTools:
                 out.append(bias)
         return out
 
+    def to_onnx(self, path=None):
+        """Export the fitted network to an ONNX graph (needs ``pip install "fastnorm[onnx]"``).
+
+        Parameters
+        ----------
+        path : str, path-like or None, default None
+            Also write the model to this file (``onnx.save_model``).
+
+        Returns
+        -------
+        onnx.ModelProto
+            Input ``X``: float32, (n_samples, n_features_in_). Outputs: ``label`` and
+            ``probabilities`` (classifier; :meth:`predict` and :meth:`predict_proba`) or
+            ``variable`` (regressor; :meth:`predict`, always 2-D (n_samples, n_outputs_)).
+            Weights are float32 and onnxruntime computes in float32, so results match to
+            ~1e-5. See :doc:`/onnx` for the operators and opsets used.
+        """
+        check_is_fitted(self, "net_")
+        from ._onnx import export_mlp
+
+        return export_mlp(self, path)
+
     def save(self, path, include_optimizer=False):
         """Save the fitted model to ``path`` (one ``.npz`` file; load it with
         :func:`fastnorm.load`, which executes no code from the file).
