@@ -78,6 +78,14 @@ def fitted(kind, X, y):
     if kind == "clf_folded":
         est, y = fitted("clf_batch", X, y)
         return est.fold_batchnorm(), y
+    if kind == "clf_weighted_cosine":
+        est = MLPClassifier(
+            (8,), class_weight={0: 2.0, 2: 0.5}, learning_rate="cosine", alpha=0.01, **common
+        )
+        return est.fit(X, y, sample_weight=np.linspace(0.5, 2.0, len(y))), y
+    if kind == "reg_poisson":
+        counts = np.round(np.exp(X[:, 0])).astype(int)
+        return MLPRegressor((8,), loss="poisson", **common).fit(X, counts), counts
     raise AssertionError(kind)
 
 
@@ -88,6 +96,8 @@ KINDS = [
     "reg_group_2d",
     "reg_rms_adamw_1d",
     "clf_folded",
+    "clf_weighted_cosine",
+    "reg_poisson",
 ]
 
 

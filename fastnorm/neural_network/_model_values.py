@@ -2,7 +2,9 @@
 
 null, booleans, finite numbers, strings and lists are JSON's own; other values are tagged
 objects: ``{"float": "inf"}`` (also ``"-inf"``, ``"nan"``), ``{"tuple": [...]}``,
-``{"dtype": "float64"}``, ``{"numpy": "float32", "value": 0.5}`` (a NumPy scalar) and
+``{"dtype": "float64"}``, ``{"numpy": "float32", "value": 0.5}`` (a NumPy scalar),
+``{"dict": [[key, value], ...]}`` (a dict such as ``class_weight``, keys of any of these kinds)
+and
 ``{"array": "attr/classes_", "object": false}`` (an array of the archive; ``object`` restores an
 array of strings as dtype object, as scikit-learn keeps ``feature_names_in_``). Nothing else is
 stored: no objects, no arrays of objects.
@@ -38,6 +40,11 @@ def encode(value, key, arrays):
         if any(isinstance(v, dict) and "array" in v for v in items):
             raise Unsupported("a list of arrays")
         return {"tuple": items} if isinstance(value, tuple) else items
+    if isinstance(value, dict):
+        items = [[encode(k, key, {}), encode(v, key, {})] for k, v in value.items()]
+        if any(isinstance(x, dict) and "array" in x for pair in items for x in pair):
+            raise Unsupported("a dict of arrays")
+        return {"dict": items}
     if isinstance(value, np.ndarray):
         is_object = value.dtype == object
         if is_object and all(isinstance(v, str) for v in value.flat):
@@ -58,6 +65,14 @@ def decode(value, fail, arrays, used):
         raise fail(f"unexpected JSON value {value!r}")
     if "float" in value and value["float"] in ("inf", "-inf", "nan"):
         return float(value["float"])
+    if isinstance(value.get("dict"), list):
+        pairs = [decode(p, fail, arrays, used) for p in value["dict"]]
+        if not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+            raise fail(f"unexpected JSON value {value!r}")
+        try:
+            return {k: v for k, v in pairs}
+        except TypeError:
+            raise fail(f"unexpected JSON value {value!r}") from None
     if isinstance(value.get("tuple"), list):
         return tuple(decode(v, fail, arrays, used) for v in value["tuple"])
     if "dtype" in value:
