@@ -20,7 +20,19 @@ from .schedule import column_task, rows_per_task
 
 @parallel_kernel
 def columns_normalize(
-    x, w, weight, bias, eps, running_mean, running_var, momentum, row_block, col_block, out
+    x,
+    w,
+    weight,
+    bias,
+    eps,
+    running_mean,
+    running_var,
+    momentum,
+    row_block,
+    col_block,
+    out,
+    renorm=None,
+    rd=None,
 ):
     """Normalize each column of ``x`` (1, A, B) with its own statistics, then scale by ``weight``
     and shift by ``bias``; returns the (mean, M2, rstd) of each column. Non-empty running
@@ -28,7 +40,12 @@ def columns_normalize(
 
     ``w`` is None or A non-negative row weights (frequency weights: integer weights equal
     repeated rows): weighted mean and variance, the unbiased variance ``M2 / (W - 1)`` with
-    ``W`` the sum of the weights (``M2 / W`` when ``W <= 1``)."""
+    ``W`` the sum of the weights (``M2 / W`` when ``W <= 1``).
+
+    ``renorm`` (r_max, d_max) turns on batch renormalization (Ioffe 2017), with the running
+    statistics as they were before this batch: ``r = clip(sigma_B / sigma, 1 / r_max, r_max)``,
+    ``d = clip((mean_B - running_mean) / sigma, -d_max, d_max)``, the output
+    ``(xhat * r + d) * weight + bias``; r and d are written into ``rd`` (2, B)."""
     _, A, B = x.shape
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
@@ -41,10 +58,21 @@ def columns_normalize(
     m2 = np.ascontiguousarray(m22[0])
     total = float(A) if w is None else (cnt2[0, 0] if B > 0 else 0.0)
     rstd = 1.0 / np.sqrt(m2 / total + eps)
+    scale = rstd * weight
+    shifts = bias
+    if renorm is not None:
+        r_max, d_max = renorm[0], renorm[1]
+        for j in range(B):
+            sigma = np.sqrt(running_var[j] + eps)
+            r = min(max(1.0 / (rstd[j] * sigma), 1.0 / r_max), r_max)
+            d = min(max((mean[j] - running_mean[j]) / sigma, -d_max), d_max)
+            rd[0, j] = r
+            rd[1, j] = d
+            scale[j] = scale[j] * r
+        shifts = bias + weight * rd[1]
     if running_mean.size > 0:
         unbiased = m2 / (total - 1.0) if total > 1.0 else m2 / total
         update_running_stats(running_mean, running_var, mean, unbiased, momentum)
-    scale = rstd * weight
     rows = rows_per_task(B)
     for t in prange((A + rows - 1) // rows):
         block_column_affine(
@@ -54,7 +82,7 @@ def columns_normalize(
             min(A, (t + 1) * rows),
             mean.reshape((1, B)),
             scale.reshape((1, B)),
-            bias.reshape((1, B)),
+            shifts.reshape((1, B)),
             out,
         )
     return mean, m2, rstd

@@ -229,3 +229,24 @@ def row_weights(sample_weight, x):
     if not (np.all(np.isfinite(w)) and np.all(w >= 0) and np.any(w > 0)):
         raise ValueError(f"{accepted}, not all zero")
     return np.ascontiguousarray(w)
+
+
+def renorm_limits(renorm):
+    """Batch renormalization's clipping limits: None, or (r_max >= 1, d_max >= 0) as a float64
+    array."""
+    if renorm is None:
+        return None
+    accepted = (
+        "renorm must be None or a pair (r_max, d_max) of finite reals, r_max >= 1, d_max >= 0"
+    )
+    if isinstance(renorm, (str, bytes)):
+        raise TypeError(f"{accepted}, got {renorm!r}")
+    try:
+        r_max, d_max = (float(v) for v in renorm)
+    except (TypeError, ValueError):
+        raise TypeError(f"{accepted}, got {renorm!r}") from None
+    if any(isinstance(v, bool) for v in renorm):
+        raise TypeError(f"{accepted}, got {renorm!r}")
+    if not (np.isfinite(r_max) and np.isfinite(d_max) and r_max >= 1 and d_max >= 0):
+        raise ValueError(f"{accepted}, got {renorm!r}")
+    return np.array([r_max, d_max])

@@ -62,6 +62,21 @@ class ColumnsContext(_Context):
         return dx, grad_weight, grad_bias
 
 
+class RenormContext:
+    """Batch renormalization: the batch-norm context ``inner`` (built with weight * r), r and d
+    held constant in the backward pass (Ioffe 2017): ``dweight = r * sum(dy * xhat) + d *
+    sum(dy)``."""
+
+    __slots__ = ("inner", "r", "d")
+
+    def __init__(self, inner, r, d):
+        self.inner, self.r, self.d = inner, r, d
+
+    def backward(self, grad_out):
+        dx, sum_dy_xhat, sum_dy = self.inner.backward(grad_out)
+        return dx, self.r * sum_dy_xhat + self.d * sum_dy, sum_dy
+
+
 class GroupRunsContext(_Context):
     """Group or instance norm with its own statistics, through the fused per-(sample, group)
     kernels (channels first, long channel runs)."""

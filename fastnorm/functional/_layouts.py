@@ -69,14 +69,41 @@ class ChannelRuns:
         return self.d == 1
 
     def batch_norm_columns(
-        self, weight, bias, eps, running_mean, running_var, momentum, out, sample_weight=None
+        self,
+        weight,
+        bias,
+        eps,
+        running_mean,
+        running_var,
+        momentum,
+        out,
+        sample_weight=None,
+        renorm=None,
     ):
         """Batch norm with batch statistics in one kernel call, running statistics (if not None)
-        updated in place; returns (mean, M2, rstd). ``sample_weight``: None or one float64
-        weight per row."""
+        updated in place; returns (mean, M2, rstd, rd). ``sample_weight``: None or one float64
+        weight per row; ``renorm``: None or the (r_max, d_max) of batch renormalization, whose
+        (2, C) factors r, d are returned as ``rd`` (None without renorm)."""
         if running_mean is None:
             running_mean = running_var = _NO_RUNNING_STATS
-        return columns_fused.columns_normalize(
+        if renorm is not None:
+            rd = np.empty((2, self.c))
+            mean, m2, rstd = columns_fused.columns_normalize(
+                self._columns(self.x, 1),
+                sample_weight,
+                weight,
+                bias,
+                eps,
+                running_mean,
+                running_var,
+                momentum,
+                *schedule.column_blocks(self.n, self.c),
+                self._columns(out, 1),
+                renorm,
+                rd,
+            )
+            return mean, m2, rstd, rd
+        return *columns_fused.columns_normalize(
             self._columns(self.x, 1),
             sample_weight,
             weight,
@@ -87,7 +114,7 @@ class ChannelRuns:
             momentum,
             *schedule.column_blocks(self.n, self.c),
             self._columns(out, 1),
-        )
+        ), None
 
     def batch_norm_columns_backward(
         self, dy, mean, rstd, weight, batch_stats, dx, sample_weight=None

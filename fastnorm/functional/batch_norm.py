@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import _checks as checks
-from ._contexts import ChannelRunsContext, ColumnsContext
+from ._contexts import ChannelRunsContext, ColumnsContext, RenormContext
 from ._layouts import ChannelRuns, channel_runs_view
 from .moments import update_running_stats
 
@@ -21,6 +21,7 @@ def batch_norm_forward(
     axis=1,
     out=None,
     sample_weight=None,
+    renorm=None,
 ):
     """``batch_norm`` that also returns the context its backward pass needs."""
     return _batch_norm(
@@ -36,6 +37,7 @@ def batch_norm_forward(
         out,
         True,
         sample_weight,
+        renorm,
     )
 
 
@@ -52,6 +54,7 @@ def _batch_norm(
     out,
     save,
     sample_weight=None,
+    renorm=None,
 ):
     """Batch norm and its context; ``save``: a backward pass may follow, so keep the input."""
     x = checks.as_float_array(x)
@@ -69,6 +72,9 @@ def _batch_norm(
     if not training and running_mean is None:
         raise ValueError("running_mean and running_var are required when training=False")
     sample_weight = checks.row_weights(sample_weight, x) if training else None
+    renorm = checks.renorm_limits(renorm) if training else None
+    if renorm is not None and running_mean is None:
+        raise ValueError("renorm needs running_mean and running_var (its r and d use them)")
     x = checks.saved_input(x, out, save)
     out = checks.output_array(out, x.shape, x.dtype)
 
@@ -83,7 +89,7 @@ def _batch_norm(
 
     if training and count > 0 and layout.fuses_batch_norm:
         target = checks.contiguous_target(out)
-        mean, m2, rstd = layout.batch_norm_columns(
+        mean, m2, rstd, rd = layout.batch_norm_columns(
             w,
             b,
             eps,
@@ -92,14 +98,21 @@ def _batch_norm(
             momentum,
             channel_runs_view(target, axis),
             sample_weight,
+            renorm,
         )
         checks.finish(target, out)
-        return out, ColumnsContext(layout, x.shape, w, mean, rstd, True, sample_weight)
+        if rd is None:
+            return out, ColumnsContext(layout, x.shape, w, mean, rstd, True, sample_weight)
+        ctx = ColumnsContext(layout, x.shape, w * rd[0], mean, rstd, True, sample_weight)
+        return out, RenormContext(ctx, rd[0], rd[1])
 
+    rd = None
     if training:
         if count > 0:
             mean, m2 = layout.channel_moments()
             var = m2 / count
+            if renorm is not None:  # from the running statistics before this batch's update
+                rd = renorm_factors(mean, var, running_mean, running_var, eps, renorm)
             if running_mean is not None:
                 update_running_stats(running_mean, running_var, mean, m2 / (count - 1), momentum)
         else:
@@ -109,18 +122,35 @@ def _batch_norm(
         var = running_var.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):  # var + eps = 0 or < 0: inf, NaN
         rstd = 1.0 / np.sqrt(var + eps)
+    w_used, b_used = (w, b) if rd is None else (w * rd[0], b + w * rd[1])
 
     if layout.fuses_batch_norm:
-        ctx = ColumnsContext(layout, x.shape, w, mean, rstd, training)
+        ctx = ColumnsContext(layout, x.shape, w_used, mean, rstd, training)
     else:
-        ctx = ChannelRunsContext(layout, x.shape, w, mean[None, :], rstd[None, :], training, count)
+        ctx = ChannelRunsContext(
+            layout, x.shape, w_used, mean[None, :], rstd[None, :], training, count
+        )
     if count > 0:
         target = checks.contiguous_target(out)
         layout.affine(
-            mean[None, :], (rstd * w)[None, :], b[None, :], channel_runs_view(target, axis)
+            mean[None, :],
+            (rstd * w_used)[None, :],
+            b_used[None, :],
+            channel_runs_view(target, axis),
         )
         checks.finish(target, out)
-    return out, ctx
+    return out, (ctx if rd is None else RenormContext(ctx, rd[0], rd[1]))
+
+
+def renorm_factors(mean, var, running_mean, running_var, eps, limits):
+    """Batch renormalization's (r, d) per channel: ``sigma_B / sigma`` clipped to
+    [1 / r_max, r_max] and ``(mean_B - running_mean) / sigma`` clipped to [-d_max, d_max], with
+    ``sigma = sqrt(running_var + eps)`` (the columns kernel computes the same in-kernel)."""
+    r_max, d_max = limits
+    sigma = np.sqrt(running_var.astype(np.float64) + eps)
+    r = np.clip(np.sqrt(var + eps) / sigma, 1.0 / r_max, r_max)
+    d = np.clip((mean - running_mean) / sigma, -d_max, d_max)
+    return np.stack([r, d])
 
 
 def batch_norm(
@@ -136,6 +166,7 @@ def batch_norm(
     axis=1,
     out=None,
     sample_weight=None,
+    renorm=None,
 ):
     """Batch normalization with PyTorch's semantics, on NumPy arrays.
 
@@ -160,6 +191,12 @@ def batch_norm(
         With ``training`` and 2-D ``x``: non-negative row weights of the batch statistics
         (weighted mean and variance; integer weights equal repeated rows, the running variance
         unbiased with the sum of the weights). Ignored when not training.
+    renorm : (r_max, d_max), optional
+        With ``training``: batch renormalization (Ioffe 2017). The output is
+        ``(xhat * r + d) * weight + bias`` with ``r = clip(sigma_B / sigma, 1 / r_max, r_max)``
+        and ``d = clip((mean_B - running_mean) / sigma, -d_max, d_max)``, ``sigma`` from the
+        running statistics before this batch; r and d are constants for the backward pass.
+        ``(1, 0)`` is plain batch norm. Needs the running statistics.
 
     Returns
     -------
@@ -190,6 +227,7 @@ def batch_norm(
         out,
         False,
         sample_weight,
+        renorm,
     )[0]
 
 
