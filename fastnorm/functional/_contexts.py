@@ -150,7 +150,7 @@ class ChannelRunsContext(_Context):
 
 def channel_norm_backward(ctx, grad_out):
     """Gradients (input, weight, bias) of batch, group or instance norm from a saved context."""
-    if not isinstance(ctx, _Context):
+    if not isinstance(ctx, (_Context, RenormContext)):
         raise TypeError(
             "ctx must be a context returned by batch_norm_forward, group_norm_forward or "
             f"instance_norm_forward, got {type(ctx).__name__}"

@@ -25,6 +25,7 @@ __all__ = [
     "DivergenceCheck",
     "EarlyStopping",
     "LearningRateSchedule",
+    "RenormSchedule",
     "ProgressBar",
     "PrintProgress",
 ]
@@ -161,6 +162,38 @@ class LearningRateSchedule(Callback):
         est = loop.est
         if est.learning_rate == "invscaling":
             est._learning_rate = est.learning_rate_init / (est.t_ + 1) ** est.power_t
+
+
+class RenormSchedule(Callback):
+    """Batch renormalization's schedule (Ioffe 2017, scaled to the planned training): plain batch
+    norm (r_max = 1, d_max = 0) for the first 5 % of the ``max_iter`` epochs, then r_max relaxed
+    linearly to its final value (3) over the next 30 % and d_max to its final value (5) over the
+    next 20 %; per mini-batch. After training the layers hold the final values again (they do
+    not affect inference)."""
+
+    WARMUP, R_SPAN, D_SPAN = 0.05, 0.30, 0.20
+
+    def _layers(self, loop):
+        return [m for m in loop.net.modules() if getattr(m, "renorm", False)]
+
+    def on_batch_begin(self, loop, batch):
+        layers = self._layers(loop)
+        if not layers:
+            return
+        est = loop.est
+        progress = (est._epochs + batch / loop.n_batches) / est.max_iter
+        after = max(0.0, progress - self.WARMUP)
+        for m in layers:
+            final = type(m).r_max, type(m).d_max
+            m.r_max = 1.0 + (final[0] - 1.0) * min(1.0, after / self.R_SPAN)
+            m.d_max = final[1] * min(1.0, after / self.D_SPAN)
+
+    def on_train_end(self, loop):
+        for m in self._layers(loop):
+            m.r_max, m.d_max = type(m).r_max, type(m).d_max
+
+    def on_epoch_error(self, loop):
+        self.on_train_end(loop)
 
 
 def cosine_rate(initial, start, end, warmup):

@@ -45,6 +45,10 @@ ACTIVATIONS = {
 # normalization name -> factory (width, checked estimator parameters) -> layer
 NORMALIZATIONS = {
     "batch": lambda width, p: BatchNorm(width, momentum=p["bn_momentum"], dtype=p["dtype"]),
+    # r_max / d_max are the final limits; RenormSchedule sets them step by step in training
+    "batch_renorm": lambda width, p: BatchNorm(
+        width, momentum=p["bn_momentum"], renorm=True, dtype=p["dtype"]
+    ),
     "layer": lambda width, p: LayerNorm(width, dtype=p["dtype"]),
     "group": lambda width, p: GroupNorm(
         group_count(p["norm_groups"], width), width, dtype=p["dtype"]
@@ -62,7 +66,9 @@ def group_count(norm_groups, width):
 
 
 # normalizations whose shift replaces the bias of the linear layer before them
-_REPLACES_BIAS = {"batch"}
+_REPLACES_BIAS = {"batch", "batch_renorm"}
+# normalizations that use batch statistics in training: no batches of one row
+BATCH_STATISTICS = {"batch", "batch_renorm"}
 
 SOLVERS = ("adam", "adamw", "sgd")
 

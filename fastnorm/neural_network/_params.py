@@ -19,7 +19,7 @@ from .._validation import (
     Rule,
     check_params,
 )
-from ._network import ACTIVATIONS, NORMALIZATIONS, SOLVERS
+from ._network import ACTIVATIONS, BATCH_STATISTICS, NORMALIZATIONS, SOLVERS
 
 _REAL = numbers.Real
 LEARNING_RATES = ("constant", "invscaling", "adaptive", "cosine")
@@ -91,9 +91,9 @@ def checked_params(est):
     """The parameters checked against ``_parameter_constraints`` and normalized, then the
     rules that involve several of them."""
     p = check_params(est, est._parameter_constraints)
-    if p["normalization"] == "batch" and p["batch_size"] == 1:
+    if p["normalization"] in BATCH_STATISTICS and p["batch_size"] == 1:
         raise ValueError(
-            "normalization='batch' needs batch_size >= 2: batch statistics of a "
+            f"normalization={p['normalization']!r} needs batch_size >= 2: batch statistics of a "
             "single row are undefined (use normalization='layer' or 'group' for "
             "batch size 1)"
         )

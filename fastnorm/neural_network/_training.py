@@ -10,7 +10,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from .. import functional as F
-from ._callbacks import DivergenceCheck, EarlyStopping, LearningRateSchedule, progress_callback
+from ._callbacks import (
+    DivergenceCheck,
+    EarlyStopping,
+    LearningRateSchedule,
+    RenormSchedule,
+    progress_callback,
+)
+from ._network import BATCH_STATISTICS
 
 __all__ = ["TrainingLoop", "fit_epochs"]
 
@@ -168,17 +175,20 @@ def fit_epochs(est, X, y, w, n_epochs, incremental, progress=None):
     ``progress`` (a dict) receives ``"epochs"``: the epochs completed so far, also when an
     exception ends training."""
     n = X.shape[0]
-    if est.normalization == "batch" and n < 2:
+    batch_stats = est.normalization in BATCH_STATISTICS
+    if batch_stats and n < 2:
         raise ValueError(
-            f"normalization='batch' needs at least 2 training samples, got {n} sample (n_samples=1)"
+            f"normalization={est.normalization!r} needs at least 2 training samples, got {n} "
+            "sample (n_samples=1)"
         )
     X_val = y_val = w_val = None
     if est.early_stopping and not incremental:
         X, X_val, y, y_val, w, w_val = validation_split(est, X, y, w)
         n = X.shape[0]
-    bounds = batch_bounds(n, batch_size(est, n), merge_single_row=est.normalization == "batch")
+    bounds = batch_bounds(n, batch_size(est, n), merge_single_row=batch_stats)
     callbacks = [
         LearningRateSchedule(),
+        RenormSchedule(),
         DivergenceCheck(),
         EarlyStopping(X_val, y_val, w_val, stop=not incremental),
     ]

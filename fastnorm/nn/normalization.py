@@ -130,7 +130,21 @@ class _RunningStats(_Norm):
 
 
 class BatchNorm(_RunningStats):
-    """Batch normalization over the channel axis (``axis=1``, or -1 for channels last)."""
+    """Batch normalization over the channel axis (``axis=1``, or -1 for channels last).
+
+    ``renorm=True`` turns on batch renormalization (Ioffe 2017) in training: the output is
+    ``(xhat * r + d) * weight + bias`` with ``r = clip(sigma_B / sigma, 1 / r_max, r_max)`` and
+    ``d = clip((mean_B - running_mean) / sigma, -d_max, d_max)`` from the running statistics,
+    constants in the backward pass; ``r_max = 1, d_max = 0`` is plain batch norm, and the two
+    attributes may be changed between steps (the paper relaxes them to 3 and 5 after a warm-up).
+    Keras's names for the same: ``BatchNormalization(renorm=True, renorm_clipping={"rmax":
+    r_max, "rmin": 1 / r_max, "dmax": d_max})``; Keras keeps separate renorm moving averages
+    (``renorm_momentum``), fastnorm uses the running statistics themselves, as the paper does.
+    """
+
+    renorm = False  # class defaults: layers pickled before renormalization existed load as plain
+    r_max = 3.0
+    d_max = 5.0
 
     def __init__(
         self,
@@ -141,10 +155,18 @@ class BatchNorm(_RunningStats):
         track_running_stats=True,
         *,
         axis=1,
+        renorm=False,
+        r_max=3.0,
+        d_max=5.0,
         dtype=np.float32,
     ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
         self.axis = _channel_axis(axis, per_sample=False)
+        self.renorm = check(renorm, "renorm", Boolean())
+        if self.renorm and not self.track_running_stats:
+            raise ValueError("renorm=True needs track_running_stats=True (r and d use them)")
+        self.r_max = check(r_max, "r_max", Interval(numbers.Real, 1.0, None, closed="left"))
+        self.d_max = check(d_max, "d_max", Interval(numbers.Real, 0.0, None, closed="left"))
 
     last_input_ndim = None  # ndim of the last input: says which axis the channels were on
     takes_sample_weight = True
@@ -166,16 +188,20 @@ class BatchNorm(_RunningStats):
             self.eps,
             axis=self.axis,
             sample_weight=sample_weight if use_batch_stats else None,
+            renorm=(self.r_max, self.d_max) if self.renorm and self.training else None,
         )
         self._count_batch()
         self.last_input_ndim = np.ndim(x)
         return y
 
     def extra_repr(self):
-        return (
+        text = (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
             f"affine={self.affine}, track_running_stats={self.track_running_stats}"
         )
+        if self.renorm:
+            text += f", renorm=True, r_max={self.r_max}, d_max={self.d_max}"
+        return text
 
 
 class InstanceNorm(_RunningStats):
