@@ -176,6 +176,37 @@ def batch_norm_backward(
     return dx, dw, db
 
 
+def batch_renorm(x, running_mean, running_var, weight, bias, r_max, d_max, eps=1e-5, *, axis=1):
+    """Batch renormalization in training (Ioffe 2017): (y, r, d) with
+    y = ((x - mean_B) / sigma_B * r + d) * weight + bias, sigma_B = sqrt(var_B + eps),
+    r = clip(sigma_B / sigma, 1 / r_max, r_max), d = clip((mean_B - mu) / sigma, -d_max, d_max),
+    mu and sigma = sqrt(running_var + eps) the running statistics before the batch."""
+    x = _f64(x)
+    cshape, axis = _channel_shape(x.ndim, axis)
+    red = _other_axes(x.ndim, axis)
+    mean, var = _stats(x, red)
+    sigma_b = np.sqrt(var + eps)
+    sigma = np.sqrt(_f64(running_var).reshape(cshape) + eps)
+    r = np.clip(sigma_b / sigma, 1.0 / r_max, r_max)
+    d = np.clip((mean - _f64(running_mean).reshape(cshape)) / sigma, -d_max, d_max)
+    y = ((x - mean) / sigma_b * r + d) * _f64(weight).reshape(cshape) + _f64(bias).reshape(cshape)
+    return y, r.reshape(-1), d.reshape(-1)
+
+
+def batch_renorm_backward(dy, x, r, d, weight, eps=1e-5, *, axis=1):
+    """(dx, dweight, dbias) of ``batch_renorm`` with r and d held constant."""
+    x, dy = _f64(x), _f64(dy)
+    cshape, axis = _channel_shape(x.ndim, axis)
+    red = _other_axes(x.ndim, axis)
+    mean, var = _stats(x, red)
+    invstd = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean) * invstd
+    r, d = _f64(r).reshape(cshape), _f64(d).reshape(cshape)
+    dx = _normalize_backward(dy * _f64(weight).reshape(cshape) * r, xhat, invstd, red)
+    dw = np.sum(dy * (xhat * r + d), axis=red)
+    return dx, dw, np.sum(dy, axis=red)
+
+
 # --------------------------------------------------------------------------------------------
 # layer norm
 # --------------------------------------------------------------------------------------------
