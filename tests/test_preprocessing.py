@@ -689,3 +689,27 @@ def test_scale_of_sample_weights_does_not_change_the_result(rng, factor):
     for part, wp in zip(np.array_split(X, 4), np.array_split(w * factor, 4)):
         streamed.partial_fit(part, sample_weight=wp)
     assert_allclose(streamed.transform(X), ref.transform(X), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_recompute_statistics_replaces_moving_averages_by_exact_ones(rng, momentum):
+    """Running averages of a drifting stream become the exact statistics of a reference set,
+    and later partial_fit calls keep averaging from them (PreciseBN for transformers)."""
+    stream = [rng.normal(loc, 1.0, (50, 4)) for loc in (0.0, 5.0, 10.0)]
+    bn = BatchNormalizer(momentum=momentum)
+    for chunk in stream:
+        bn.partial_fit(chunk)
+    X = _data(rng, n=300, f=4)
+    w = rng.uniform(0.5, 2.0, 300)
+    bn.recompute_statistics(X, sample_weight=w)
+    _, mean, var = weighted_moments(X, w)
+    assert_allclose(bn.mean_, mean, rtol=RTOL)
+    assert_allclose(bn.var_, var, rtol=RTOL)
+    assert bn.momentum == momentum
+    before = bn.mean_.copy()
+    bn.partial_fit(stream[0])
+    if momentum is not None:  # one EMA step from the exact statistics
+        _, mean0, _ = weighted_moments(stream[0])
+        assert_allclose(bn.mean_, 0.9 * before + 0.1 * mean0, rtol=1e-12)
+    with pytest.raises(ValueError, match="features"):
+        bn.recompute_statistics(X[:, :3])

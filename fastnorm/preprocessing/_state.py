@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import _validation as rules
 from .._version import __version__
-from ._stats import biased_var, standard_scale
+from ._stats import batch_moments, biased_var, check_sample_weight, standard_scale
 
 FLOAT_DTYPES = (np.float64, np.float32, np.float16)
 X_ACCEPTED = "X must be a non-empty 2-D array of real numbers of shape (n_samples, n_features)"
@@ -121,6 +121,43 @@ class _StreamedState:
         if sp.issparse(X) and self.with_mean:
             raise ValueError(SPARSE_CENTRE)
         return X
+
+    def recompute_statistics(self, X, sample_weight=None):
+        """Replace the fitted statistics by the exact statistics of ``X``, keeping the mode.
+
+        With a float ``momentum`` the running averages become the exact (weighted) mean and
+        biased variance of X, from which later ``partial_fit`` calls keep averaging: the
+        transformers' counterpart of PreciseBN (:func:`fastnorm.nn.precise_batchnorm_statistics`).
+        With ``momentum=None`` this is ``fit(X)`` restricted to the fitted features.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data with the fitted features; NaN values are ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        check_is_fitted(self)
+        saved = dict(self.__dict__)
+        try:
+            X = self._validate_batch(X, reset=False)
+            w = check_sample_weight(sample_weight, X.shape[0])
+            sum_w, mean, m2 = batch_moments(X, w)
+            rows = X.shape[0] if w is None else np.count_nonzero(w)
+            if self._is_exact():
+                zeros = np.zeros_like(mean)
+                moments = dict(zip(EXACT_ARRAYS, (sum_w, mean, zeros, m2, zeros)))
+            else:
+                moments = {"sum_weights": sum_w, "mean": mean, "var": biased_var(m2, sum_w)}
+            self._set_state(moments, w is not None, rows)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        return self
 
     # -- plain-array state ------------------------------------------------------------------------
 
