@@ -38,13 +38,20 @@ TABLE = [
     ),
     ("instance_norm fwd+bwd (32, 64, 56, 56)", "instance", (32, 64, 56, 56), "fwd+bwd", 1, ""),
     ("rms_norm fwd+bwd (8192, 1024)", "rms", (8192, 1024), "fwd+bwd", None, ""),
+    # small-batch remedies, against the plain batch_norm rows of the same shapes
+    ("batch_renorm fwd+bwd (4096, 1024)", "renorm", (4096, 1024), "fwd+bwd", 1, "<= 1.2x batch"),
+    ("batch_renorm fwd+bwd (128, 512)", "renorm", (128, 512), "fwd+bwd", 1, "<= 1.2x batch"),
 ]
+# operations that only fastnorm has: no NumPy or PyTorch column
+FASTNORM_ONLY = {"renorm", "ghost16"}
 GROUPS = 32
 
 
 def _layer(op, channels, width, axis):
     if op == "batch":
         return nn.BatchNorm(channels, axis=axis)
+    if op == "renorm":  # limits that bind: r and d are computed and applied
+        return nn.BatchNorm(channels, axis=axis, renorm=True, r_max=1.5, d_max=0.5)
     if op == "group":
         return nn.GroupNorm(GROUPS, channels)
     if op == "instance":
@@ -142,6 +149,8 @@ def make_case(name, op, shape, mode, axis, target):
                 layer.forward(x)
                 layer.backward(dy)
 
+        if op in FASTNORM_ONLY:
+            return {"fastnorm": fastnorm_run}
         return {
             "fastnorm": fastnorm_run,
             "numpy": lambda: numpy_forward_backward(op, x, dy, axis if axis is not None else -1),
@@ -151,7 +160,7 @@ def make_case(name, op, shape, mode, axis, target):
     nbytes = int(np.prod(shape)) * 4
     passes = {("fwd", True): 2, ("fwd", False): 3, ("fwd+bwd", True): 5, ("fwd+bwd", False): 8}
     # per-sample statistics fit in cache with their run: one read and one write per pass
-    moved = passes[(mode, op != "batch")] * nbytes
+    moved = passes[(mode, op not in ("batch", "renorm", "ghost16"))] * nbytes
     return BenchCase(name, "kernels", make, bytes_moved=moved, target=target)
 
 
