@@ -4,6 +4,7 @@ import numpy as np
 
 from . import _checks as checks
 from ._contexts import ChannelRunsContext, ColumnsContext
+from ._ghost import ghost_batch_norm
 from ._layouts import ChannelRuns, channel_runs_view
 from .moments import update_running_stats
 
@@ -21,6 +22,7 @@ def batch_norm_forward(
     axis=1,
     out=None,
     sample_weight=None,
+    virtual_batch_size=None,
 ):
     """``batch_norm`` that also returns the context its backward pass needs."""
     return _batch_norm(
@@ -36,6 +38,7 @@ def batch_norm_forward(
         out,
         True,
         sample_weight,
+        virtual_batch_size,
     )
 
 
@@ -52,8 +55,27 @@ def _batch_norm(
     out,
     save,
     sample_weight=None,
+    virtual_batch_size=None,
 ):
     """Batch norm and its context; ``save``: a backward pass may follow, so keep the input."""
+    if virtual_batch_size is not None:  # ghost batch norm; None back when it is plain batch norm
+        ghost = ghost_batch_norm(
+            x,
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            training,
+            momentum,
+            eps,
+            axis,
+            out,
+            save,
+            sample_weight,
+            virtual_batch_size,
+        )
+        if ghost is not None:
+            return ghost
     x = checks.as_float_array(x)
     checks.check_ndim(x, 2)
     axis = checks.check_axis(axis, x.ndim)
@@ -136,6 +158,7 @@ def batch_norm(
     axis=1,
     out=None,
     sample_weight=None,
+    virtual_batch_size=None,
 ):
     """Batch normalization with PyTorch's semantics, on NumPy arrays.
 
@@ -160,6 +183,12 @@ def batch_norm(
         With ``training`` and 2-D ``x``: non-negative row weights of the batch statistics
         (weighted mean and variance; integer weights equal repeated rows, the running variance
         unbiased with the sum of the weights). Ignored when not training.
+    virtual_batch_size : int >= 2, optional
+        Ghost batch norm (Hoffer et al. 2017), with ``training`` and 2-D ``x`` (N, C): the rows
+        are cut in order into sub-batches of this many rows (the last one shorter; a last single
+        row joins the one before), each normalized with its own statistics; the running
+        statistics are updated once per sub-batch, in order. Not with ``sample_weight``. None,
+        or at least N, is plain batch norm; ignored when not training.
 
     Returns
     -------
@@ -190,6 +219,7 @@ def batch_norm(
         out,
         False,
         sample_weight,
+        virtual_batch_size,
     )[0]
 
 
