@@ -46,12 +46,21 @@ def _problem(rng, n, c, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(
-    "n, k",
-    [(24, 8), (26, 8), (25, 8), (9, 2), (3000, 16), (700, 300)],
-    ids=["even", "tail-2", "tail-1-joins", "k2-tail-1", "many", "long-chunks"],
+    "n, k, c",
+    [
+        (24, 8, 7),
+        (26, 8, 7),
+        (25, 8, 7),
+        (9, 2, 7),
+        (3000, 16, 7),
+        (700, 300, 7),
+        (1500, 600, 64),  # sub-batches of two row blocks: the merged-blocks path of the kernel
+        (10, 4, 2100),  # two column blocks
+    ],
+    ids=["even", "tail-2", "tail-1-joins", "k2-tail-1", "many", "long", "row-blocks", "col-blocks"],
 )
-def test_matches_reference_per_chunk(rng, dtype, n, k):
-    x, dy, w, b, rm, rv = _problem(rng, n, 7, dtype)
+def test_matches_reference_per_chunk(rng, dtype, n, k, c):
+    x, dy, w, b, rm, rv = _problem(rng, n, c, dtype)
     expected = _reference(x, dy, rm, rv, w, b, [0.3] * n, 1e-5, k)
     y, ctx = F.batch_norm_forward(x, rm, rv, w, b, True, 0.3, 1e-5, virtual_batch_size=k)
     assert isinstance(ctx, _ghost.GhostContext)
@@ -142,15 +151,16 @@ def test_out_and_non_contiguous_input(rng):
         np.testing.assert_array_equal(got, want)
 
 
-def test_bitwise_the_same_for_1_and_2_threads(rng):
+@pytest.mark.parametrize("k", [16, 256])  # one block per sub-batch, and two merged
+def test_bitwise_the_same_for_1_and_2_threads(rng, k):
     """(2048, 256) takes the threaded kernels (policy.PARALLEL_MIN_ELEMENTS = 2 ** 18)."""
-    x, dy, w, b, rm, rv = _problem(rng, 2048 + 16 * 3 + 1, 256, np.float32)  # with a tail
+    x, dy, w, b, rm, rv = _problem(rng, 2048 + k * 3 + 1, 256, np.float32)  # with a tail
     results = []
     for threads in (1, 2):
         previous = F.set_num_threads(threads)
         try:
             rm_t, rv_t = rm.copy(), rv.copy()
-            y, ctx = F.batch_norm_forward(x, rm_t, rv_t, w, b, True, virtual_batch_size=16)
+            y, ctx = F.batch_norm_forward(x, rm_t, rv_t, w, b, True, virtual_batch_size=k)
             results.append((y, rm_t, rv_t, *ctx.backward(dy)))
         finally:
             F.set_num_threads(previous)

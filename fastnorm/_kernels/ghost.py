@@ -14,7 +14,7 @@ from numba import njit, prange
 
 from ._flags import KERNEL, parallel_kernel
 from ._loops import run_add
-from .moments import merge_blocks, task_moments
+from .moments import block_moments, merge_blocks, task_moments
 from .reduce import block_grad_sums
 from .running import update_running_stats
 from .schedule import BLOCK_ELEMENTS, column_task, rows_per_task
@@ -45,6 +45,49 @@ def _rows_grad_input(dy2, x2, k, a0, a1, mean, alpha, beta, gamma, dx2):
             dx2[a, b] = alpha[p, b] * dy2[a, b] + beta[p, b] * (x2[a, b] - mean[p, b]) + gamma[p, b]
 
 
+@njit(**KERNEL)
+def _row_scale(m2, weight, count, eps, rstd, scale):
+    """rstd = 1 / sqrt(m2 / count + eps) and scale = rstd * weight over one sub-batch's columns."""
+    for b in range(m2.shape[0]):
+        r = 1.0 / np.sqrt(m2[b] / count + eps)
+        rstd[b] = r
+        scale[b] = r * weight[b]
+
+
+@njit(**KERNEL)
+def _sub_batch_affine(xp, mean, scale, bias, outp):
+    """(xp - mean) * scale + bias over one sub-batch (k, B); parameters (B,)."""
+    for a in range(xp.shape[0]):
+        for b in range(xp.shape[1]):
+            outp[a, b] = (xp[a, b] - mean[b]) * scale[b] + bias[b]
+
+
+@njit(**KERNEL)
+def _fused_sub_batches(x, weight, bias, eps, p0, p1, mean, m2, rstd, scale, out):
+    """Sub-batches p0:p1 of x (G, k, B) when each is a single block of the column schedule:
+    moments, scale and the affine pass while the sub-batch is in cache. A single block needs no
+    merge: the statistics are those ``merge_blocks`` would return."""
+    _, A, B = x.shape
+    scratch = np.empty((2, B))  # counts, and the low parts of the means (no merge follows)
+    for p in range(p0, p1):
+        block_moments(x[p], None, False, scratch[0], mean[p], scratch[1], m2[p])
+        _row_scale(m2[p], weight, float(A), eps, rstd[p], scale[p])
+        _sub_batch_affine(x[p], mean[p], scale[p], bias, out[p])
+
+
+@njit(**KERNEL)
+def _update_running(running_mean, running_var, mean, m2, count, momenta):
+    """Sub-batch p after p - 1, as successive batch-norm calls would: its mean and unbiased
+    variance averaged in with weight momenta[p]. Empty running statistics: nothing to do."""
+    if running_mean.size == 0:
+        return
+    unbiased = np.empty(mean.shape[1])
+    for p in range(mean.shape[0]):
+        for b in range(mean.shape[1]):
+            unbiased[b] = m2[p, b] / (count - 1.0)
+        update_running_stats(running_mean, running_var, mean[p], unbiased, momenta[p])
+
+
 @parallel_kernel
 def ghost_normalize(
     x, weight, bias, eps, running_mean, running_var, momenta, row_block, col_block, out
@@ -58,8 +101,20 @@ def ghost_normalize(
     G, A, B = x.shape
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
-    n_blocks = G * n_rb * n_cb
     per = _blocks_per_task(row_block, col_block)
+    if n_rb == 1 and n_cb == 1:  # each sub-batch is one block: one task reads it once from RAM
+        mean = np.empty((G, B))
+        m2 = np.empty((G, B))
+        rstd = np.empty((G, B))
+        scale = np.empty((G, B))
+        for t in prange((G + per - 1) // per):
+            p0, p1 = t * per, min(G, (t + 1) * per)
+            _fused_sub_batches(x, weight, bias, eps, p0, p1, mean, m2, rstd, scale, out)
+        _update_running(running_mean, running_var, mean, m2, float(A), momenta)
+        return mean, m2, rstd
+    # sub-batches of several blocks: the blocks' moments, merged in block order, then the affine
+    # pass over the flat rows
+    n_blocks = G * n_rb * n_cb
     parts = np.empty((4, G, n_rb, B))
     # NaN not skipped: a NaN gives NaN statistics, as plain batch norm (torch)
     for t in prange((n_blocks + per - 1) // per):
@@ -69,11 +124,7 @@ def ghost_normalize(
     mean = np.ascontiguousarray(mean2)  # views into the partials: C-contiguous copies
     m2 = np.ascontiguousarray(m22)
     rstd = 1.0 / np.sqrt(m2 / float(A) + eps)
-    if running_mean.size > 0:
-        # sequential by definition: sub-batch p sees the running statistics left by p - 1
-        unbiased = m2 / (float(A) - 1.0)
-        for p in range(G):
-            update_running_stats(running_mean, running_var, mean[p], unbiased[p], momenta[p])
+    _update_running(running_mean, running_var, mean, m2, float(A), momenta)
     scale = rstd * weight.reshape((1, B))
     x2 = x.reshape((G * A, B))
     out2 = out.reshape((G * A, B))
@@ -103,14 +154,23 @@ def ghost_normalize_backward(dy, x, mean, rstd, weight, row_block, col_block, dx
             )
     s_dy = np.ascontiguousarray(part_dy[:, 0, :])
     s_dyx = np.ascontiguousarray(part_dyx[:, 0, :])
-    for p in range(G):
+    alpha = np.empty((G, B))
+    beta = np.empty((G, B))
+    gamma = np.empty((G, B))
+    grad_weight = np.zeros(B)
+    grad_bias = np.zeros(B)
+    for p in range(G):  # in order: the partials of each sub-batch, then the parameter sums
         for i in range(1, n_rb):
             run_add(s_dy[p], part_dy[p, i])
             run_add(s_dyx[p], part_dyx[p, i])
-    alpha = rstd * weight.reshape((1, B))
-    # d/dx of each sub-batch's mean and variance: the formulas of columns_normalize_backward
-    beta = -(rstd * rstd) * alpha * s_dyx / float(A)
-    gamma = -alpha * s_dy / float(A)
+        for b in range(B):
+            # d/dx of each sub-batch's mean and variance: as in columns_normalize_backward
+            r = rstd[p, b]
+            alpha[p, b] = r * weight[b]
+            beta[p, b] = -(r * r) * alpha[p, b] * s_dyx[p, b] / float(A)
+            gamma[p, b] = -alpha[p, b] * s_dy[p, b] / float(A)
+            grad_weight[b] += s_dyx[p, b] * r
+            grad_bias[b] += s_dy[p, b]
     dy2 = dy.reshape((G * A, B))
     x2 = x.reshape((G * A, B))
     dx2 = dx.reshape((G * A, B))
@@ -119,10 +179,4 @@ def ghost_normalize_backward(dy, x, mean, rstd, weight, row_block, col_block, dx
         _rows_grad_input(
             dy2, x2, A, t * rows, min(G * A, (t + 1) * rows), mean, alpha, beta, gamma, dx2
         )
-    grad_weight = np.zeros(B)
-    grad_bias = np.zeros(B)
-    for p in range(G):  # fixed order
-        for b in range(B):
-            grad_weight[b] += s_dyx[p, b] * rstd[p, b]
-            grad_bias[b] += s_dy[p, b]
     return grad_weight, grad_bias
