@@ -4,6 +4,7 @@ import numpy as np
 
 from . import _checks as checks
 from ._contexts import ChannelRunsContext, ColumnsContext, RenormContext
+from ._ghost import ghost_batch_norm
 from ._layouts import ChannelRuns, channel_runs_view
 from .moments import update_running_stats
 
@@ -22,6 +23,7 @@ def batch_norm_forward(
     out=None,
     sample_weight=None,
     renorm=None,
+    virtual_batch_size=None,
 ):
     """``batch_norm`` that also returns the context its backward pass needs."""
     return _batch_norm(
@@ -38,6 +40,7 @@ def batch_norm_forward(
         True,
         sample_weight,
         renorm,
+        virtual_batch_size,
     )
 
 
@@ -55,8 +58,29 @@ def _batch_norm(
     save,
     sample_weight=None,
     renorm=None,
+    virtual_batch_size=None,
 ):
     """Batch norm and its context; ``save``: a backward pass may follow, so keep the input."""
+    if virtual_batch_size is not None and renorm is not None:
+        raise ValueError("renorm and virtual_batch_size cannot be combined; pass one of them")
+    if virtual_batch_size is not None:  # ghost batch norm; None back when it is plain batch norm
+        ghost = ghost_batch_norm(
+            x,
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            training,
+            momentum,
+            eps,
+            axis,
+            out,
+            save,
+            sample_weight,
+            virtual_batch_size,
+        )
+        if ghost is not None:
+            return ghost
     x = checks.as_float_array(x)
     checks.check_ndim(x, 2)
     axis = checks.check_axis(axis, x.ndim)
@@ -167,6 +191,7 @@ def batch_norm(
     out=None,
     sample_weight=None,
     renorm=None,
+    virtual_batch_size=None,
 ):
     """Batch normalization with PyTorch's semantics, on NumPy arrays.
 
@@ -197,6 +222,12 @@ def batch_norm(
         and ``d = clip((mean_B - running_mean) / sigma, -d_max, d_max)``, ``sigma`` from the
         running statistics before this batch; r and d are constants for the backward pass.
         ``(1, 0)`` is plain batch norm. Needs the running statistics.
+    virtual_batch_size : int >= 2, optional
+        Ghost batch norm (Hoffer et al. 2017), with ``training`` and 2-D ``x`` (N, C): the rows
+        are cut in order into sub-batches of this many rows (the last one shorter; a last single
+        row joins the one before), each normalized with its own statistics; the running
+        statistics are updated once per sub-batch, in order. Not with ``sample_weight``. None,
+        or at least N, is plain batch norm; ignored when not training.
 
     Returns
     -------
@@ -228,6 +259,7 @@ def batch_norm(
         False,
         sample_weight,
         renorm,
+        virtual_batch_size,
     )[0]
 
 
