@@ -173,5 +173,29 @@ def test_mlp_batch_renorm_trains_at_batch_size_two():
         model = MLPClassifier(
             (32,), normalization="batch_renorm", batch_size=2, max_iter=3, random_state=0
         ).fit(X[:600], y[:600])
-    assert model.score(X[600:900], y[600:900]) > 0.5  # learns (chance: 0.1); accuracy: the experiment
+    assert (
+        model.score(X[600:900], y[600:900]) > 0.5
+    )  # learns (chance: 0.1); accuracy: the experiment
     assert all(m.r_max == 3.0 for m in model.net_ if getattr(m, "renorm", False))
+
+
+def test_ghost_layer_equals_the_functional_and_ignores_row_weights(rng):
+    """nn.BatchNorm(virtual_batch_size=k): the functional ghost batch norm in training, plain
+    running statistics at inference; row weights are not passed to its statistics."""
+    x = rng.normal(size=(40, 6))
+    layer = BatchNorm(6, virtual_batch_size=8, dtype=np.float64)
+    y = layer.train().forward(x)
+    rm, rv = np.zeros(6), np.ones(6)
+    expected = F.batch_norm(
+        x, rm, rv, layer.params["weight"], layer.params["bias"], training=True, virtual_batch_size=8
+    )
+    assert np.array_equal(y, expected)
+    assert np.array_equal(layer.running_mean, rm) and np.array_equal(layer.running_var, rv)
+    assert not layer.takes_sample_weight and BatchNorm(6).takes_sample_weight
+    assert "virtual_batch_size=8" in repr(layer)
+    with pytest.raises(ValueError, match="virtual_batch_size"):
+        BatchNorm(6, virtual_batch_size=8, momentum=None)
+    with pytest.raises(ValueError, match="virtual_batch_size"):
+        BatchNorm(6, virtual_batch_size=1)
+    with pytest.raises(ValueError, match="bn_momentum"):
+        MLPClassifier(normalization="ghost_batch", bn_momentum=None).fit(x, np.arange(40) % 2)

@@ -47,6 +47,7 @@ class _BaseMLP(ModelTools, BaseEstimator):
         *,
         normalization=None,
         norm_groups="auto",
+        virtual_batch_size=32,
         bn_momentum=0.1,
         dropout=0.0,
         solver="adam",
@@ -78,6 +79,7 @@ class _BaseMLP(ModelTools, BaseEstimator):
         self.activation = activation
         self.normalization = normalization
         self.norm_groups = norm_groups
+        self.virtual_batch_size = virtual_batch_size
         self.bn_momentum = bn_momentum
         self.dropout = dropout
         self.solver = solver

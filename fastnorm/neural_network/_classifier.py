@@ -27,13 +27,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Width of each hidden layer.
     activation : {"relu", "gelu", "tanh", "logistic", "sigmoid", "identity"}, default "relu"
         Hidden activation. ReLU/GELU layers use He initialisation, the others Glorot.
-    normalization : {None, "batch", "layer", "group", "rms"}, default None
+    normalization : {None, "batch", "batch_renorm", "ghost_batch", "layer", "group", "rms"}, \
+default None
         Normalization layer placed between each hidden linear layer and its activation. With
-        ``"batch"`` the linear layers have no bias (batch norm's shift replaces it).
+        the batch norms the linear layers have no bias (batch norm's shift replaces it).
+        ``"batch_renorm"``: batch renormalization (Ioffe 2017) with the paper's schedule scaled
+        to ``max_iter``: plain batch norm for the first 5 % of training, then r_max relaxed to 3
+        over the next 30 % and d_max to 5 over the next 20 %. ``"ghost_batch"``: ghost batch
+        norm (Hoffer et al. 2017), statistics per virtual batch of ``virtual_batch_size`` rows.
     norm_groups : int or "auto", default "auto"
         Number of groups for ``normalization="group"``; an int must divide every hidden size.
         ``"auto"`` takes, for each hidden layer, the largest divisor of its width that is at most
         8 (8 for a width of 64, 5 for the default 100).
+    virtual_batch_size : int >= 2, default 32
+        Rows per virtual batch for ``normalization="ghost_batch"``.
     bn_momentum : float or None, default 0.1
         Momentum of batch norm's running averages (``None``: cumulative average).
     dropout : float, default 0.0
@@ -121,6 +128,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         class_weight=None,
         normalization=None,
         norm_groups="auto",
+        virtual_batch_size=32,
         bn_momentum=0.1,
         dropout=0.0,
         solver="adam",
@@ -153,6 +161,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             activation=activation,
             normalization=normalization,
             norm_groups=norm_groups,
+            virtual_batch_size=virtual_batch_size,
             bn_momentum=bn_momentum,
             dropout=dropout,
             solver=solver,

@@ -49,6 +49,12 @@ NORMALIZATIONS = {
     "batch_renorm": lambda width, p: BatchNorm(
         width, momentum=p["bn_momentum"], renorm=True, dtype=p["dtype"]
     ),
+    "ghost_batch": lambda width, p: BatchNorm(
+        width,
+        momentum=p["bn_momentum"],
+        virtual_batch_size=p["virtual_batch_size"],
+        dtype=p["dtype"],
+    ),
     "layer": lambda width, p: LayerNorm(width, dtype=p["dtype"]),
     "group": lambda width, p: GroupNorm(
         group_count(p["norm_groups"], width), width, dtype=p["dtype"]
@@ -66,9 +72,9 @@ def group_count(norm_groups, width):
 
 
 # normalizations whose shift replaces the bias of the linear layer before them
-_REPLACES_BIAS = {"batch", "batch_renorm"}
+_REPLACES_BIAS = {"batch", "batch_renorm", "ghost_batch"}
 # normalizations that use batch statistics in training: no batches of one row
-BATCH_STATISTICS = {"batch", "batch_renorm"}
+BATCH_STATISTICS = {"batch", "batch_renorm", "ghost_batch"}
 
 SOLVERS = ("adam", "adamw", "sgd")
 

@@ -30,6 +30,7 @@ PARAMETER_CONSTRAINTS = {
     "activation": Options(*ACTIVATIONS),
     "normalization": Options(None, *NORMALIZATIONS),
     "norm_groups": AnyOf(Options("auto"), POSITIVE_INT),
+    "virtual_batch_size": Interval(numbers.Integral, 2, None),
     "bn_momentum": MOMENTUM_OR_NONE,
     "dropout": Interval(_REAL, 0.0, 1.0, closed="left"),
     "solver": Options(*SOLVERS),
@@ -96,6 +97,11 @@ def checked_params(est):
             f"normalization={p['normalization']!r} needs batch_size >= 2: batch statistics of a "
             "single row are undefined (use normalization='layer' or 'group' for "
             "batch size 1)"
+        )
+    if p["normalization"] == "ghost_batch" and p["bn_momentum"] is None:
+        raise ValueError(
+            "normalization='ghost_batch' needs a float bn_momentum (the cumulative average, "
+            "bn_momentum=None, is not kept per virtual batch)"
         )
     if p["normalization"] == "group" and p["norm_groups"] != "auto":
         g = p["norm_groups"]

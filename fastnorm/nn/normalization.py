@@ -14,6 +14,7 @@ from .._validation import (
     Boolean,
     Interval,
     IntTuple,
+    NoneOr,
     check,
 )
 from ._module import Module
@@ -140,11 +141,17 @@ class BatchNorm(_RunningStats):
     Keras's names for the same: ``BatchNormalization(renorm=True, renorm_clipping={"rmax":
     r_max, "rmin": 1 / r_max, "dmax": d_max})``; Keras keeps separate renorm moving averages
     (``renorm_momentum``), fastnorm uses the running statistics themselves, as the paper does.
+
+    ``virtual_batch_size=k`` is ghost batch norm (Hoffer et al. 2017) on 2-D input in training:
+    rows cut in order into sub-batches of k (a last single row joins the one before), each
+    normalized with its own statistics; one set of running statistics, updated once per
+    sub-batch. Row weights (``sample_weight``) do not reach its statistics.
     """
 
-    renorm = False  # class defaults: layers pickled before renormalization existed load as plain
+    renorm = False  # class defaults: layers pickled before these options existed load as plain
     r_max = 3.0
     d_max = 5.0
+    virtual_batch_size = None
 
     def __init__(
         self,
@@ -158,6 +165,7 @@ class BatchNorm(_RunningStats):
         renorm=False,
         r_max=3.0,
         d_max=5.0,
+        virtual_batch_size=None,
         dtype=np.float32,
     ):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
@@ -165,11 +173,23 @@ class BatchNorm(_RunningStats):
         self.renorm = check(renorm, "renorm", Boolean())
         if self.renorm and not self.track_running_stats:
             raise ValueError("renorm=True needs track_running_stats=True (r and d use them)")
+        self.virtual_batch_size = check(
+            virtual_batch_size, "virtual_batch_size", NoneOr(Interval(numbers.Integral, 2, None))
+        )
+        if self.virtual_batch_size is not None and (self.renorm or momentum is None):
+            raise ValueError(
+                "virtual_batch_size (ghost batch norm) takes neither renorm=True nor "
+                "momentum=None (one cumulative-average weight per sub-batch is not kept)"
+            )
         self.r_max = check(r_max, "r_max", Interval(numbers.Real, 1.0, None, closed="left"))
         self.d_max = check(d_max, "d_max", Interval(numbers.Real, 0.0, None, closed="left"))
 
     last_input_ndim = None  # ndim of the last input: says which axis the channels were on
-    takes_sample_weight = True
+
+    @property
+    def takes_sample_weight(self):
+        """Row weights reach the batch statistics, except in ghost batch norm (unweighted)."""
+        return self.virtual_batch_size is None
 
     def forward(self, x, sample_weight=None):
         """Normalize ``x``; in training, ``sample_weight`` (one non-negative weight per row of a
@@ -189,6 +209,7 @@ class BatchNorm(_RunningStats):
             axis=self.axis,
             sample_weight=sample_weight if use_batch_stats else None,
             renorm=(self.r_max, self.d_max) if self.renorm and self.training else None,
+            virtual_batch_size=self.virtual_batch_size if self.training else None,
         )
         self._count_batch()
         self.last_input_ndim = np.ndim(x)
@@ -201,6 +222,8 @@ class BatchNorm(_RunningStats):
         )
         if self.renorm:
             text += f", renorm=True, r_max={self.r_max}, d_max={self.d_max}"
+        if self.virtual_batch_size is not None:
+            text += f", virtual_batch_size={self.virtual_batch_size}"
         return text
 
 
