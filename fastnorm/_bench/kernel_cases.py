@@ -41,6 +41,8 @@ TABLE = [
     # small-batch remedies, against the plain batch_norm rows of the same shapes
     ("batch_renorm fwd+bwd (4096, 1024)", "renorm", (4096, 1024), "fwd+bwd", 1, "<= 1.2x batch"),
     ("batch_renorm fwd+bwd (128, 512)", "renorm", (128, 512), "fwd+bwd", 1, "<= 1.2x batch"),
+    ("ghost_batch 16 fwd+bwd (4096, 1024)", "ghost16", (4096, 1024), "fwd+bwd", 1, "<= 1.2x batch"),
+    ("ghost_batch 16 fwd+bwd (128, 512)", "ghost16", (128, 512), "fwd+bwd", 1, "<= 1.2x batch"),
 ]
 # operations that only fastnorm has: no NumPy or PyTorch column
 FASTNORM_ONLY = {"renorm", "ghost16"}
@@ -52,6 +54,8 @@ def _layer(op, channels, width, axis):
         return nn.BatchNorm(channels, axis=axis)
     if op == "renorm":  # limits that bind: r and d are computed and applied
         return nn.BatchNorm(channels, axis=axis, renorm=True, r_max=1.5, d_max=0.5)
+    if op == "ghost16":
+        return nn.BatchNorm(channels, axis=axis, virtual_batch_size=16)
     if op == "group":
         return nn.GroupNorm(GROUPS, channels)
     if op == "instance":
