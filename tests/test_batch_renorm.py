@@ -199,3 +199,32 @@ def test_ghost_layer_equals_the_functional_and_ignores_row_weights(rng):
         BatchNorm(6, virtual_batch_size=1)
     with pytest.raises(ValueError, match="bn_momentum"):
         MLPClassifier(normalization="ghost_batch", bn_momentum=None).fit(x, np.arange(40) % 2)
+
+
+@pytest.mark.parametrize("layer_kw", [{}, {"renorm": True}, {"virtual_batch_size": 4}])
+def test_precise_statistics_of_a_sequential_pool_exactly(rng, layer_kw):
+    """nn.precise_batchnorm_statistics: the running statistics of every batch norm (plain, renorm
+    or ghost) become the exact mean and unbiased variance of its input over X, whatever the
+    batch size: the spread of the batch means included, which averaging per-batch variances
+    (fvcore's PreciseBN) misses."""
+    from fastnorm.nn import Linear, ReLU, Sequential, precise_batchnorm_statistics
+
+    X = rng.normal(size=(300, 5))
+    X[150:] += 4.0  # batches with different means
+    net = Sequential(
+        Linear(5, 6, random_state=0, dtype=np.float64),
+        BatchNorm(6, dtype=np.float64, **layer_kw),
+        ReLU(),
+        Linear(6, 3, random_state=1, dtype=np.float64),
+        BatchNorm(3, dtype=np.float64, **layer_kw),
+    )
+    net.train().forward(X[:40])  # some training step: running statistics move
+    for batch_size in (7, 150, 1000):
+        precise_batchnorm_statistics(net, X, batch_size=batch_size)
+        h1 = net[0].forward(X)
+        assert_allclose(net[1].running_mean, h1.mean(axis=0), rtol=1e-12, atol=1e-12)
+        assert_allclose(net[1].running_var, h1.var(axis=0, ddof=1), rtol=1e-12)
+        h4 = net[3].forward(net[2].forward(net[1].eval().forward(h1)))
+        assert_allclose(net[4].running_var, h4.var(axis=0, ddof=1), rtol=1e-12)
+    per_batch = np.mean([h1[s : s + 150].var(axis=0, ddof=1) for s in (0, 150)], axis=0)
+    assert not np.allclose(net[1].running_var, per_batch, rtol=1e-3)
