@@ -34,17 +34,22 @@ def main(argv=None):
         "--repeat", type=positive_int, default=None, help="timed runs per case (best is kept)"
     )
     bench.add_argument(
-        "--threads", type=positive_int, default=None, help="Numba (and torch) thread count"
+        "--threads",
+        type=positive_int,
+        action="append",
+        default=None,
+        help="thread count for every library (repeatable; default: 1 and all of Numba's)",
     )
     args = parser.parse_args(argv)
     if args.command == "bench" and args.threads is not None:
         import numba
 
-        if args.threads > numba.config.NUMBA_NUM_THREADS:
-            bench.error(
-                f"argument --threads: must be at most {numba.config.NUMBA_NUM_THREADS} (Numba's "
-                f"thread pool on this machine), got {args.threads}"
-            )
+        for n in args.threads:
+            if n > numba.config.NUMBA_NUM_THREADS:
+                bench.error(
+                    f"argument --threads: must be at most {numba.config.NUMBA_NUM_THREADS} "
+                    f"(Numba's thread pool on this machine), got {n}"
+                )
     if args.command == "demo":
         from ._demo import run_demo
 
@@ -52,13 +57,8 @@ def main(argv=None):
         return 0
     from ._bench import runner
 
-    if args.threads is not None:
-        from .functional import set_num_threads
-
-        set_num_threads(args.threads)
     cases = [c for c in runner.load_cases(args.group) if args.filter in c.name]
-    print(runner.HEADER)
-    runner.run(cases, repeat=args.repeat)
+    runner.run(cases, repeat=args.repeat, threads=args.threads)
     return 0
 
 

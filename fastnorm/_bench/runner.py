@@ -1,7 +1,18 @@
-"""Run benchmark cases side by side and print one table: times, ratios, roofline fraction."""
+"""Run benchmark cases side by side and print one table per thread count: times, ratios against
+the peers, roofline fraction.
+
+A shared, noisy machine can slow a multithreaded loop down 5-100x for seconds at a time. So the
+libraries of a case are timed interleaved (A, B, C, A, B, C, ...): a slow spell lands on all of
+them. Each library keeps the minimum and the median of its samples; a library whose samples
+disagree by more than ``NOISY`` is flagged and its ratio is not reported. Every case runs at one
+thread and at all threads: the one-thread ratio is robust to a noisy neighbour.
+"""
 
 import importlib
+import os
+import statistics
 import time
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -11,6 +22,7 @@ GROUPS = {
     "mlp": "fastnorm._bench.mlp_cases",
 }
 LIBRARIES = ("fastnorm", "numpy", "torch", "sklearn")
+NOISY = 2.0  # max / min of one library's samples above which its ratio is not reported
 
 
 def load_cases(groups=None):
@@ -26,84 +38,187 @@ def load_cases(groups=None):
     return cases
 
 
-def best_time(fn, repeat, min_sample=0.05, warm_up=0.3):
-    """Best per-call time over ``repeat`` samples; fast calls are looped so that one sample
-    lasts at least ``min_sample`` seconds (a single 0.1 ms call is mostly timer noise)."""
-    time.sleep(0.3)  # let the previous library's spinning worker threads go idle
-    # then run for ``warm_up`` seconds: compilation, page faults, caches, and a CPU that clocked
-    # down while idle (figures in docs/developer.rst)
+def import_peers_first():
+    """Import PyTorch before Numba starts its OpenMP pool: the other order slowed PyTorch 3-4x
+    (two OpenMP runtimes; docs/developer.rst). Returns the module or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _calibrate(fn, min_sample, warm_up):
+    """Calls per sample so that one sample lasts ``min_sample`` seconds, after ``warm_up``
+    seconds of calls (compilation, page faults, caches, a CPU that clocked down while idle)."""
     calls, start = 0, time.perf_counter()
     while calls == 0 or time.perf_counter() - start < warm_up:
         fn()
         calls += 1
     per_call = (time.perf_counter() - start) / calls
-    number = max(1, int(min_sample / max(per_call, 1e-7)))
-    best = float("inf")
+    return max(1, int(min_sample / max(per_call, 1e-7)))
+
+
+def interleaved_samples(impls, repeat, min_sample=0.02, warm_up=0.3):
+    """``{library: [seconds per call, one per repetition]}``, the libraries timed in turn."""
+    numbers = {lib: _calibrate(fn, min_sample, warm_up) for lib, fn in impls.items()}
+    samples = {lib: [] for lib in impls}
     for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        best = min(best, (time.perf_counter() - start) / number)
-    return best
+        for lib, fn in impls.items():
+            n = numbers[lib]
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[lib].append((time.perf_counter() - start) / n)
+    return samples
 
 
-def stream_copy_bandwidth(n_bytes=1 << 28, repeat=7):
-    """Bytes per second of a large copy (read + write counted), the roofline's yardstick."""
-    src = np.ones(n_bytes // 8)
-    dst = np.empty_like(src)
-    return 2 * n_bytes / best_time(lambda: np.copyto(dst, src), repeat)
+def summarize(samples):
+    """``{library: {"min", "median", "spread", "noisy"}}`` from ``interleaved_samples``."""
+    out = {}
+    for lib, times in samples.items():
+        low, mid = min(times), statistics.median(times)
+        spread = max(times) / low if low > 0 else float("inf")
+        out[lib] = {"min": low, "median": mid, "spread": spread, "noisy": spread > NOISY}
+    return out
 
 
-def match_torch_threads():
+def ratio(stats, lib):
+    """Peer time / fastnorm time on the minima, or None when either side is noisy or absent."""
+    if lib not in stats or "fastnorm" not in stats:
+        return None
+    if stats[lib]["noisy"] or stats["fastnorm"]["noisy"]:
+        return None
+    return stats[lib]["min"] / stats["fastnorm"]["min"]
+
+
+def last_level_cache_bytes():
+    """The largest CPU cache reported by Linux (0 when unknown)."""
+    sizes = []
+    base = "/sys/devices/system/cpu/cpu0/cache"
     try:
-        import numba
-        import torch
-    except ImportError:
-        return
-    torch.set_num_threads(numba.get_num_threads())
+        entries = os.listdir(base)
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            with open(os.path.join(base, entry, "size")) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text[:-1] if text[-1:].isalpha() else text
+        if digits.isdigit():
+            sizes.append(int(digits) * unit)
+    return max(sizes, default=0)
 
 
-def run(cases, repeat=None, libraries=LIBRARIES, echo=print):
-    match_torch_threads()
-    bandwidth = stream_copy_bandwidth()
-    echo(f"stream copy: {bandwidth / 1e9:.1f} GB/s")
-    rows = []
-    for case in cases:
-        impls = case.make()
-        times = {
-            lib: best_time(impls[lib], repeat or case.repeat)
-            for lib in libraries
-            if impls.get(lib) is not None
-        }
-        del impls
-        row = {"case": case.name, "target": case.target, **times}
-        if case.bytes_moved and "fastnorm" in times:
-            row["roofline"] = case.bytes_moved / times["fastnorm"] / bandwidth
-        rows.append(row)
-        echo(format_row(row))
-    return bandwidth, rows
+def stream_copy_bandwidth(cache_bytes, repeat=5):
+    """Bytes per second of a copy of an array larger than the last-level cache (read + write
+    counted): the roofline's yardstick. Returns (bandwidth, bytes copied)."""
+    n_bytes = max(1 << 28, int(1.5 * cache_bytes))
+    src = np.ones(n_bytes // 8)
+    dst = np.ones_like(src)  # pages touched: no page faults in the timing
+    times = interleaved_samples({"copy": lambda: np.copyto(dst, src)}, repeat, 0.05, 0.2)
+    return 2 * n_bytes / min(times["copy"]), n_bytes
+
+
+@contextmanager
+def thread_count(n, torch):
+    """Numba (through fastnorm's policy), PyTorch and the BLAS libraries at ``n`` threads."""
+    from threadpoolctl import threadpool_limits
+
+    from ..functional import set_num_threads
+
+    before_torch = torch.get_num_threads() if torch is not None else None
+    import numba
+
+    before_numba = numba.get_num_threads()
+    set_num_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n, user_api="blas"):
+            yield
+    finally:
+        set_num_threads(before_numba)
+        if torch is not None:
+            torch.set_num_threads(before_torch)
+
+
+def run_case(case, repeat=None, bandwidth=None, cache_bytes=0):
+    """One row: interleaved statistics of every library of ``case`` and the roofline."""
+    impls = {lib: fn for lib, fn in case.make().items() if fn is not None and lib in LIBRARIES}
+    stats = summarize(interleaved_samples(impls, repeat or case.repeat))
+    del impls
+    row = {"case": case.name, "target": case.target, "stats": stats}
+    if case.bytes_moved and "fastnorm" in stats and bandwidth:
+        if case.bytes_moved < cache_bytes:
+            row["roofline"] = "in cache"  # faster than memory: a fraction would mislead
+        else:
+            row["roofline"] = case.bytes_moved / stats["fastnorm"]["min"] / bandwidth
+    return row
+
+
+def run(cases, repeat=None, threads=None, echo=print):
+    """Every case at each thread count of ``threads`` (default: 1 and all of Numba's); returns
+    ``{threads: [rows]}`` and echoes one table per thread count."""
+    torch = import_peers_first()
+    import numba
+
+    counts = threads or sorted({1, numba.config.NUMBA_NUM_THREADS})
+    cache = last_level_cache_bytes()
+    bandwidth, copied = stream_copy_bandwidth(cache)
+    echo(
+        f"stream copy of {copied / 2**20:.0f} MiB (last-level cache {cache / 2**20:.0f} MiB): "
+        f"{bandwidth / 1e9:.1f} GB/s; times: min (median) of interleaved repetitions; a ratio is "
+        f"peer / fastnorm on the minima, '~' when a library's repetitions spread over {NOISY}x"
+    )
+    results = {}
+    for n in counts:
+        echo(f"\n{n} thread{'s' if n > 1 else ''}")
+        echo(HEADER)
+        rows = results[n] = []
+        with thread_count(n, torch):
+            for case in cases:
+                rows.append(run_case(case, repeat, bandwidth, cache))
+                echo(format_row(rows[-1]))
+    return results
 
 
 HEADER = (
-    f"{'case':<48} {'fastnorm':>10} {'numpy':>10} {'torch':>10} {'sklearn':>10} "
-    f"{'torch/fn':>9} {'numpy/fn':>9} {'skl/fn':>8} {'roofline':>9}  target"
+    f"{'case':<52} {'fastnorm':>17} {'numpy':>17} {'torch':>17} {'sklearn':>17} "
+    f"{'torch/fn':>8} {'numpy/fn':>8} {'skl/fn':>7} {'roofline':>9}  target"
 )
 
 
-def _ms(t):
-    return f"{t * 1e3:9.2f}ms" if t is not None else f"{'-':>11}"
+def _time(stats, lib):
+    if lib not in stats:
+        return f"{'-':>18}"
+    s = stats[lib]
+    mark = "~" if s["noisy"] else " "
+    return f"{s['min'] * 1e3:8.3f} ({s['median'] * 1e3:7.3f}){mark}"
 
 
-def _ratio(row, lib):
-    if lib in row and "fastnorm" in row:
-        return f"{row[lib] / row['fastnorm']:8.2f}x"
-    return f"{'-':>9}"
+def _ratio_text(stats, lib, width=8):
+    value = ratio(stats, lib)
+    if value is None:
+        return f"{('~' if lib in stats else '-'):>{width}}"
+    return f"{value:{width - 1}.2f}x"
 
 
 def format_row(row):
-    roof = f"{row['roofline'] * 100:8.0f}%" if "roofline" in row else f"{'-':>9}"
+    roof = row.get("roofline")
+    if roof is None:
+        roof_text = f"{'-':>9}"
+    elif isinstance(roof, str):
+        roof_text = f"{roof:>9}"
+    else:
+        roof_text = f"{roof * 100:8.0f}%"
+    stats = row["stats"]
     return (
-        f"{row['case']:<48} {_ms(row.get('fastnorm'))}{_ms(row.get('numpy'))}"
-        f"{_ms(row.get('torch'))}{_ms(row.get('sklearn'))} {_ratio(row, 'torch')}"
-        f"{_ratio(row, 'numpy')}{_ratio(row, 'sklearn')[1:]} {roof}  {row['target']}"
+        f"{row['case']:<52} {_time(stats, 'fastnorm')}{_time(stats, 'numpy')}"
+        f"{_time(stats, 'torch')}{_time(stats, 'sklearn')} {_ratio_text(stats, 'torch')}"
+        f"{_ratio_text(stats, 'numpy')}{_ratio_text(stats, 'sklearn', 7)} {roof_text}  "
+        f"{row['target']}"
     )

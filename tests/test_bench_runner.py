@@ -1,0 +1,55 @@
+"""The bench runner: interleaved repetitions, noisy rows flagged instead of reported, the
+roofline marked for shapes that fit in cache, one table per thread count."""
+
+import numpy as np
+import pytest
+
+from fastnorm._bench import runner
+from fastnorm._bench.case import BenchCase
+
+
+def test_libraries_are_timed_in_turn():
+    calls = []
+    impls = {lib: (lambda lib=lib: calls.append(lib)) for lib in ("fastnorm", "torch", "numpy")}
+    samples = runner.interleaved_samples(impls, repeat=3, min_sample=0.0, warm_up=0.0)
+    assert {lib: len(v) for lib, v in samples.items()} == {"fastnorm": 3, "torch": 3, "numpy": 3}
+    timed = calls[3:]  # after one calibration call each
+    assert timed == ["fastnorm", "torch", "numpy"] * 3
+
+
+def test_noisy_library_gives_no_ratio():
+    stats = runner.summarize(
+        {"fastnorm": [1.0, 1.1, 1.05], "torch": [2.0, 2.1, 2.2], "numpy": [1.0, 5.0, 1.2]}
+    )
+    assert stats["fastnorm"]["min"] == 1.0 and stats["fastnorm"]["median"] == 1.05
+    assert not stats["torch"]["noisy"] and stats["numpy"]["noisy"]
+    assert runner.ratio(stats, "torch") == pytest.approx(2.0)
+    assert runner.ratio(stats, "numpy") is None and runner.ratio(stats, "sklearn") is None
+    row = {"case": "c", "target": "", "stats": stats, "roofline": "in cache"}
+    text = runner.format_row(row)
+    assert "2.00x" in text and "~" in text and "in cache" in text
+
+
+def test_a_case_is_marked_in_cache_or_given_its_roofline():
+    x = np.ones(1000)
+    case = BenchCase("tiny", "kernels", lambda: {"fastnorm": lambda: x.sum()}, bytes_moved=8000)
+    row = runner.run_case(case, repeat=3, bandwidth=1e10, cache_bytes=1 << 20)
+    assert row["roofline"] == "in cache"
+    row = runner.run_case(case, repeat=3, bandwidth=1e10, cache_bytes=0)
+    assert isinstance(row["roofline"], float) and row["roofline"] > 0
+
+
+def test_run_prints_one_table_per_thread_count(monkeypatch):
+    monkeypatch.setattr(runner, "stream_copy_bandwidth", lambda cache: (1e10, 1 << 28))
+    x = np.ones(100)
+    case = BenchCase("tiny", "kernels", lambda: {"fastnorm": lambda: x.sum(), "numpy": x.mean})
+    lines = []
+    results = runner.run([case], repeat=2, threads=[1], echo=lines.append)
+    assert list(results) == [1] and len(results[1]) == 1
+    assert any("stream copy of" in line and "last-level cache" in line for line in lines)
+    assert any(line.strip() == "1 thread" for line in lines)
+
+
+def test_last_level_cache_is_read_when_linux_reports_it():
+    size = runner.last_level_cache_bytes()
+    assert isinstance(size, int) and size >= 0
