@@ -31,6 +31,9 @@ def main(argv=None):
     )
     bench.add_argument("-k", "--filter", default="", help="run only cases whose name contains this")
     bench.add_argument(
+        "--json", default=None, help="also write the run (machine, versions, rows) to this file"
+    )
+    bench.add_argument(
         "--repeat", type=positive_int, default=None, help="timed runs per case (best is kept)"
     )
     bench.add_argument(
@@ -55,10 +58,14 @@ def main(argv=None):
 
         run_demo(seed=args.seed)
         return 0
+    from ._bench import record as bench_record
     from ._bench import runner
 
     cases = [c for c in runner.load_cases(args.group) if args.filter in c.name]
-    runner.run(cases, repeat=args.repeat, threads=args.threads)
+    record = bench_record.new_record(argv if argv is not None else sys.argv[1:])
+    runner.run(cases, repeat=args.repeat, threads=args.threads, record=record)
+    if args.json:
+        bench_record.save(record, args.json)
     return 0
 
 

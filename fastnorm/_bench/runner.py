@@ -146,33 +146,36 @@ def thread_count(n, torch):
             torch.set_num_threads(before_torch)
 
 
-def run_case(case, repeat=None, bandwidth=None, cache_bytes=0):
-    """One row: interleaved statistics of every library of ``case`` and the roofline."""
+def run_case(case, repeat=None):
+    """One row: interleaved statistics of every library of ``case``."""
     impls = {lib: fn for lib, fn in case.make().items() if fn is not None and lib in LIBRARIES}
     stats = summarize(interleaved_samples(impls, repeat or case.repeat))
     del impls
-    row = {"case": case.name, "target": case.target, "stats": stats}
-    if case.bytes_moved and "fastnorm" in stats and bandwidth:
-        if case.bytes_moved < cache_bytes:
-            row["roofline"] = "in cache"  # faster than memory: a fraction would mislead
+    return {"case": case.name, "target": case.target, "stats": stats, "bytes": case.bytes_moved}
+
+
+def add_roofline(row, bandwidth, cache_bytes):
+    """fastnorm's fraction of the roofline, or "in cache" when the bytes moved fit in the
+    last-level cache (faster than memory: a fraction would mislead)."""
+    if row.get("bytes") and "fastnorm" in row["stats"]:
+        if row["bytes"] < cache_bytes:
+            row["roofline"] = "in cache"
         else:
-            row["roofline"] = case.bytes_moved / stats["fastnorm"]["min"] / bandwidth
+            row["roofline"] = row["bytes"] / row["stats"]["fastnorm"]["min"] / bandwidth
     return row
 
 
-def run(cases, repeat=None, threads=None, echo=print):
+def run(cases, repeat=None, threads=None, echo=print, record=None):
     """Every case at each thread count of ``threads`` (default: 1 and all of Numba's); returns
-    ``{threads: [rows]}`` and echoes one table per thread count."""
+    ``{threads: [rows]}`` and echoes one table per thread count. ``record`` (a dict), when given,
+    receives the machine, the versions, the bandwidth and every row (see ``record.py``)."""
     torch = import_peers_first()
     import numba
 
     counts = threads or sorted({1, numba.config.NUMBA_NUM_THREADS})
-    cache = last_level_cache_bytes()
-    bandwidth, copied = stream_copy_bandwidth(cache)
     echo(
-        f"stream copy of {copied / 2**20:.0f} MiB (last-level cache {cache / 2**20:.0f} MiB): "
-        f"{bandwidth / 1e9:.1f} GB/s; times: min (median) of interleaved repetitions; a ratio is "
-        f"peer / fastnorm on the minima, '~' when a library's repetitions spread over {NOISY}x"
+        "times in ms: min (median) of interleaved repetitions; a ratio is peer / fastnorm on the "
+        f"minima, '~' when a library's repetitions spread over {NOISY}x"
     )
     results = {}
     for n in counts:
@@ -181,14 +184,29 @@ def run(cases, repeat=None, threads=None, echo=print):
         rows = results[n] = []
         with thread_count(n, torch):
             for case in cases:
-                rows.append(run_case(case, repeat, bandwidth, cache))
+                rows.append(run_case(case, repeat))
                 echo(format_row(rows[-1]))
+    # last: freeing the copy's large arrays keeps the kernel busy reclaiming pages for a while,
+    # which slowed the next timings ~3x
+    cache = last_level_cache_bytes()
+    bandwidth, copied = stream_copy_bandwidth(cache)
+    echo(
+        f"\nroofline: stream copy of {copied / 2**20:.0f} MiB (last-level cache "
+        f"{cache / 2**20:.0f} MiB) at {bandwidth / 1e9:.1f} GB/s"
+    )
+    for n in counts:
+        for row in results[n]:
+            add_roofline(row, bandwidth, cache)
+            if "roofline" in row:
+                echo(f"{n}T {row['case']:<52} {_roof_text(row['roofline'])}")
+    if record is not None:
+        record.update(bandwidth=bandwidth, copied_bytes=copied, cache_bytes=cache, results=results)
     return results
 
 
 HEADER = (
     f"{'case':<52} {'fastnorm':>17} {'numpy':>17} {'torch':>17} {'sklearn':>17} "
-    f"{'torch/fn':>8} {'numpy/fn':>8} {'skl/fn':>7} {'roofline':>9}  target"
+    f"{'torch/fn':>8} {'numpy/fn':>8} {'skl/fn':>7}  target"
 )
 
 
@@ -207,18 +225,14 @@ def _ratio_text(stats, lib, width=8):
     return f"{value:{width - 1}.2f}x"
 
 
+def _roof_text(roof):
+    return f"{roof:>9}" if isinstance(roof, str) else f"{roof * 100:8.0f}%"
+
+
 def format_row(row):
-    roof = row.get("roofline")
-    if roof is None:
-        roof_text = f"{'-':>9}"
-    elif isinstance(roof, str):
-        roof_text = f"{roof:>9}"
-    else:
-        roof_text = f"{roof * 100:8.0f}%"
     stats = row["stats"]
     return (
         f"{row['case']:<52} {_time(stats, 'fastnorm')}{_time(stats, 'numpy')}"
         f"{_time(stats, 'torch')}{_time(stats, 'sklearn')} {_ratio_text(stats, 'torch')}"
-        f"{_ratio_text(stats, 'numpy')}{_ratio_text(stats, 'sklearn', 7)} {roof_text}  "
-        f"{row['target']}"
+        f"{_ratio_text(stats, 'numpy')}{_ratio_text(stats, 'sklearn', 7)}  {row['target']}"
     )

@@ -1,0 +1,123 @@
+"""One bench run as a JSON record (machine, versions, thread counts, command, every row), and the
+README's performance table generated from it: the README's numbers are never typed by hand.
+
+``python -m fastnorm bench --json run.json`` writes a record;
+``python -m fastnorm._bench.record run.json README.md`` rewrites the table between the README's
+``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` markers.
+"""
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+
+START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+
+
+def machine():
+    """CPU model, logical CPUs and the operating system."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "logical_cpus": os.cpu_count(), "os": platform.platform()}
+
+
+def versions():
+    out = {"python": platform.python_version()}
+    for name in ("fastnorm", "numpy", "numba", "scikit-learn", "scipy", "torch"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def new_record(argv=None):
+    return {
+        "command": "python -m fastnorm bench "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "versions": versions(),
+    }
+
+
+def save(record, path):
+    """Write ``record`` (rows with their statistics) as JSON; thread counts become strings."""
+    data = dict(record)
+    data["results"] = {
+        str(n): [
+            {k: v for k, v in row.items() if k != "stats"}
+            | {"stats": {lib: dict(s) for lib, s in row["stats"].items()}}
+            for row in rows
+        ]
+        for n, rows in record.get("results", {}).items()
+    }
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+
+
+def _ratio(stats, lib):
+    if lib not in stats or "fastnorm" not in stats:
+        return "-"
+    if stats[lib]["noisy"] or stats["fastnorm"]["noisy"]:
+        return "noisy"
+    return f"{stats[lib]['min'] / stats['fastnorm']['min']:.2f}x"
+
+
+def table(record, peers=("torch", "numpy", "sklearn")):
+    """The markdown table: fastnorm's time and each peer's ratio (peer / fastnorm, > 1: fastnorm
+    is faster) at every thread count of the record, and the provenance underneath."""
+    results = record["results"]
+    counts = sorted(results, key=int)
+    present = [p for p in peers if any(p in row["stats"] for n in counts for row in results[n])]
+    head = ["case"]
+    for n in counts:
+        head += [f"fastnorm, {n}T (ms)"] + [f"{p}/fastnorm, {n}T" for p in present]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by_case = {}
+    for n in counts:
+        for row in results[n]:
+            by_case.setdefault(row["case"], {})[n] = row["stats"]
+    for case, per_count in by_case.items():
+        cells = [case]
+        for n in counts:
+            stats = per_count.get(n, {})
+            fn = stats.get("fastnorm")
+            cells.append("-" if fn is None else f"{fn['min'] * 1e3:.3g}")
+            cells += [_ratio(stats, p) for p in present]
+        lines.append("| " + " | ".join(cells) + " |")
+    m, v = record["machine"], record["versions"]
+    lines.append("")
+    lines.append(
+        f"Generated from one run of `{record['command']}` on {m['cpu']} ({m['logical_cpus']} "
+        f"logical CPUs, {m['os']}); Python {v['python']}, numpy {v['numpy']}, numba "
+        f"{v['numba']}, scikit-learn {v['scikit-learn']}, torch {v['torch']}. Minimum of "
+        "interleaved repetitions; 'noisy': a library's repetitions spread over 2x."
+    )
+    return "\n".join(lines)
+
+
+def update_readme(record, readme_path):
+    """Replace the text between the README's markers by ``table(record)``."""
+    with open(readme_path) as f:
+        text = f.read()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme_path} has no {START} ... {END} markers")
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    with open(readme_path, "w") as f:
+        f.write(f"{before}{START}\n{table(record)}\n{END}{after}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m fastnorm._bench.record RUN.json README.md")
+    with open(sys.argv[1]) as f:
+        update_readme(json.load(f), sys.argv[2])
