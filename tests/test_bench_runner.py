@@ -55,3 +55,27 @@ def test_run_prints_one_table_per_thread_count(monkeypatch):
 def test_last_level_cache_is_read_when_linux_reports_it():
     size = runner.last_level_cache_bytes()
     assert isinstance(size, int) and size >= 0
+
+
+def test_readme_table_is_generated_from_a_record(tmp_path):
+    from fastnorm._bench import record
+
+    stats = runner.summarize({"fastnorm": [1e-3, 1.1e-3], "torch": [2e-3, 2e-3], "numpy": [1, 9]})
+    rec = record.new_record(["bench", "--repeat", "2"])
+    rec["results"] = {1: [{"case": "op (8, 8)", "target": "", "stats": stats, "bytes": None}]}
+    path = tmp_path / "run.json"
+    record.save(rec, path)
+    import json
+
+    loaded = json.loads(path.read_text())
+    text = record.table(loaded)
+    assert "| op (8, 8) | 1 | 2.00x | noisy |" in text
+    assert "`python -m fastnorm bench --repeat 2`" in text and loaded["versions"]["numpy"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{record.START}\nold\n{record.END}\nrest\n")
+    record.update_readme(loaded, readme)
+    new = readme.read_text()
+    assert "old" not in new and "2.00x" in new and new.endswith("rest\n")
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        record.update_readme(loaded, readme)

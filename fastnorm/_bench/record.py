@@ -41,8 +41,7 @@ def versions():
 
 def new_record(argv=None):
     return {
-        "command": "python -m fastnorm bench "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m fastnorm " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "versions": versions(),
     }
