@@ -91,7 +91,16 @@ def numpy_forward_backward(op, x, dy, axis):
     return ((g - term) * rstd).reshape(x.shape).astype(x.dtype)
 
 
-def _torch_impl(op, x, dy, axis):
+def compile_peer_available():
+    """torch.compile (Inductor) is a peer when asked for (``FASTNORM_BENCH_COMPILE=1``: compiling
+    every shape takes minutes) and a C++ compiler is present."""
+    import os
+    import shutil
+
+    return os.environ.get("FASTNORM_BENCH_COMPILE") == "1" and shutil.which("c++") is not None
+
+
+def _torch_impl(op, x, dy, axis, compiled=False):
     try:
         import torch
         import torch.nn.functional as tf
@@ -119,6 +128,8 @@ def _torch_impl(op, x, dy, axis):
             return tf.layer_norm(inp, (width,), weight, bias)
         return tf.rms_norm(inp, (width,), weight, eps=1e-5)
 
+    if compiled:
+        forward = torch.compile(forward)
     if dy is None:
 
         def run():
@@ -155,11 +166,14 @@ def make_case(name, op, shape, mode, axis, target):
 
         if op in FASTNORM_ONLY:
             return {"fastnorm": fastnorm_run}
-        return {
+        impls = {
             "fastnorm": fastnorm_run,
             "numpy": lambda: numpy_forward_backward(op, x, dy, axis if axis is not None else -1),
             "torch": _torch_impl(op, x, dy, axis),
         }
+        if compile_peer_available():
+            impls["compile"] = _torch_impl(op, x, dy, axis, compiled=True)
+        return impls
 
     nbytes = int(np.prod(shape)) * 4
     passes = {("fwd", True): 2, ("fwd", False): 3, ("fwd+bwd", True): 5, ("fwd+bwd", False): 8}

@@ -70,7 +70,7 @@ def _ratio(stats, lib):
     return f"{stats[lib]['min'] / stats['fastnorm']['min']:.2f}x"
 
 
-def table(record, peers=("torch", "numpy", "sklearn")):
+def table(record, peers=("torch", "compile", "numpy", "sklearn")):
     """The markdown table: fastnorm's time and each peer's ratio (peer / fastnorm, > 1: fastnorm
     is faster) at every thread count of the record, and the provenance underneath."""
     results = record["results"]

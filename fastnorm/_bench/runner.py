@@ -21,7 +21,7 @@ GROUPS = {
     "preprocessing": "fastnorm._bench.preprocessing_cases",
     "mlp": "fastnorm._bench.mlp_cases",
 }
-LIBRARIES = ("fastnorm", "numpy", "torch", "sklearn")
+LIBRARIES = ("fastnorm", "numpy", "torch", "compile", "sklearn")  # compile: torch.compile
 NOISY = 2.0  # max / min of one library's samples above which its ratio is not reported
 
 
@@ -206,7 +206,7 @@ def run(cases, repeat=None, threads=None, echo=print, record=None):
 
 HEADER = (
     f"{'case':<52} {'fastnorm':>17} {'numpy':>17} {'torch':>17} {'sklearn':>17} "
-    f"{'torch/fn':>8} {'numpy/fn':>8} {'skl/fn':>7}  target"
+    f"{'torch/fn':>8} {'numpy/fn':>8} {'skl/fn':>7} {'compile/fn':>10}  target"
 )
 
 
@@ -234,5 +234,6 @@ def format_row(row):
     return (
         f"{row['case']:<52} {_time(stats, 'fastnorm')}{_time(stats, 'numpy')}"
         f"{_time(stats, 'torch')}{_time(stats, 'sklearn')} {_ratio_text(stats, 'torch')}"
-        f"{_ratio_text(stats, 'numpy')}{_ratio_text(stats, 'sklearn', 7)}  {row['target']}"
+        f"{_ratio_text(stats, 'numpy')}{_ratio_text(stats, 'sklearn', 7)}"
+        f"{_ratio_text(stats, 'compile', 11)}  {row['target']}"
     )
