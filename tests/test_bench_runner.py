@@ -69,7 +69,7 @@ def test_readme_table_is_generated_from_a_record(tmp_path):
 
     loaded = json.loads(path.read_text())
     text = record.table(loaded)
-    assert "| op (8, 8) | 1 | 2.00x | noisy |" in text
+    assert "| op (8, 8) | 1.00 | 2.00x | noisy |" in text
     assert "`python -m fastnorm bench --repeat 2`" in text and loaded["versions"]["numpy"]
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{record.START}\nold\n{record.END}\nrest\n")

@@ -62,6 +62,11 @@ def save(record, path):
         json.dump(data, f, indent=1)
 
 
+def _ms(seconds):
+    ms = seconds * 1e3
+    return f"{ms:.0f}" if ms >= 100 else f"{ms:.2f}" if ms >= 1 else f"{ms:.3f}"
+
+
 def _ratio(stats, lib):
     if lib not in stats or "fastnorm" not in stats:
         return "-"
@@ -89,7 +94,7 @@ def table(record, peers=("torch", "compile", "numpy", "sklearn")):
         for n in counts:
             stats = per_count.get(n, {})
             fn = stats.get("fastnorm")
-            cells.append("-" if fn is None else f"{fn['min'] * 1e3:.3g}")
+            cells.append("-" if fn is None else _ms(fn["min"]))
             cells += [_ratio(stats, p) for p in present]
         lines.append("| " + " | ".join(cells) + " |")
     m, v = record["machine"], record["versions"]
