@@ -86,24 +86,7 @@ class ChannelRuns:
         (2, C) factors r, d are returned as ``rd`` (None without renorm)."""
         if running_mean is None:
             running_mean = running_var = _NO_RUNNING_STATS
-        if renorm is not None:
-            rd = np.empty((2, self.c))
-            mean, m2, rstd = columns_fused.columns_normalize(
-                self._columns(self.x, 1),
-                sample_weight,
-                weight,
-                bias,
-                eps,
-                running_mean,
-                running_var,
-                momentum,
-                *schedule.column_blocks(self.n, self.c),
-                self._columns(out, 1),
-                renorm,
-                rd,
-            )
-            return mean, m2, rstd, rd
-        return *columns_fused.columns_normalize(
+        args = (
             self._columns(self.x, 1),
             sample_weight,
             weight,
@@ -114,7 +97,11 @@ class ChannelRuns:
             momentum,
             *schedule.column_blocks(self.n, self.c),
             self._columns(out, 1),
-        ), None
+        )
+        if renorm is None:
+            return *columns_fused.columns_normalize(*args), None
+        rd = np.empty((2, self.c))
+        return *columns_fused.columns_normalize(*args, renorm, rd), rd
 
     def batch_norm_columns_backward(
         self, dy, mean, rstd, weight, batch_stats, dx, sample_weight=None
