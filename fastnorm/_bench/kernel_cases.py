@@ -49,31 +49,40 @@ FASTNORM_ONLY = {"renorm", "ghost16"}
 GROUPS = 32
 
 
-def _layer(op, channels, width, axis):
+def _layer(op, channels, width, axis, dtype=np.float32):
     if op == "batch":
-        return nn.BatchNorm(channels, axis=axis)
+        return nn.BatchNorm(channels, axis=axis, dtype=dtype)
     if op == "renorm":  # limits that bind: r and d are computed and applied
-        return nn.BatchNorm(channels, axis=axis, renorm=True, r_max=1.5, d_max=0.5)
+        return nn.BatchNorm(channels, axis=axis, renorm=True, r_max=1.5, d_max=0.5, dtype=dtype)
     if op == "ghost16":
-        return nn.BatchNorm(channels, axis=axis, virtual_batch_size=16)
+        return nn.BatchNorm(channels, axis=axis, virtual_batch_size=16, dtype=dtype)
     if op == "group":
-        return nn.GroupNorm(GROUPS, channels)
+        return nn.GroupNorm(GROUPS, channels, axis=axis, dtype=dtype)
     if op == "instance":
-        return nn.InstanceNorm(channels, affine=True)
+        return nn.InstanceNorm(channels, affine=True, axis=axis, dtype=dtype)
     if op == "layer":
-        return nn.LayerNorm(width)
-    return nn.RMSNorm(width)
+        return nn.LayerNorm(width, dtype=dtype)
+    return nn.RMSNorm(width, dtype=dtype)
+
+
+def _channels_last(op, x, axis):
+    """Channels-last input of a per-channel operation: the peers see it as an NCHW view."""
+    return op not in ("layer", "rms") and axis is not None and axis % x.ndim != 1 and x.ndim > 2
 
 
 def numpy_forward_backward(op, x, dy, axis):
     """Plain NumPy (vectorized, float64 statistics) for the comparison column."""
     x64 = x.astype(np.float64)
+    moved = op in ("group", "instance") and _channels_last(op, x, axis)
+    if moved:  # NHWC: group the channels of each sample as in NCHW (a copy NumPy must make)
+        x64 = np.moveaxis(x64, axis, 1)
+    shape = x64.shape
     if op == "batch":
         ax = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
     elif op in ("layer", "rms"):
         ax = (-1,)
     else:
-        n, c = x.shape[:2]
+        n, c = shape[:2]
         groups = GROUPS if op == "group" else c
         x64 = x64.reshape(n, groups, -1)
         ax = (-1,)
@@ -81,14 +90,19 @@ def numpy_forward_backward(op, x, dy, axis):
     xc = x64 - mean
     rstd = 1.0 / np.sqrt((xc * xc).mean(axis=ax, keepdims=True) + 1e-5)
     xhat = xc * rstd
-    y = xhat.reshape(x.shape).astype(x.dtype)
+
+    def back(a):
+        a = a.reshape(shape)
+        return (np.moveaxis(a, 1, axis) if moved else a).astype(x.dtype)
+
     if dy is None:
-        return y
-    g = dy.astype(np.float64).reshape(xhat.shape)
+        return back(xhat)
+    g = dy.astype(np.float64)
+    g = (np.moveaxis(g, axis, 1) if moved else g).reshape(xhat.shape)
     term = (g * xhat).mean(axis=ax, keepdims=True) * xhat
     if op != "rms":
         term = term + g.mean(axis=ax, keepdims=True)
-    return ((g - term) * rstd).reshape(x.shape).astype(x.dtype)
+    return back((g - term) * rstd)
 
 
 def compile_peer_available():
@@ -106,16 +120,20 @@ def _torch_impl(op, x, dy, axis, compiled=False):
         import torch.nn.functional as tf
     except ImportError:
         return None
-    xt = torch.from_numpy(np.moveaxis(x, axis, 1) if op == "batch" and axis == -1 else x)
-    if op == "batch" and axis == -1:
-        xt = xt.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else xt
+
+    def to_torch(a):
+        if _channels_last(op, x, axis):  # an NCHW view with channels-last strides, no copy
+            return torch.from_numpy(np.moveaxis(a, axis, 1))
+        return torch.from_numpy(a)
+
+    xt = to_torch(x)
     channels = xt.shape[1]
     width = x.shape[-1]
     param_len = width if op in ("layer", "rms") else channels
-    weight = torch.ones(param_len, requires_grad=dy is not None)
-    bias = torch.zeros(param_len, requires_grad=dy is not None)
-    running = (torch.zeros(channels), torch.ones(channels))
-    dyt = None if dy is None else torch.from_numpy(dy).reshape(xt.shape)
+    weight = torch.ones(param_len, dtype=xt.dtype, requires_grad=dy is not None)
+    bias = torch.zeros(param_len, dtype=xt.dtype, requires_grad=dy is not None)
+    running = (torch.zeros(channels, dtype=xt.dtype), torch.ones(channels, dtype=xt.dtype))
+    dyt = None if dy is None else to_torch(dy)
 
     def forward(inp):
         if op == "batch":
@@ -147,13 +165,15 @@ def _torch_impl(op, x, dy, axis, compiled=False):
     return run
 
 
-def make_case(name, op, shape, mode, axis, target):
+def make_case(name, op, shape, mode, axis, target="", dtype="float32"):
+    dtype = np.dtype(dtype)
+
     def make():
         rng = np.random.default_rng(0)
-        x = rng.standard_normal(shape, dtype=np.float32)
-        dy = rng.standard_normal(shape, dtype=np.float32) if mode == "fwd+bwd" else None
+        x = rng.standard_normal(shape, dtype=dtype)
+        dy = rng.standard_normal(shape, dtype=dtype) if mode == "fwd+bwd" else None
         channels = shape[axis] if axis is not None else None
-        layer = _layer(op, channels, shape[-1], axis if axis is not None else 1)
+        layer = _layer(op, channels, shape[-1], axis if axis is not None else 1, dtype)
         if dy is None:
 
             def fastnorm_run():
@@ -175,7 +195,7 @@ def make_case(name, op, shape, mode, axis, target):
             impls["compile"] = _torch_impl(op, x, dy, axis, compiled=True)
         return impls
 
-    nbytes = int(np.prod(shape)) * 4
+    nbytes = int(np.prod(shape)) * dtype.itemsize
     passes = {("fwd", True): 2, ("fwd", False): 3, ("fwd+bwd", True): 5, ("fwd+bwd", False): 8}
     # per-sample statistics fit in cache with their run: one read and one write per pass
     moved = passes[(mode, op not in ("batch", "renorm", "ghost16"))] * nbytes
@@ -183,3 +203,54 @@ def make_case(name, op, shape, mode, axis, target):
 
 
 CASES = [make_case(*row) for row in TABLE]
+
+# -- the grid: every operation x shape x mode x dtype (the asv suite's kernel benchmarks) -------
+# shape kind: (quick-profile shape, full-profile shape, channel axis). The quick shapes keep each
+# kind's character (overhead-bound, cache-resident, channels-first/last) at CI size; the
+# out-of-cache tensor (256 MB whatever the dtype) is in the full profile only.
+SHAPE_KINDS = {
+    "tiny": ((8, 64), (8, 64), 1),  # call overhead dominates
+    "mlp": ((128, 512), (128, 512), 1),
+    "mlp-large": ((1024, 512), (4096, 1024), 1),
+    "nchw": ((8, 64, 28, 28), (32, 64, 56, 56), 1),
+    "nhwc": ((8, 28, 28, 64), (32, 56, 56, 64), -1),
+    "out-of-cache": (None, (1 << 28, 1024), 1),  # rows scaled by the itemsize: 256 MB
+}
+# the shape kinds each operation is defined on (instance norm needs spatial positions)
+OP_SHAPES = {
+    "batch": ("tiny", "mlp", "mlp-large", "nchw", "nhwc", "out-of-cache"),
+    "layer": ("tiny", "mlp", "mlp-large", "out-of-cache"),
+    "rms": ("tiny", "mlp", "mlp-large", "out-of-cache"),
+    "group": ("tiny", "mlp", "nchw", "nhwc"),
+    "instance": ("nchw", "nhwc"),
+}
+OP_NAMES = {
+    "batch": "batch_norm",
+    "layer": "layer_norm",
+    "rms": "rms_norm",
+    "group": "group_norm 32",
+    "instance": "instance_norm",
+}
+MODES = ("fwd", "fwd+bwd")
+DTYPES = ("float32", "float64")
+
+
+def grid_shape(kind, dtype, profile="full"):
+    """The shape of a kind in a profile, or None where the profile leaves the kind out."""
+    quick, full, _ = SHAPE_KINDS[kind]
+    shape = quick if profile == "quick" else full
+    if kind == "out-of-cache" and shape is not None:
+        shape = (shape[0] // (shape[1] * np.dtype(dtype).itemsize), shape[1])
+    return shape
+
+
+def grid_case(op, kind, mode, dtype, profile="full"):
+    """One grid cell as a BenchCase, or None where the operation or the profile has no such
+    shape."""
+    shape = grid_shape(kind, dtype, profile)
+    if kind not in OP_SHAPES[op] or shape is None:
+        return None
+    axis = SHAPE_KINDS[kind][2] if op not in ("layer", "rms") else None
+    layout = " channels-last" if kind == "nhwc" else ""
+    name = f"{OP_NAMES[op]} {mode} {dtype} {shape}{layout}"
+    return make_case(name, op, shape, mode, axis, dtype=dtype)

@@ -20,12 +20,12 @@ BATCH = 128
 LR = 1e-3
 
 
-def _data(seed=0):
+def _data(seed=0, n_rows=N_ROWS):
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((N_ROWS, N_FEATURES), dtype=np.float32)
+    X = rng.standard_normal((n_rows, N_FEATURES), dtype=np.float32)
     # a learnable but not trivial labelling: argmax of a random linear map plus noise
     W = rng.standard_normal((N_FEATURES, N_CLASSES)).astype(np.float32)
-    y = np.argmax(X @ W + rng.standard_normal((N_ROWS, N_CLASSES)).astype(np.float32), axis=1)
+    y = np.argmax(X @ W + rng.standard_normal((n_rows, N_CLASSES)).astype(np.float32), axis=1)
     return X, y
 
 
@@ -82,8 +82,8 @@ def _torch_epoch(X, y):
 
     def epoch():
         net.train()
-        order = torch.randperm(N_ROWS, generator=gen)
-        for s in range(0, N_ROWS, BATCH):
+        order = torch.randperm(len(X), generator=gen)
+        for s in range(0, len(X), BATCH):
             ids = order[s : s + BATCH]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(Xt[ids]), yt[ids])
@@ -112,8 +112,8 @@ def _sklearn_epoch(X, y):
     return epoch
 
 
-def _make_train():
-    X, y = _data()
+def _make_train(n_rows):
+    X, y = _data(n_rows=n_rows)
     model = _fastnorm_model(X, y)
     return {
         "fastnorm": lambda: model.partial_fit(X, y),
@@ -124,7 +124,7 @@ def _make_train():
 
 def _make_inference(fold, n_rows=N_ROWS):
     def make():
-        X, y = _data()
+        X, y = _data(n_rows=max(n_rows, 2 * BATCH))
         model = _fastnorm_model(X, y, fold=fold)
         X = X[:n_rows]
         impls = {"fastnorm": lambda: model.predict_proba(X)}
@@ -143,65 +143,71 @@ def _make_inference(fold, n_rows=N_ROWS):
     return make
 
 
-def _make_small_batch_epoch(normalization):
+def _make_small_batch_epoch(normalization, n_rows=20_000):
     """One epoch on 20,000 rows, hidden (128, 128), batch 32: the small-batch remedies' cost."""
 
     def make():
-        X, y = _data()
-        X, y = X[:20_000], y[:20_000]
+        X, y = _data(n_rows=n_rows)
         model = _fastnorm_model(X, y, normalization=normalization, batch_size=32, hidden=(128, 128))
         return {"fastnorm": lambda: model.partial_fit(X, y)}
 
     return make
 
 
-CASES = [
-    BenchCase(
-        name="MLP epoch 50k x 256, (512, 512) BN, Adam, batch 128",
-        group="mlp",
-        make=_make_train,
-        target="<= 1x torch, >= 1.3x faster than sklearn (no BN)",
-        repeat=3,
-    ),
-    BenchCase(
-        name="MLP predict_proba 50k x 256, (512, 512) BN",
-        group="mlp",
-        make=_make_inference(fold=False),
-        repeat=5,
-    ),
-    BenchCase(
-        name="MLP predict_proba 50k x 256, BN folded",
-        group="mlp",
-        make=_make_inference(fold=True),
-        target="faster than the unfolded row",
-        repeat=5,
-    ),
-    # small batches: per-layer call overhead matters, which folding removes
-    BenchCase(
-        name="MLP predict_proba 64 x 256, (512, 512) BN",
-        group="mlp",
-        make=_make_inference(fold=False, n_rows=64),
-        repeat=200,
-    ),
-    BenchCase(
-        name="MLP predict_proba 64 x 256, BN folded",
-        group="mlp",
-        make=_make_inference(fold=True, n_rows=64),
-        target="faster than the unfolded row",
-        repeat=200,
-    ),
-    *[
+def build_cases(n_rows=N_ROWS):
+    """The table with ``n_rows`` training / inference rows (the asv quick profile uses fewer)."""
+    k = n_rows // 1000
+    small = min(20_000, n_rows)  # the small-batch epochs' rows
+    return [
         BenchCase(
-            name=f"MLP epoch 20k x 256, (128, 128) {name}, batch 32",
+            name=f"MLP epoch {k}k x 256, (512, 512) BN, Adam, batch 128",
             group="mlp",
-            make=_make_small_batch_epoch(normalization),
-            target="" if normalization == "batch" else "<= 1.2x the batch-norm row",
+            make=lambda: _make_train(n_rows),
+            target="<= 1x torch, >= 1.3x faster than sklearn (no BN)",
             repeat=3,
-        )
-        for name, normalization in (
-            ("BN", "batch"),
-            ("batch renorm", "batch_renorm"),
-            ("ghost BN 16", "ghost_batch"),
-        )
-    ],
-]
+        ),
+        BenchCase(
+            name=f"MLP predict_proba {k}k x 256, (512, 512) BN",
+            group="mlp",
+            make=_make_inference(fold=False, n_rows=n_rows),
+            repeat=5,
+        ),
+        BenchCase(
+            name=f"MLP predict_proba {k}k x 256, BN folded",
+            group="mlp",
+            make=_make_inference(fold=True, n_rows=n_rows),
+            target="faster than the unfolded row",
+            repeat=5,
+        ),
+        # small batches: per-layer call overhead matters, which folding removes
+        BenchCase(
+            name="MLP predict_proba 64 x 256, (512, 512) BN",
+            group="mlp",
+            make=_make_inference(fold=False, n_rows=64),
+            repeat=200,
+        ),
+        BenchCase(
+            name="MLP predict_proba 64 x 256, BN folded",
+            group="mlp",
+            make=_make_inference(fold=True, n_rows=64),
+            target="faster than the unfolded row",
+            repeat=200,
+        ),
+        *[
+            BenchCase(
+                name=f"MLP epoch {small // 1000}k x 256, (128, 128) {name}, batch 32",
+                group="mlp",
+                make=_make_small_batch_epoch(normalization, small),
+                target="" if normalization == "batch" else "<= 1.2x the batch-norm row",
+                repeat=3,
+            )
+            for name, normalization in (
+                ("BN", "batch"),
+                ("batch renorm", "batch_renorm"),
+                ("ghost BN 16", "ghost_batch"),
+            )
+        ],
+    ]
+
+
+CASES = build_cases()
