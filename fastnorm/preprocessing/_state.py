@@ -2,6 +2,8 @@
 attributes are published, restored when an update fails, and exported or imported as plain
 arrays (``get_state`` / ``set_state``) so that statistics cross machines without pickle."""
 
+import contextlib
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -50,15 +52,21 @@ class _StreamedState:
         count = self._n_rows if weighted else sum_w
         self.scale_ = standard_scale(var, mean, count, eps) if self.with_std else None
 
-    def _update(self, X, sample_weight, reset, stream):
+    @contextlib.contextmanager
+    def _all_or_nothing(self):
+        """On any error, put every attribute back as it was (validate_data may have set
+        n_features_in_ / feature_names_in_ before the error)."""
         saved = dict(self.__dict__)
         try:
-            self._update_unguarded(X, sample_weight, reset, stream)
+            yield
         except BaseException:
-            # validate_data may have set n_features_in_ / feature_names_in_ before the error
             self.__dict__.clear()
             self.__dict__.update(saved)
             raise
+
+    def _update(self, X, sample_weight, reset, stream):
+        with self._all_or_nothing():
+            self._update_unguarded(X, sample_weight, reset, stream)
         return self
 
     def _is_exact(self):
@@ -141,8 +149,7 @@ class _StreamedState:
         self : object
         """
         check_is_fitted(self)
-        saved = dict(self.__dict__)
-        try:
+        with self._all_or_nothing():
             X = self._validate_batch(X, reset=False)
             w = check_sample_weight(sample_weight, X.shape[0])
             sum_w, mean, m2 = batch_moments(X, w)
@@ -153,10 +160,6 @@ class _StreamedState:
             else:
                 moments = {"sum_weights": sum_w, "mean": mean, "var": biased_var(m2, sum_w)}
             self._set_state(moments, w is not None, rows)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
         return self
 
     # -- plain-array state ------------------------------------------------------------------------
@@ -219,8 +222,7 @@ class _StreamedState:
             raise ValueError(f"state's feature_names_in must have shape ({n},)")
         if not np.all(moments["sum_weights"] >= 0) or rows < 0:
             raise ValueError("state's sum_weights and n_rows must be non-negative")
-        saved = dict(self.__dict__)
-        try:
+        with self._all_or_nothing():
             rules.check_params(self, self._parameter_constraints)
             for attribute in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(attribute, None)
@@ -228,8 +230,4 @@ class _StreamedState:
             if feature_names is not None:
                 self.feature_names_in_ = feature_names
             self._set_state(moments, weighted, rows)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
         return self
