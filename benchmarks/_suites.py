@@ -12,24 +12,26 @@ def peer_unit(peer):
     return f"x faster than {peer} (best {peer} time / best fastnorm time, interleaved)"
 
 
-def _peer_track(peer):
+def _peer_track(peer, base="fastnorm", name=None):
     def track(self, bandwidth, *params):
-        peer_fn = self.impls.get(peer)
-        if peer_fn is None:  # not installed, or no such operation there: n/a on the dashboard
+        peer_fn, base_fn = self.impls.get(peer), self.impls.get(base)
+        if peer_fn is None or base_fn is None:  # not installed, or no such operation: n/a
             return math.nan
-        best = interleaved_min({"fastnorm": self.impls["fastnorm"], peer: peer_fn})
-        return best[peer] / best["fastnorm"]
+        best = interleaved_min({base: base_fn, peer: peer_fn})
+        return best[peer] / best[base]
 
     track.unit = peer_unit(peer)
-    track.__name__ = f"track_vs_{peer}"
+    track.__name__ = name or f"track_vs_{peer}"
     return track
 
 
-def make_track_class(name, lookup, params, param_names, peers=PEERS, timeout=600):
+def make_track_class(name, lookup, params, param_names, peers=PEERS, preallocated=(), timeout=600):
     """A class of ``track_`` benchmarks: ``lookup(*params)`` gives the BenchCase (None: skip).
 
     The stream-copy bandwidth is measured once per class (``setup_cache``), on arrays far larger
-    than the caches; each track times fastnorm and one peer interleaved, best of each."""
+    than the caches; each track times fastnorm and one peer interleaved, best of each. A peer in
+    ``preallocated`` also gets ``track_vs_<peer>_preallocated``: both libraries writing into
+    preallocated outputs (the case's "fastnorm out=" and "<peer> out=")."""
 
     def setup_cache(self):
         return stream_copy_bandwidth()
@@ -58,6 +60,12 @@ def make_track_class(name, lookup, params, param_names, peers=PEERS, timeout=600
         "setup": setup,
         "track_roofline": track_roofline,
         **{f"track_vs_{peer}": _peer_track(peer) for peer in peers},
+        **{
+            f"track_vs_{peer}_preallocated": _peer_track(
+                f"{peer} out=", "fastnorm out=", f"track_vs_{peer}_preallocated"
+            )
+            for peer in preallocated
+        },
     }
     return type(name, (), body)
 

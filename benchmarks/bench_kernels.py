@@ -33,7 +33,12 @@ def _grid_case(op, shape, mode, dtype):
 
 KernelGrid = make_time_class("KernelGrid", _grid_case, GRID_PARAMS, GRID_NAMES)
 KernelGridTrack = make_track_class(
-    "KernelGridTrack", _grid_case, GRID_PARAMS, GRID_NAMES, peers=("numpy", "torch")
+    "KernelGridTrack",
+    _grid_case,
+    GRID_PARAMS,
+    GRID_NAMES,
+    peers=("numpy", "torch"),
+    preallocated=("torch",),
 )
 
 # the CLI's table: in the quick profile only its rows of at most 8 MB moved (renorm, ghost batch
@@ -42,7 +47,12 @@ TABLE = case_table(kc.CASES, max_bytes=8 << 20 if QUICK else None)
 TABLE_PARAMS = [list(TABLE)]
 KernelTable = make_time_class("KernelTable", TABLE.get, TABLE_PARAMS, ["case"])
 KernelTableTrack = make_track_class(
-    "KernelTableTrack", TABLE.get, TABLE_PARAMS, ["case"], peers=("numpy", "torch")
+    "KernelTableTrack",
+    TABLE.get,
+    TABLE_PARAMS,
+    ["case"],
+    peers=("numpy", "torch"),
+    preallocated=("torch",),
 )
 
 # thread scaling: forward+backward of each operation on its main CNN / MLP shape, float32

@@ -79,3 +79,58 @@ def test_readme_table_is_generated_from_a_record(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         record.update_readme(loaded, readme)
+
+
+def test_preallocated_ratio_compares_the_out_calls():
+    stats = runner.summarize(
+        {
+            "fastnorm": [1.0, 1.0],
+            "torch": [3.0, 3.0],
+            "fastnorm out=": [2.0, 2.0],
+            "torch out=": [1.0, 1.0],
+        }
+    )
+    assert runner.ratio(stats, "torch out=", "fastnorm out=") == pytest.approx(0.5)
+    text = runner.format_row({"case": "c", "target": "", "stats": stats})
+    assert "3.00x" in text and "0.50x" in text
+
+
+@pytest.mark.parametrize(
+    "op, shape, axis",
+    [
+        ("batch", (64, 24), 1),
+        ("batch", (4, 24, 5, 6), 1),
+        ("batch", (4, 5, 6, 24), -1),
+        ("layer", (16, 40), -1),
+        ("rms", (16, 40), -1),
+        ("group", (4, 64, 5, 6), 1),
+        ("group", (4, 5, 6, 64), -1),
+        ("instance", (4, 8, 5, 6), 1),
+        ("instance", (4, 5, 6, 8), -1),
+    ],
+)
+def test_preallocated_calls_compute_the_operation(op, shape, axis):
+    """The "out=" columns time the real operation: both libraries' outputs match NumPy's."""
+    from fastnorm._bench import kernel_cases as kc
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    expected_y = kc.numpy_forward_backward(op, x, None, axis)
+    expected_dx = kc.numpy_forward_backward(op, x, dy, axis)
+    run = kc._fastnorm_out_impl(op, x, dy, axis)
+    run()
+    np.testing.assert_allclose(run.outputs[0], expected_y, atol=2e-5)
+    np.testing.assert_allclose(run.outputs[1], expected_dx, atol=2e-5)
+    pytest.importorskip("torch")
+    run = kc._torch_out_impl(op, x, dy, axis)
+    if op == "rms":  # PyTorch has no out= form of RMS norm
+        assert run is None
+        return
+    run()
+    y, dx = (np.asarray(t.numpy()) for t in run.outputs)
+    if op != "layer":  # PyTorch's outputs are NCHW, (1, N * C, L) for instance norm
+        nchw = np.moveaxis(x, axis, 1).shape
+        y, dx = (np.moveaxis(a.reshape(nchw), 1, axis) for a in (y, dx))
+    np.testing.assert_allclose(y, expected_y, atol=2e-5)
+    np.testing.assert_allclose(dx, expected_dx, atol=2e-5)

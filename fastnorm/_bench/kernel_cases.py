@@ -165,6 +165,124 @@ def _torch_impl(op, x, dy, axis, compiled=False):
     return run
 
 
+def _torch_out_impl(op, x, dy, axis):
+    """PyTorch writing into preallocated outputs through its ``out=`` operators (the ones its
+    functional API calls); None for RMS norm, which has no ``out=`` form."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if op == "rms":
+        return None
+    aten = torch.ops.aten
+    nchw = np.moveaxis(x, axis, 1) if _channels_last(op, x, axis) else x
+    xt = torch.from_numpy(nchw)
+    dyt = (
+        None if dy is None else torch.from_numpy(np.moveaxis(dy, axis, 1) if nchw is not x else dy)
+    )
+    n, c = xt.shape[:2]
+    if op == "instance":  # PyTorch's instance_norm: batch norm over a (1, N * C, L) reshape
+        xt = xt.reshape(1, n * c, -1)
+        dyt = None if dyt is None else dyt.reshape(xt.shape)
+    y, dx = torch.empty_like(xt), torch.empty_like(xt)
+    mask = [True, True, True]
+    if op in ("batch", "instance"):
+        channels = xt.shape[1]
+        w, b = torch.ones(channels, dtype=xt.dtype), torch.zeros(channels, dtype=xt.dtype)
+        rm, rv = (torch.zeros(channels, dtype=xt.dtype), torch.ones(channels, dtype=xt.dtype))
+        if op == "instance":
+            rm = rv = None
+        m, s = torch.empty(channels, dtype=xt.dtype), torch.empty(channels, dtype=xt.dtype)
+        dw, db = torch.empty_like(w), torch.empty_like(b)
+
+        def fwd():
+            aten.native_batch_norm.out(
+                xt, w, b, rm, rv, True, 0.1, 1e-5, out=y, save_mean=m, save_invstd=s
+            )
+
+        def bwd():
+            aten.native_batch_norm_backward.out(
+                dyt, xt, w, rm, rv, m, s, True, 1e-5, mask, out0=dx, out1=dw, out2=db
+            )
+
+    elif op == "layer":
+        width = xt.shape[-1]
+        w, b = torch.ones(width, dtype=xt.dtype), torch.zeros(width, dtype=xt.dtype)
+        rows = xt.numel() // width
+        m, s = torch.empty(rows, 1, dtype=xt.dtype), torch.empty(rows, 1, dtype=xt.dtype)
+        dw, db = torch.empty_like(w), torch.empty_like(b)
+
+        def fwd():
+            aten.native_layer_norm.out(xt, [width], w, b, 1e-5, out0=y, out1=m, out2=s)
+
+        def bwd():
+            aten.native_layer_norm_backward.out(
+                dyt, xt, [width], m, s, w, b, mask, out0=dx, out1=dw, out2=db
+            )
+
+    else:  # group
+        hxw = xt.numel() // (n * c) if n * c else 0
+        w, b = torch.ones(c, dtype=xt.dtype), torch.zeros(c, dtype=xt.dtype)
+        m, s = torch.empty(n, GROUPS, dtype=xt.dtype), torch.empty(n, GROUPS, dtype=xt.dtype)
+        dw, db = torch.empty_like(w), torch.empty_like(b)
+
+        def fwd():
+            aten.native_group_norm.out(xt, w, b, n, c, hxw, GROUPS, 1e-5, out0=y, out1=m, out2=s)
+
+        def bwd():
+            aten.native_group_norm_backward.out(
+                dyt, xt, m, s, w, n, c, hxw, GROUPS, mask, out0=dx, out1=dw, out2=db
+            )
+
+    def run():
+        fwd()
+        if dy is not None:
+            bwd()
+
+    run.outputs = (y, dx)  # for the tests: what each call writes
+    return run
+
+
+def _fastnorm_out_impl(op, x, dy, axis):
+    """fastnorm's functional API writing into preallocated outputs (``out=`` forward and
+    backward)."""
+    from .. import functional as F
+
+    y, dx = np.empty_like(x), np.empty_like(x)
+    dtype = x.dtype
+    if op in ("layer", "rms"):
+        width = x.shape[-1]
+        w, b = np.ones(width, dtype), np.zeros(width, dtype)
+        if op == "layer":
+            forward = lambda: F.layer_norm_forward(x, width, w, b, out=y)  # noqa: E731
+        else:
+            forward = lambda: F.rms_norm_forward(x, width, w, eps=1e-5, out=y)  # noqa: E731
+        backward = F.rows_norm_backward
+    else:
+        c = x.shape[axis]
+        w, b = np.ones(c, dtype), np.zeros(c, dtype)
+        rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
+        if op == "batch":
+            forward = lambda: F.batch_norm_forward(  # noqa: E731
+                x, rm, rv, w, b, training=True, axis=axis, out=y
+            )
+        elif op == "group":
+            forward = lambda: F.group_norm_forward(x, GROUPS, w, b, axis=axis, out=y)  # noqa: E731
+        else:
+            forward = lambda: F.instance_norm_forward(  # noqa: E731
+                x, weight=w, bias=b, axis=axis, out=y
+            )
+        backward = F.channel_norm_backward
+
+    def run():
+        ctx = forward()[1]
+        if dy is not None:
+            backward(ctx, dy, out=dx)
+
+    run.outputs = (y, dx)  # for the tests: what each call writes
+    return run
+
+
 def make_case(name, op, shape, mode, axis, target="", dtype="float32"):
     dtype = np.dtype(dtype)
 
@@ -186,10 +304,14 @@ def make_case(name, op, shape, mode, axis, target="", dtype="float32"):
 
         if op in FASTNORM_ONLY:
             return {"fastnorm": fastnorm_run}
+        channel_axis = axis if axis is not None else -1
         impls = {
             "fastnorm": fastnorm_run,
-            "numpy": lambda: numpy_forward_backward(op, x, dy, axis if axis is not None else -1),
+            "numpy": lambda: numpy_forward_backward(op, x, dy, channel_axis),
             "torch": _torch_impl(op, x, dy, axis),
+            # both libraries into preallocated outputs: no page faults of fresh arrays
+            "fastnorm out=": _fastnorm_out_impl(op, x, dy, channel_axis),
+            "torch out=": _torch_out_impl(op, x, dy, channel_axis),
         }
         if compile_peer_available():
             impls["compile"] = _torch_impl(op, x, dy, axis, compiled=True)

@@ -68,22 +68,28 @@ def _ms(seconds):
 
 
 def _ratio(stats, lib):
-    if lib not in stats or "fastnorm" not in stats:
+    base = "fastnorm out=" if lib.endswith(" out=") else "fastnorm"
+    if lib not in stats or base not in stats:
         return "-"
-    if stats[lib]["noisy"] or stats["fastnorm"]["noisy"]:
+    if stats[lib]["noisy"] or stats[base]["noisy"]:
         return "noisy"
-    return f"{stats[lib]['min'] / stats['fastnorm']['min']:.2f}x"
+    return f"{stats[lib]['min'] / stats[base]['min']:.2f}x"
 
 
-def table(record, peers=("torch", "compile", "numpy", "sklearn")):
+def table(record, peers=("torch", "torch out=", "compile", "numpy", "sklearn")):
     """The markdown table: fastnorm's time and each peer's ratio (peer / fastnorm, > 1: fastnorm
-    is faster) at every thread count of the record, and the provenance underneath."""
+    is faster) at every thread count of the record, and the provenance underneath. "torch out="
+    compares both libraries writing into preallocated outputs."""
     results = record["results"]
     counts = sorted(results, key=int)
     present = [p for p in peers if any(p in row["stats"] for n in counts for row in results[n])]
     head = ["case"]
     for n in counts:
-        head += [f"fastnorm, {n}T (ms)"] + [f"{p}/fastnorm, {n}T" for p in present]
+        head += [f"fastnorm, {n}T (ms)"]
+        head += [
+            f"{p.removesuffix(' out=')}/fastnorm{', out=' * p.endswith(' out=')}, {n}T"
+            for p in present
+        ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by_case = {}
     for n in counts:
@@ -103,7 +109,8 @@ def table(record, peers=("torch", "compile", "numpy", "sklearn")):
         f"Generated from one run of `{record['command']}` on {m['cpu']} ({m['logical_cpus']} "
         f"logical CPUs, {m['os']}); Python {v['python']}, numpy {v['numpy']}, numba "
         f"{v['numba']}, scikit-learn {v['scikit-learn']}, torch {v['torch']}. Minimum of "
-        "interleaved repetitions; 'noisy': a library's repetitions spread over 2x."
+        "interleaved repetitions; 'noisy': a library's repetitions spread over 2x; 'torch out=': "
+        "both libraries writing into preallocated outputs (`out=` forward and backward)."
     )
     return "\n".join(lines)
 

@@ -21,7 +21,8 @@ GROUPS = {
     "preprocessing": "fastnorm._bench.preprocessing_cases",
     "mlp": "fastnorm._bench.mlp_cases",
 }
-LIBRARIES = ("fastnorm", "numpy", "torch", "compile", "sklearn")  # compile: torch.compile
+# compile: torch.compile; "<lib> out=": writing into preallocated outputs (kernel rows)
+LIBRARIES = ("fastnorm", "numpy", "torch", "compile", "sklearn", "fastnorm out=", "torch out=")
 NOISY = 2.0  # max / min of one library's samples above which its ratio is not reported
 
 
@@ -83,13 +84,14 @@ def summarize(samples):
     return out
 
 
-def ratio(stats, lib):
-    """Peer time / fastnorm time on the minima, or None when either side is noisy or absent."""
-    if lib not in stats or "fastnorm" not in stats:
+def ratio(stats, lib, base="fastnorm"):
+    """Peer time / fastnorm time on the minima, or None when either side is noisy or absent.
+    ``base="fastnorm out="`` with ``lib="torch out="`` compares the preallocated calls."""
+    if lib not in stats or base not in stats:
         return None
-    if stats[lib]["noisy"] or stats["fastnorm"]["noisy"]:
+    if stats[lib]["noisy"] or stats[base]["noisy"]:
         return None
-    return stats[lib]["min"] / stats["fastnorm"]["min"]
+    return stats[lib]["min"] / stats[base]["min"]
 
 
 def last_level_cache_bytes():
@@ -178,6 +180,10 @@ def run(cases, repeat=None, threads=None, echo=print, record=None):
         f"minima, '~' when a library's repetitions spread over {NOISY}x"
     )
     results = {}
+    if cases:  # untimed: the first case timed in a fresh process ran ~4x slower for every
+        # allocating library (the allocator settles); developer.rst
+        with thread_count(counts[0], torch):
+            run_case(cases[0], repeat=1)
     for n in counts:
         echo(f"\n{n} thread{'s' if n > 1 else ''}")
         echo(HEADER)
@@ -206,7 +212,8 @@ def run(cases, repeat=None, threads=None, echo=print, record=None):
 
 HEADER = (
     f"{'case':<52} {'fastnorm':>17} {'numpy':>17} {'torch':>17} {'sklearn':>17} "
-    f"{'torch/fn':>8} {'numpy/fn':>8} {'skl/fn':>7} {'compile/fn':>10}  target"
+    f"{'torch/fn':>8} {'numpy/fn':>8} {'skl/fn':>7} {'compile/fn':>10} "
+    f"{'fastnorm out=':>17} {'torch/fn out=':>13}  target"
 )
 
 
@@ -218,8 +225,8 @@ def _time(stats, lib):
     return f"{s['min'] * 1e3:8.3f} ({s['median'] * 1e3:7.3f}){mark}"
 
 
-def _ratio_text(stats, lib, width=8):
-    value = ratio(stats, lib)
+def _ratio_text(stats, lib, width=8, base="fastnorm"):
+    value = ratio(stats, lib, base)
     if value is None:
         return f"{('~' if lib in stats else '-'):>{width}}"
     return f"{value:{width - 1}.2f}x"
@@ -235,5 +242,6 @@ def format_row(row):
         f"{row['case']:<52} {_time(stats, 'fastnorm')}{_time(stats, 'numpy')}"
         f"{_time(stats, 'torch')}{_time(stats, 'sklearn')} {_ratio_text(stats, 'torch')}"
         f"{_ratio_text(stats, 'numpy')}{_ratio_text(stats, 'sklearn', 7)}"
-        f"{_ratio_text(stats, 'compile', 11)}  {row['target']}"
+        f"{_ratio_text(stats, 'compile', 11)}{_time(stats, 'fastnorm out=')}"
+        f"{_ratio_text(stats, 'torch out=', 14, 'fastnorm out=')}  {row['target']}"
     )

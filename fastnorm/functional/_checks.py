@@ -184,6 +184,22 @@ def output_array(out, shape, dtype):
     return out
 
 
+def grad_input_array(dy, out, saved):
+    """``(dy, dx)`` for a backward pass: dx is ``out`` (checked, C-contiguous: the kernels write
+    through reshaped views) or a new array. A backward pass reads the saved input after writing
+    some of dx, so ``out`` must not overlap it; it may be dy, which is then copied first."""
+    if out is None:
+        return dy, np.empty_like(dy)
+    out = output_array(out, dy.shape, dy.dtype)
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous for a backward pass")
+    if any(np.may_share_memory(out, a) for a in saved):
+        raise ValueError("out must not share memory with the forward pass's input")
+    if np.may_share_memory(out, dy):
+        dy = dy.copy()
+    return dy, out
+
+
 def saved_input(x, out, save=True):
     """The input the forward pass (and, with ``save``, a backward pass) reads: a copy when ``out``
     would overwrite it. Without ``save``, ``out`` that is ``x`` itself (same memory, same strides)

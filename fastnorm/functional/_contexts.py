@@ -12,7 +12,7 @@ statistics its backward reads, nothing else.
 
 import numpy as np
 
-from ._checks import grad_output
+from ._checks import grad_input_array, grad_output
 
 
 class _Context:
@@ -23,10 +23,14 @@ class _Context:
         self.shape = shape  # the forward input's shape
         self.weight = weight  # (C,) float64, ones when absent
 
-    def _grad_arrays(self, grad_out):
-        """grad_out checked and as the layout's dtype, and a new array for the input gradient."""
+    def _grad_arrays(self, grad_out, out=None):
+        """grad_out checked and as the layout's dtype, and the array for the input gradient
+        (``out`` when given)."""
         dy = grad_output(grad_out, self.shape, self.layout.x.dtype)
-        return dy, np.empty_like(dy)
+        return grad_input_array(dy, out, self._saved())
+
+    def _saved(self):
+        return (self.layout.x,)
 
     def _zeros(self, dx):
         channels = self.weight.shape[0]
@@ -45,8 +49,8 @@ class ColumnsContext(_Context):
         self.batch_stats = batch_stats  # True when mean/rstd came from the input itself
         self.sample_weight = sample_weight  # the row weights of the statistics, or None
 
-    def backward(self, grad_out):
-        dy, dx = self._grad_arrays(grad_out)
+    def backward(self, grad_out, out=None):
+        dy, dx = self._grad_arrays(grad_out, out)
         if dy.size == 0:
             return self._zeros(dx)
         shape3 = self.layout.x.shape
@@ -72,8 +76,8 @@ class RenormContext:
     def __init__(self, inner, r, d):
         self.inner, self.r, self.d = inner, r, d
 
-    def backward(self, grad_out):
-        dx, sum_dy_xhat, sum_dy = self.inner.backward(grad_out)
+    def backward(self, grad_out, out=None):
+        dx, sum_dy_xhat, sum_dy = self.inner.backward(grad_out, out)
         return dx, self.r * sum_dy_xhat + self.d * sum_dy, sum_dy
 
 
@@ -89,8 +93,8 @@ class GroupRunsContext(_Context):
         self.rstd = np.ascontiguousarray(rstd).reshape(-1)
         self.groups = groups
 
-    def backward(self, grad_out):
-        dy, dx = self._grad_arrays(grad_out)
+    def backward(self, grad_out, out=None):
+        dy, dx = self._grad_arrays(grad_out, out)
         if dy.size == 0:
             return self._zeros(dx)
         shape3 = self.layout.x.shape
@@ -114,8 +118,8 @@ class ChannelRunsContext(_Context):
         self.count = count  # values behind each statistic
         self.group_size = group_size  # channels that share one statistic (group norm)
 
-    def backward(self, grad_out):
-        dy, dx = self._grad_arrays(grad_out)
+    def backward(self, grad_out, out=None):
+        dy, dx = self._grad_arrays(grad_out, out)
         if self.count == 0 or dy.size == 0:
             return self._zeros(dx)
         # an infinite rstd (constant input, eps=0) or non-finite sums give inf/NaN gradients as in
@@ -148,11 +152,14 @@ class ChannelRunsContext(_Context):
         return dx, grad_weight, grad_bias
 
 
-def channel_norm_backward(ctx, grad_out):
-    """Gradients (input, weight, bias) of batch, group or instance norm from a saved context."""
+def channel_norm_backward(ctx, grad_out, *, out=None):
+    """Gradients (input, weight, bias) of batch, group or instance norm from a saved context.
+
+    ``out``, an array of the input's shape and dtype, receives the input gradient (it may be
+    ``grad_out`` itself, not the forward's input)."""
     if not isinstance(ctx, (_Context, RenormContext)):
         raise TypeError(
             "ctx must be a context returned by batch_norm_forward, group_norm_forward or "
             f"instance_norm_forward, got {type(ctx).__name__}"
         )
-    return ctx.backward(grad_out)
+    return ctx.backward(grad_out, out)

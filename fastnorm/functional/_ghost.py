@@ -139,9 +139,14 @@ class GhostContext(_Context):
         self.tail_mean = tail_mean
         self.tail_rstd = tail_rstd
 
-    def backward(self, grad_out):
-        """(dx, dweight, dbias) for the upstream gradient ``grad_out`` of the forward's shape."""
-        dy, dx = self._grad_arrays(grad_out)
+    def _saved(self):
+        tail = () if self.tail_layout is None else (self.tail_layout.x,)
+        return (self.layout.x, *tail)
+
+    def backward(self, grad_out, out=None):
+        """(dx, dweight, dbias) for the upstream gradient ``grad_out`` of the forward's shape;
+        ``out`` receives dx."""
+        dy, dx = self._grad_arrays(grad_out, out)
         x3 = self.layout.x
         rows = x3.shape[0] * x3.shape[1]
         grad_weight, grad_bias = ghost.ghost_normalize_backward(

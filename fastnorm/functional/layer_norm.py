@@ -19,11 +19,12 @@ class RowsContext:
         self.weight = weight  # (length,) float64, ones when absent
         self.subtract_mean = subtract_mean
 
-    def backward(self, grad_out):
-        """Gradients (input, weight, bias) of the forward pass that saved this context."""
+    def backward(self, grad_out, out=None):
+        """Gradients (input, weight, bias) of the forward pass that saved this context; ``out``
+        receives the input gradient."""
         dy = checks.grad_output(grad_out, self.shape, self.x2.dtype)
         rows, length = self.x2.shape
-        dx = np.empty_like(dy)
+        dy, dx = checks.grad_input_array(dy, out, (self.x2,))
         if dy.size == 0:
             return dx, np.zeros(length), np.zeros(length)
         grad_w, grad_b = rows_fused.rows_normalize_backward(
@@ -119,11 +120,14 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None):
     return _rms_norm(x, normalized_shape, weight, eps, out, save=False)[0]
 
 
-def rows_norm_backward(ctx, grad_out):
-    """Gradients (input, weight, bias) of layer or RMS norm from a saved context."""
+def rows_norm_backward(ctx, grad_out, *, out=None):
+    """Gradients (input, weight, bias) of layer or RMS norm from a saved context.
+
+    ``out``, an array of the input's shape and dtype, receives the input gradient (it may be
+    ``grad_out`` itself, not the forward's input)."""
     if not isinstance(ctx, RowsContext):
         raise TypeError(
             "ctx must be a context returned by layer_norm_forward or rms_norm_forward, "
             f"got {type(ctx).__name__}"
         )
-    return ctx.backward(grad_out)
+    return ctx.backward(grad_out, out)
