@@ -1,5 +1,10 @@
 """Optimizer updates (PyTorch's formulas), in place, over contiguous 1-D parameter arrays.
 
+Every scalar arrives in the arrays' dtype and no literal is a float64, so float32 parameters are
+updated in float32 arithmetic, as PyTorch does (a float64 square root and division per element
+took most of the step). ``l2_count`` leading elements get ``l2 * p`` added to their gradient:
+the estimators' penalty on the weights, which lie first in their flat buffer.
+
 Serial on purpose: the update runs between BLAS calls, and a parallel region there waits on
 BLAS's spinning threads (figures: ``docs/developer.rst``)."""
 
@@ -11,37 +16,41 @@ from ._flags import KERNEL
 
 
 @njit(**KERNEL)
-def adam_update(p, g, m, v, lr, beta1, beta2, eps, step_size, bc2_sqrt, wd, decoupled):
+def adam_update(
+    p, g, m, v, one_m_b1, beta2, one_m_b2, eps, step_size, inv_bc2, shrink, wd, decoupled, l2_count,
+    l2,
+):  # fmt: skip
     """Adam (``decoupled=False``, L2 penalty in the gradient) or AdamW step on flat arrays."""
-    one_m_b1 = 1.0 - beta1
-    one_m_b2 = 1.0 - beta2
-    inv_bc2 = 1.0 / bc2_sqrt
-    shrink = 1.0 - lr * wd
     for i in range(p.shape[0]):
         gi = g[i]
+        pi = p[i]
+        if i < l2_count:
+            gi = gi + l2 * pi
         if decoupled:
-            p[i] = p[i] * shrink
-        elif wd != 0.0:
-            gi = gi + wd * p[i]
+            pi = pi * shrink
+        elif wd != 0:
+            gi = gi + wd * pi
         mi = m[i] + one_m_b1 * (gi - m[i])
         vi = beta2 * v[i] + one_m_b2 * gi * gi
         m[i] = mi
         v[i] = vi
-        p[i] = p[i] - step_size * mi / (math.sqrt(vi) * inv_bc2 + eps)
+        p[i] = pi - step_size * mi / (math.sqrt(vi) * inv_bc2 + eps)
 
 
 @njit(**KERNEL)
-def sgd_update(p, g, buf, lr, momentum, dampening, wd, nesterov, first):
+def sgd_update(p, g, buf, lr, momentum, one_m_dampening, wd, nesterov, first, l2_count, l2):
     """SGD step with optional momentum, dampening, Nesterov and L2 weight decay."""
     for i in range(p.shape[0]):
         gi = g[i]
-        if wd != 0.0:
+        if i < l2_count:
+            gi = gi + l2 * p[i]
+        if wd != 0:
             gi = gi + wd * p[i]
-        if momentum != 0.0:
+        if momentum != 0:
             if first:
                 b = gi
             else:
-                b = momentum * buf[i] + (1.0 - dampening) * gi
+                b = momentum * buf[i] + one_m_dampening * gi
             buf[i] = b
             if nesterov:
                 gi = gi + momentum * b

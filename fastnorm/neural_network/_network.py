@@ -120,6 +120,8 @@ def make_optimizer(p, net):
     solver's PyTorch default: 0 for adam and sgd, 0.01 for adamw."""
     lr = p["learning_rate_init"]
     wd = p["weight_decay"]
+    # one buffer for all parameters, one fused update per step; the alpha penalty's weights
+    flat = dict(flat=True, l2_names=linear_weight_names(net))
     if p["solver"] == "sgd":
         return SGD(
             net,
@@ -127,13 +129,24 @@ def make_optimizer(p, net):
             momentum=p["momentum"],
             weight_decay=wd or 0.0,
             nesterov=p["nesterovs_momentum"] and p["momentum"] > 0,
+            **flat,
         )
     betas = (p["beta_1"], p["beta_2"])
     if p["solver"] == "adamw":
         return AdamW(
-            net, lr=lr, betas=betas, eps=p["epsilon"], weight_decay=1e-2 if wd is None else wd
+            net,
+            lr=lr,
+            betas=betas,
+            eps=p["epsilon"],
+            weight_decay=1e-2 if wd is None else wd,
+            **flat,
         )
-    return Adam(net, lr=lr, betas=betas, eps=p["epsilon"], weight_decay=wd or 0.0)
+    return Adam(net, lr=lr, betas=betas, eps=p["epsilon"], weight_decay=wd or 0.0, **flat)
+
+
+def linear_weight_names(net):
+    """The parameter names of the linear layers' weights (what the alpha penalty applies to)."""
+    return [f"{i}.weight" for i, layer in enumerate(net) if isinstance(layer, Linear)]
 
 
 def inference_copy(net, dtype=np.float64):

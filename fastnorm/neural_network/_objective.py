@@ -105,9 +105,15 @@ class Objective:
         self._sw = sw
         return loss, grad
 
+    def penalty_factor(self):
+        """``alpha / sw`` of the last batch: the L2 term ``factor * W`` of each linear weight's
+        gradient, which the optimizer adds in its update (``step(l2=...)``)."""
+        return self.alpha / self._sw if self.alpha else 0.0
+
     def add_penalty_gradients(self):
-        """``alpha * W / sw`` into each linear layer's weight gradient (after ``backward``)."""
+        """``alpha * W / sw`` into each linear layer's weight gradient (after ``backward``), for
+        an optimizer that does not add it itself."""
         if self.alpha:
-            factor = self.alpha / self._sw
+            factor = self.penalty_factor()
             for m in self.linears:
                 m.grads["weight"] += m.grads["weight"].dtype.type(factor) * m.params["weight"]

@@ -128,8 +128,11 @@ class TrainingLoop:
             loss, grad = objective(out, yb, wb)
             if math.isfinite(loss):
                 net.backward(grad)
-                objective.add_penalty_gradients()
-                opt.step()
+                if opt.flat:  # the L2 penalty is added inside the one fused update
+                    opt.step(l2=objective.penalty_factor())
+                else:
+                    objective.add_penalty_gradients()
+                    opt.step()
                 total += loss * (e - s)
                 seen += e - s
             self._call("on_batch_end", j, loss, total / max(seen, 1))

@@ -39,6 +39,10 @@ def _betas(betas):
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
 
+def _detached(v):
+    return v.copy() if isinstance(v, np.ndarray) else v
+
+
 def _flat(a):
     """A 1-D view of ``a`` if it is contiguous and float, else ``None``."""
     if a.flags.c_contiguous and a.dtype in (np.float32, np.float64):
@@ -46,10 +50,82 @@ def _flat(a):
     return None
 
 
-class Optimizer:
-    """Base class: holds the parameters (by name) and per-parameter state."""
+class _FlatGroup:
+    """A module's parameters and gradients moved into one buffer each, so that one kernel call
+    updates them all. ``l2_names`` are placed first (``l2_count`` elements): the parameters a
+    per-step L2 penalty applies to."""
 
-    def __init__(self, params, defaults):
+    def __init__(self, module, names, l2_names, state_keys, state):
+        leaves = {}
+        for prefix, m in module.named_modules():
+            for key in m._local_params():
+                leaves[f"{prefix}.{key}" if prefix else key] = (m, key)
+        order = [n for n in names if n in l2_names] + [n for n in names if n not in l2_names]
+        arrays = [leaves[n][0].params[leaves[n][1]] for n in order]
+        dtype = np.result_type(*arrays)
+        sizes = [a.size for a in arrays]
+        ends = np.cumsum([0, *sizes])
+        self.l2_count = int(sum(a.size for n, a in zip(order, arrays) if n in l2_names))
+        self.p = np.empty(ends[-1], dtype)
+        self.g = np.zeros(ends[-1], dtype)
+        self.state = {k: np.zeros(ends[-1], dtype) for k in state_keys}
+        self.links = []  # (leaf, key, parameter view, gradient view)
+        self.state_views = {}
+        # started: every parameter has its state (loaded, or from before a rebuild), which
+        # carries over; else the optimizer starts afresh
+        self.started = bool(state_keys) and all(
+            k in state.get(n, {}) for n in order for k in state_keys
+        )
+        for name, array, start, stop in zip(order, arrays, ends[:-1], ends[1:]):
+            leaf, key = leaves[name]
+            view = self.p[start:stop].reshape(array.shape)
+            view[...] = array
+            grad_view = self.g[start:stop].reshape(array.shape)
+            grad = leaf.grads.get(key)
+            if grad is not None and grad.shape == array.shape:  # the pending step's gradient
+                grad_view[...] = grad
+            leaf.params[key] = view
+            leaf.grads[key] = grad_view
+            views = self.state_views[name] = {}
+            for k in state_keys:
+                views[k] = self.state[k][start:stop].reshape(array.shape)
+                if self.started:
+                    views[k][...] = state[name][k]
+            self.links.append((leaf, key, view, grad_view))
+        if self.started:
+            self.publish(state)
+        self.names = order
+
+    def publish(self, state):
+        """Make the optimizer's per-parameter state dicts hold the flat state's views."""
+        for name, views in self.state_views.items():
+            state.setdefault(name, {}).update(views)
+
+    def intact(self):
+        """True while every leaf still holds this buffer's views (a load, a pickle or a user's
+        assignment of a new array breaks the link; the group is then rebuilt from the arrays)."""
+        for leaf, key, view, grad_view in self.links:
+            if leaf.params.get(key) is not view or leaf.grads.get(key) is not grad_view:
+                return False
+        return True
+
+
+class Optimizer:
+    """Base class: holds the parameters (by name) and per-parameter state.
+
+    ``flat=True`` (with a Module) moves the module's parameters and gradients into one buffer
+    each, as views, so that each step is one kernel call over all of them; an array taken from
+    the module before the first step is then no longer its parameter. ``l2_names`` (flat only)
+    are the parameters that ``step(l2=factor)`` adds ``factor * p`` to the gradient of."""
+
+    _state_keys = ()
+
+    def __init__(self, params, defaults, flat=False, l2_names=()):
+        if flat and not isinstance(params, Module):
+            raise TypeError("flat=True needs a Module (its parameters are moved into one buffer)")
+        self.flat = bool(flat)
+        self.l2_names = tuple(l2_names)
+        self._group = None
         if isinstance(params, Module):
             self.module = params
             named = params.params
@@ -86,7 +162,35 @@ class Optimizer:
             )
         return grads
 
-    def step(self, grads=None):
+    def _flat_group(self):
+        """The flat buffers, (re)built when missing or when a leaf no longer holds their views;
+        None when the parameters do not share one float dtype or are not all present."""
+        group = self._group
+        if group is not None and group.intact():
+            return group
+        current = dict(self.module.named_parameters())
+        arrays = [current.get(n) for n in self.params]
+        if any(a is None for a in arrays) or len({a.dtype for a in arrays}) != 1:
+            return None
+        if arrays[0].dtype not in (np.float32, np.float64):
+            return None
+        self._group = _FlatGroup(
+            self.module, list(self.params), self.l2_names, self._state_keys, self.state
+        )
+        self.params = dict(self.module.named_parameters())
+        return self._group
+
+    def step(self, grads=None, l2=0.0):
+        """One update from ``grads`` (default: the module's). ``l2`` (flat optimizers only):
+        ``l2 * p`` is added to the gradients of the ``l2_names`` parameters."""
+        if self.flat and grads is None:
+            group = self._flat_group()
+            if group is not None:
+                self.step_count += 1
+                self._flat_update(group, l2)
+                return
+        if l2:
+            raise ValueError("step(l2=...) needs an optimizer built with flat=True")
         grads = self._grads(grads)
         self.step_count += 1
         for name, p in self.params.items():
@@ -103,6 +207,19 @@ class Optimizer:
     def _update(self, name, p, g, state):
         raise NotImplementedError
 
+    def _flat_update(self, group, l2):
+        raise NotImplementedError
+
+    def __getstate__(self):
+        # the flat buffers are not pickled (the state dict holds their values); rebuilt at the
+        # first step after loading
+        state = dict(vars(self))
+        state["_group"] = None
+        state["state"] = {
+            k: {s: _detached(v) for s, v in st.items()} for k, st in self.state.items()
+        }
+        return state
+
     def state_dict(self):
         return {
             "step_count": self.step_count,
@@ -115,6 +232,7 @@ class Optimizer:
     def load_state_dict(self, state):
         self.step_count = state["step_count"]
         self.state = {k: dict(v) for k, v in state["state"].items()}
+        self._group = None  # the flat state is rebuilt from these values at the next step
 
 
 class SGD(Optimizer):
@@ -126,7 +244,16 @@ class SGD(Optimizer):
     """
 
     def __init__(
-        self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False
+        self,
+        params,
+        lr=0.01,
+        momentum=0.0,
+        dampening=0.0,
+        weight_decay=0.0,
+        nesterov=False,
+        *,
+        flat=False,
+        l2_names=(),
     ):
         lr = check(lr, "lr", _NON_NEGATIVE)
         momentum = check(momentum, "momentum", _NON_NEGATIVE)
@@ -144,12 +271,38 @@ class SGD(Optimizer):
                 weight_decay=weight_decay,
                 nesterov=nesterov,
             ),
+            flat,
+            l2_names,
         )
         self.lr = float(lr)
         self.momentum = float(momentum)
         self.dampening = float(dampening)
         self.weight_decay = float(weight_decay)
         self.nesterov = bool(nesterov)
+
+    @property
+    def _state_keys(self):
+        return ("momentum_buffer",) if self.momentum != 0.0 else ()
+
+    def _flat_update(self, group, l2):
+        first = self.momentum != 0.0 and not group.started
+        buf = group.state["momentum_buffer"] if self.momentum != 0.0 else group.p
+        sgd_step(
+            group.p,
+            group.g,
+            buf,
+            self.lr,
+            self.momentum,
+            self.dampening,
+            self.weight_decay,
+            self.nesterov,
+            first,
+            group.l2_count,
+            l2,
+        )
+        if first:
+            group.started = True
+            group.publish(self.state)
 
     def _update(self, name, p, g, state):
         first = "momentum_buffer" not in state
@@ -193,16 +346,58 @@ class Adam(Optimizer):
 
     _decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    _state_keys = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        *,
+        flat=False,
+        l2_names=(),
+    ):
         lr = check(lr, "lr", _NON_NEGATIVE)
         betas = _betas(betas)
         eps = check(eps, "eps", _NON_NEGATIVE)
         weight_decay = check(weight_decay, "weight_decay", _NON_NEGATIVE)
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        super().__init__(
+            params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay), flat, l2_names
+        )
         self.lr = float(lr)
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
+
+    def _flat_update(self, group, l2):
+        steps = [st.get("step", 0) for st in self.state.values()]
+        t = max(steps, default=0) + 1
+        if min(steps, default=0) + 1 != t:
+            raise RuntimeError("flat Adam needs one step count for every parameter")
+        if not group.started:
+            group.started = True
+            group.publish(self.state)
+        for st in self.state.values():
+            st["step"] = t
+        b1, b2 = self.betas
+        adam_step(
+            group.p,
+            group.g,
+            group.state["exp_avg"],
+            group.state["exp_avg_sq"],
+            self.lr,
+            b1,
+            b2,
+            self.eps,
+            self.lr / (1.0 - b1**t),
+            math.sqrt(1.0 - b2**t),
+            self.weight_decay,
+            self._decoupled,
+            group.l2_count,
+            l2,
+        )
 
     def _update(self, name, p, g, state):
         if "exp_avg" not in state:
@@ -249,5 +444,23 @@ class AdamW(Adam):
 
     _decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=1e-2,
+        *,
+        flat=False,
+        l2_names=(),
+    ):
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            flat=flat,
+            l2_names=l2_names,
+        )
