@@ -26,6 +26,7 @@ from .layer_norm import (
     rms_norm_forward,
     rows_norm_backward,
 )
+from .losses import softmax_cross_entropy
 from .moments import (
     column_moments,
     merge_compensated_moments,
@@ -59,6 +60,7 @@ __all__ = [
     "serial_kernels",
     "set_num_threads",
     "sgd_step",
+    "softmax_cross_entropy",
     "sparse_column_moments",
     "sparse_scale_columns",
     "streaming_kernels",

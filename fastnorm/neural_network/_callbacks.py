@@ -176,8 +176,11 @@ class RenormSchedule(Callback):
     def _layers(self, loop):
         return [m for m in loop.net.modules() if getattr(m, "renorm", False)]
 
+    def on_epoch_begin(self, loop):
+        self.layers = self._layers(loop)  # per epoch, not per mini-batch: a network walk
+
     def on_batch_begin(self, loop, batch):
-        layers = self._layers(loop)
+        layers = self.layers
         if not layers:
             return
         est = loop.est

@@ -23,8 +23,8 @@ be 77 ** 2 times larger), and ``loss_`` is reported in those standardized units.
 import numpy as np
 from scipy.special import xlogy
 
+from ..functional import softmax_cross_entropy
 from ..nn import Linear
-from ..nn.losses import log_softmax, softmax
 
 __all__ = ["Objective", "OUTPUT_ACTIVATIONS"]
 
@@ -40,18 +40,8 @@ def _row_weights(w, n, dtype):
 
 
 def log_loss(logits, y, w):
-    """(loss, gradient w.r.t. the logits) for integer-encoded classes ``y``."""
-    p = softmax(np.asarray(logits), axis=1)
-    rows = np.arange(p.shape[0])
-    wcol, sw = _row_weights(w, p.shape[0], p.dtype)
-    nll = -log_softmax(logits.astype(np.float64), axis=1)[rows, y]  # no clipping needed
-    loss = float(np.sum(nll if w is None else w * nll) / sw)
-    grad = p
-    grad[rows, y] -= 1
-    if wcol is not None:
-        grad *= wcol
-    grad *= grad.dtype.type(1.0 / sw)
-    return loss, grad
+    """(loss, gradient w.r.t. the logits) for integer-encoded classes ``y``: one fused pass."""
+    return softmax_cross_entropy(logits, y, w)
 
 
 def squared_error(pred, y, w):

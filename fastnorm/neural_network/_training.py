@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 
 from .. import functional as F
 from ._callbacks import (
+    Callback,
     DivergenceCheck,
     EarlyStopping,
     LearningRateSchedule,
@@ -98,6 +99,7 @@ class TrainingLoop:
         self.est, self.net, self.objective = est, est.net_, objective
         self.bounds, self.n_batches = bounds, len(bounds)
         self.callbacks = list(callbacks)
+        self._hooks = {}
         self.validating = validating
         self.epoch = None
         self.completed_epochs = 0
@@ -105,8 +107,15 @@ class TrainingLoop:
         self.stop_message = ""
 
     def _call(self, hook, *args):
-        for cb in self.callbacks:
-            getattr(cb, hook)(self, *args)
+        hooks = self._hooks.get(hook)
+        if hooks is None:  # only the callbacks that override the hook: it runs per mini-batch
+            hooks = self._hooks[hook] = [
+                getattr(cb, hook)
+                for cb in self.callbacks
+                if getattr(type(cb), hook, None) is not getattr(Callback, hook, None)
+            ]
+        for fn in hooks:
+            fn(self, *args)
 
     def _run_batches(self, X, y, w, order):
         """One pass over the mini-batches; returns (sum of batch losses * sizes, rows seen)."""
