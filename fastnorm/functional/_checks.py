@@ -4,6 +4,7 @@ Parameters (eps, momentum, axis, group counts) follow the rules declared once in
 ``fastnorm._validation``; the array checks (dtype, shape, output buffers) are here.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -33,23 +34,30 @@ def check_ndim(x, minimum, name="input"):
 
 def check_eps(eps, allow_none=False):
     """A finite real >= 0 as a float (``rules.EPS``); None too with ``allow_none`` (RMS norm)."""
+    if type(eps) is float and 0.0 <= eps < math.inf:  # the common case, without the rule's cost
+        return eps
     return rules.check(eps, "eps", rules.EPS_OR_NONE if allow_none else rules.EPS)
 
 
 def check_momentum(momentum):
     """A real in [0, 1] as a float (``rules.MOMENTUM``)."""
+    if type(momentum) is float and 0.0 <= momentum <= 1.0:
+        return momentum
     return rules.check(momentum, "momentum", rules.MOMENTUM)
 
 
 def check_flag(value, name):
     """A bool (``training``, ``use_input_stats``): strings and numbers are refused."""
+    if type(value) is bool:
+        return value
     return rules.check(value, name, rules.Boolean())
 
 
 def check_axis(axis, ndim, allowed=None):
     """An integer axis of an ``ndim``-dimensional input, as a non-negative int; with ``allowed``,
     one of those axes."""
-    axis = rules.check(axis, "axis", rules.Interval(numbers.Integral))
+    if type(axis) is not int:
+        axis = rules.check(axis, "axis", rules.Interval(numbers.Integral))
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis={axis} is out of range for an input with {ndim} dimensions")
     axis = axis % ndim
