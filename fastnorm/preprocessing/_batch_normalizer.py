@@ -7,6 +7,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .. import _validation as rules
+from .._collections import is_dask_collection
 from .._persistence import VersionedState
 from ._state import EXACT_ARRAYS, FLOAT_DTYPES, SPARSE_CENTRE, X_ACCEPTED, _StreamedState
 from ._stats import (
@@ -188,12 +189,7 @@ class BatchNormalizer(
         return self._update(X, sample_weight, reset=not hasattr(self, "_moments"), stream=True)
 
     def _update_unguarded(self, X, sample_weight, reset, stream):
-        momentum = rules.check_params(self, self._parameter_constraints)["momentum"]
-        if not reset and momentum is None and not self._is_exact():
-            raise ValueError(
-                "momentum was changed to None after partial_fit with a float momentum: exact "
-                "statistics cannot be recovered from running averages; call fit first."
-            )
+        momentum = self._checked_momentum(reset)
         X = self._validate_batch(X, reset)
         n_features = X.shape[1]
         per_feature(self.scale, "scale", n_features)
@@ -203,17 +199,35 @@ class BatchNormalizer(
         # for a feature that has no value); fit keeps scikit-learn's rule against zero weight
         w = check_sample_weight(sample_weight, X.shape[0], allow_all_zero=stream)
         weight_b, mean_b, m2_b = batch_moments(X, w)
-        weighted = w is not None or (not reset and self._weighted)
-        rows = (X.shape[0] if w is None else np.count_nonzero(w)) + (0 if reset else self._n_rows)
+        zeros = np.zeros(n_features)
+        rows = X.shape[0] if w is None else np.count_nonzero(w)
+        batch = (weight_b, mean_b, zeros, m2_b, zeros)
+        self._add_batch(batch, rows, w is not None, reset, momentum)
+
+    def _checked_momentum(self, reset):
+        """The checked parameters' ``momentum``, refused when exact statistics cannot go on."""
+        momentum = rules.check_params(self, self._parameter_constraints)["momentum"]
+        if not reset and momentum is None and not self._is_exact():
+            raise ValueError(
+                "momentum was changed to None after partial_fit with a float momentum: exact "
+                "statistics cannot be recovered from running averages; call fit first."
+            )
+        return momentum
+
+    def _add_batch(self, batch, rows, weighted, reset, momentum):
+        """Fold a batch's exact moments ``(sum_w, mean, mean_lo, m2, m2_lo)`` of ``rows`` rows of
+        positive weight into the state (or make them the state when ``reset``): the one update
+        of in-memory and Dask input."""
+        weighted = weighted or (not reset and self._weighted)
+        rows = rows + (0 if reset else self._n_rows)
         if momentum is None:
-            zeros = np.zeros(n_features)
-            batch = (weight_b, mean_b, zeros, m2_b, zeros)
             state = batch if reset else exact_merge(self._exact_moments(), batch)
             self._set_state(dict(zip(EXACT_ARRAYS, state)), weighted, rows)
             return
-        var_b = biased_var(m2_b, weight_b)
+        weight_b, mean_b, mean_lo_b, m2_b, m2_lo_b = batch
+        mean_b, var_b = mean_b + mean_lo_b, biased_var(m2_b + m2_lo_b, weight_b)
         if reset:
-            old_w = np.zeros(n_features)
+            old_w = np.zeros(len(weight_b))
             mean, var = mean_b, var_b
         else:
             old = self._moments
@@ -273,6 +287,10 @@ class BatchNormalizer(
         return (self.mean_ if with_mean else np.zeros(n)), factor, shift
 
     def _check_input(self, X, reset_names):
+        if is_dask_collection(X):
+            from ._dask import as_dask_array
+
+            return as_dask_array(self, X, False, X_ACCEPTED, check_names=reset_names)
         with rules.input_errors(X_ACCEPTED):
             if reset_names:
                 X = validate_data(

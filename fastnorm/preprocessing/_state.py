@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import _validation as rules
+from .._collections import is_dask_collection
 from .._version import __version__
 from ._stats import batch_moments, biased_var, check_sample_weight, standard_scale
 
@@ -66,7 +67,12 @@ class _StreamedState:
 
     def _update(self, X, sample_weight, reset, stream):
         with self._all_or_nothing():
-            self._update_unguarded(X, sample_weight, reset, stream)
+            if is_dask_collection(X) or is_dask_collection(sample_weight):
+                from ._dask import update  # Dask is optional: imported when given
+
+                update(self, X, sample_weight, reset, stream, X_ACCEPTED)
+            else:
+                self._update_unguarded(X, sample_weight, reset, stream)
         return self
 
     def _is_exact(self):

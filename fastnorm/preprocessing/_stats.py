@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_array
 
 from .. import _validation as rules
 from .. import functional as F
+from .._collections import is_dask_collection
 
 EPS64 = np.finfo(np.float64).eps
 
@@ -130,7 +131,12 @@ def check_sample_weight(sample_weight, n_samples, allow_all_zero=False):
 
 def columns_affine(X, copy, centre, factor, shift):
     """``(X - centre) * factor + shift`` per column of X (dense or CSR/CSC, where centre and
-    shift are 0), in place when ``copy`` is False and X allows it; float16 computed in float32."""
+    shift are 0), in place when ``copy`` is False and X allows it; float16 computed in float32.
+    A Dask array gives a lazy Dask array (``copy`` does not apply)."""
+    if is_dask_collection(X):
+        from ._dask import lazy_affine
+
+        return lazy_affine(X, centre, factor, shift)
     if sp.issparse(X):
         out = X.copy() if copy else X
         F.sparse_scale_columns(X, factor, out.data)
