@@ -9,14 +9,20 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from .. import _validation as rules
 from .._collections import is_dask_collection
 from .._persistence import VersionedState
-from ._state import EXACT_ARRAYS, FLOAT_DTYPES, SPARSE_CENTRE, X_ACCEPTED, _StreamedState
+from ._state import (
+    EXACT_ARRAYS,
+    FLOAT_DTYPES,
+    RUNNING_ARRAYS,
+    SPARSE_CENTRE,
+    X_ACCEPTED,
+    _StreamedState,
+)
 from ._stats import (
     batch_moments,
-    biased_var,
     check_sample_weight,
     columns_affine,
-    ema_step,
     exact_merge,
+    fold_batch,
     per_feature,
 )
 
@@ -204,36 +210,14 @@ class BatchNormalizer(
         batch = (weight_b, mean_b, zeros, m2_b, zeros)
         self._add_batch(batch, rows, w is not None, reset, momentum)
 
-    def _checked_momentum(self, reset):
-        """The checked parameters' ``momentum``, refused when exact statistics cannot go on."""
-        momentum = rules.check_params(self, self._parameter_constraints)["momentum"]
-        if not reset and momentum is None and not self._is_exact():
-            raise ValueError(
-                "momentum was changed to None after partial_fit with a float momentum: exact "
-                "statistics cannot be recovered from running averages; call fit first."
-            )
-        return momentum
-
     def _add_batch(self, batch, rows, weighted, reset, momentum):
         """Fold a batch's exact moments ``(sum_w, mean, mean_lo, m2, m2_lo)`` of ``rows`` rows of
-        positive weight into the state (or make them the state when ``reset``): the one update
-        of in-memory and Dask input."""
+        positive weight into the state (they become it when ``reset``): the one update of
+        in-memory and Dask input."""
+        names = EXACT_ARRAYS if momentum is None else RUNNING_ARRAYS
+        state = fold_batch(None if reset else [self._moments[k] for k in names], batch, momentum)
         weighted = weighted or (not reset and self._weighted)
-        rows = rows + (0 if reset else self._n_rows)
-        if momentum is None:
-            state = batch if reset else exact_merge(self._exact_moments(), batch)
-            self._set_state(dict(zip(EXACT_ARRAYS, state)), weighted, rows)
-            return
-        weight_b, mean_b, mean_lo_b, m2_b, m2_lo_b = batch
-        mean_b, var_b = mean_b + mean_lo_b, biased_var(m2_b + m2_lo_b, weight_b)
-        if reset:
-            old_w = np.zeros(len(weight_b))
-            mean, var = mean_b, var_b
-        else:
-            old = self._moments
-            old_w = old["sum_weights"]
-            mean, var = ema_step(old_w, old["mean"], old["var"], weight_b, mean_b, var_b, momentum)
-        self._set_state({"sum_weights": old_w + weight_b, "mean": mean, "var": var}, weighted, rows)
+        self._set_state(dict(zip(names, state)), weighted, rows + (0 if reset else self._n_rows))
 
     def _exact_moments(self):
         m = self._moments

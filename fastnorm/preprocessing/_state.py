@@ -78,6 +78,16 @@ class _StreamedState:
     def _is_exact(self):
         return "m2" in self._moments
 
+    def _checked_momentum(self, reset):
+        """The checked parameters' ``momentum``, refused when exact statistics cannot go on."""
+        momentum = rules.check_params(self, self._parameter_constraints)["momentum"]
+        if not reset and momentum is None and not self._is_exact():
+            raise ValueError(
+                "momentum was changed to None after partial_fit with a float momentum: exact "
+                "statistics cannot be recovered from running averages; call fit first."
+            )
+        return momentum
+
     def _check_mergeable(self, other):
         """``other`` holds exact statistics of the same features as ``self``."""
         if not isinstance(other, type(self)):

@@ -38,6 +38,22 @@ def exact_merge(state, batch):
     return F.merge_compensated_moments(state, batch)
 
 
+def fold_batch(old, batch, momentum):
+    """The state after a batch of exact moments ``(sum_w, mean, mean_lo, m2, m2_lo)``: with
+    ``momentum`` None the exact moments of both (``old`` the same five arrays), otherwise the
+    running ``(sum_w, mean, var)`` moved towards the batch's (``old`` those three). ``old`` None:
+    the batch alone. New arrays; ``old`` is not modified."""
+    if momentum is None:
+        return batch if old is None else exact_merge(old, batch)
+    weight_b, mean_b, mean_lo_b, m2_b, m2_lo_b = batch
+    mean_b, var_b = mean_b + mean_lo_b, biased_var(m2_b + m2_lo_b, weight_b)
+    if old is None:
+        return weight_b, mean_b, var_b
+    old_w, old_mean, old_var = old
+    mean, var = ema_step(old_w, old_mean, old_var, weight_b, mean_b, var_b, momentum)
+    return old_w + weight_b, mean, var
+
+
 def ema_step(old_w, old_mean, old_var, weight_b, mean_b, var_b, momentum):
     """Exponential running averages moved towards a batch, per feature; returns (mean, var).
 
