@@ -7,9 +7,9 @@ when dask-ml is absent); every cell is skipped when dask or distributed is not i
 (``pip install "fastnorm[dask]"``). The quick profile fits 16 MiB on 1 worker, the full one
 4 GiB on 1 and 2 workers.
 
-As a script, issue 14's figures (about 7 minutes here)::
+As a script, issue 14's figures (about 8 minutes on a shared 2-core VM)::
 
-    python -m benchmarks.bench_dask --virtual-gib 32 --dask-ml-gib 4 --rounds 3
+    python -m benchmarks.bench_dask --virtual-gib 32 --dask-ml-gib 4 --rounds 2
 
 Each round starts a cluster of 1, then 2 workers, and times on it: a pass that only generates the
 chunks (the floor), fastnorm on the virtual array (larger than memory), and fastnorm and dask-ml
@@ -223,7 +223,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--virtual-gib", type=float, default=32.0)
     parser.add_argument("--dask-ml-gib", type=float, default=4.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     if not dask_available():
         print("dask and distributed are not installed: pip install 'fastnorm[dask]'")

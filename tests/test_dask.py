@@ -128,12 +128,37 @@ def test_fit_equals_in_memory_fit_and_the_reference(rng, chunks, weighted):
     assert_allclose(got.n_samples_seen_, sum_w, rtol=RTOL)
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_ill_conditioned_features_stay_exact(rng, weighted):
+    """Spreads far below the mean (timestamps in seconds): a chunk's rounded mean would enter
+    the merge; its low part keeps the Dask fit as exact as the in-memory one."""
+    n = 4000
+    X = np.column_stack(
+        [
+            1.7e9 + rng.normal(0.0, 10.0, n),
+            -1000.0 + 1e-3 * rng.random(n),
+            rng.normal(5.0, 2.0, n),
+        ]
+    )
+    X[rng.random(X.shape) < 0.05] = np.nan
+    w = rng.uniform(0.0, 2.0, n) if weighted else np.ones(n)
+    got = BatchNormalizer().fit(
+        da.from_array(X, chunks=(250, 2)), sample_weight=da.from_array(w, 300) if weighted else None
+    )
+    want = BatchNormalizer().fit(X, sample_weight=w if weighted else None)
+    _assert_same_statistics(got, want, rtol=1e-14)
+    ld, wl = X.astype(np.longdouble), w.astype(np.longdouble)[:, None] * ~np.isnan(X)
+    mean = np.nansum(wl * ld, axis=0) / wl.sum(axis=0)
+    var = np.nansum(wl * (ld - mean) ** 2, axis=0) / wl.sum(axis=0)
+    assert_allclose(got.var_, var.astype(np.float64), rtol=1e-14)
+
+
 def test_statistics_do_not_depend_on_the_chunking(rng):
-    X = _data(rng, n=150, f=5)
+    X = _data(rng, n=100, f=5)
     w = rng.uniform(0.5, 2.0, X.shape[0])
     fits = [
         BatchNormalizer().fit(da.from_array(X, chunks=c), sample_weight=da.from_array(w, 64))
-        for c in ((150, 5), (1, 5), (7, 1), ((75, 0, 75), (3, 2)))
+        for c in ((100, 5), (1, 5), (7, 1), ((50, 0, 50), (3, 2)))
     ]
     for other in fits[1:]:
         _assert_same_statistics(other, fits[0])
@@ -155,12 +180,23 @@ def test_dtypes_and_constant_features(rng):
         )
 
 
-def test_only_the_state_comes_back(rng):
-    """The reduction's output, the only array that reaches the client, is six float64 per
-    feature, whatever the number of rows."""
+def _sent_bytes(dask_worker):
+    return dask_worker.transfer_outgoing_bytes_total
+
+
+def test_only_the_state_comes_back(client):
+    """What the workers send (to each other and to the client) is chunk states, 48 bytes per
+    feature, never data: the chunks are generated and reduced where they live."""
     for n in (10, 10_000):
         graph = moments_graph(da.zeros((n, 9), chunks=(3, 4)))
         assert graph.shape == (1, 9) and graph.nbytes == 9 * STATE_BYTES_PER_FEATURE == 9 * 48
+    X = da.random.default_rng(0).random((64_000, 50), chunks=(4_000, 50))  # 16 chunks, 25 MB
+    before = sum(client.run(_sent_bytes).values())
+    bn = BatchNormalizer().fit(X)
+    sent = sum(client.run(_sent_bytes).values()) - before
+    state = 50 * STATE_BYTES_PER_FEATURE
+    assert state <= sent <= X.numblocks[0] * state < X.nbytes / 500
+    assert_allclose(bn.mean_, 0.5, atol=0.01)
 
 
 def test_dataframe_sets_feature_names(rng):

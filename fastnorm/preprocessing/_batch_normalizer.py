@@ -97,6 +97,11 @@ class BatchNormalizer(
     are rejected by ``fit`` and ``partial_fit`` and pass through ``transform``. float16 input is
     kept as float16 (statistics in float64), float32 as float32, anything else becomes float64.
 
+    Dask arrays and DataFrames (``pip install "fastnorm[dask]"``): ``fit`` and ``partial_fit``
+    compute each chunk's statistics in the workers and merge them exactly, bringing back only the
+    state; ``transform`` and ``inverse_transform`` return lazy Dask arrays (see the Dask page of
+    the documentation).
+
     Examples
     --------
     >>> import numpy as np
