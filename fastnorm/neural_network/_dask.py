@@ -1,6 +1,6 @@
 """``MLPClassifier`` / ``MLPRegressor`` on Dask arrays and DataFrames: the row blocks are computed
 one at a time and streamed through ``partial_fit``, so the whole array is never in memory.
-Imported only when a Dask collection is passed (Dask is an optional dependency).
+Dask is optional: it is imported inside the functions, which run only for Dask input.
 
 ``partial_fit`` of a Dask array is ``partial_fit`` of each of its blocks, in order. ``fit`` makes
 up to ``max_iter`` passes over the blocks (in a new random order each pass with ``shuffle``);
@@ -10,8 +10,6 @@ loss decides scikit-learn's stopping rule (``tol``, ``n_iter_no_change``).
 
 import warnings
 
-import dask
-import dask.array as da
 import numpy as np
 from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning
@@ -25,6 +23,8 @@ UNALIGNED = (
 
 def _x_blocks(X):
     """Lazy row blocks of X (all its columns each) and their bounds (None when unknown)."""
+    import dask.array as da
+
     if isinstance(X, da.Array):
         if X.ndim != 2:
             raise ValueError(f"X must be a 2-D dask array, got shape {X.shape}")
@@ -41,6 +41,8 @@ def _x_blocks(X):
 
 def _aligned_blocks(data, n_blocks, bounds, name):
     """Lazy blocks of ``y`` or ``sample_weight`` matching X's row blocks."""
+    import dask.array as da
+
     if data is None:
         return [None] * n_blocks
     if hasattr(data, "partitions") and data.npartitions == n_blocks and bounds is None:
@@ -66,6 +68,8 @@ def _aligned_blocks(data, n_blocks, bounds, name):
 
 def _classes(y_blocks):
     """Every label of y, from each block's unique labels (computed in the workers)."""
+    import dask
+
     uniques = dask.compute(*[dask.delayed(np.unique)(b) for b in y_blocks])
     return np.unique(np.concatenate([np.ravel(u) for u in uniques]))
 
@@ -73,6 +77,8 @@ def _classes(y_blocks):
 def _stream(est, blocks, order, kwargs):
     """``partial_fit`` on each block in ``order``, one block in memory at a time; returns the
     pass loss (the blocks' losses weighted by their rows)."""
+    import dask
+
     total = rows = 0.0
     for i in order:
         xb, yb, wb = dask.compute(*blocks[i])

@@ -1,5 +1,5 @@
-"""The transformers on Dask arrays and DataFrames (imported only when one is passed: Dask is an
-optional dependency).
+"""The transformers on Dask arrays and DataFrames. Dask is optional: it is imported inside the
+functions, which run only when a Dask collection was passed.
 
 Statistics: each chunk's (sum of weights, mean, M2) comes from fastnorm's kernels in the worker
 that holds the chunk (``_stats.batch_moments``), and the chunks' states are combined by the one
@@ -14,7 +14,6 @@ Transforms are ``map_blocks`` of the in-memory code: lazy, with the input's chun
 import copy
 import numbers
 
-import dask.array as da
 import numpy as np
 from sklearn.utils.validation import validate_data
 
@@ -40,6 +39,8 @@ def as_dask_array(est, X, reset, accepted, check_names=True, lengths=False):
     """X, a Dask array or DataFrame, as a 2-D Dask array of reals (float16/32/64 kept, other reals
     as float64). Feature names and count are set (``reset``) or checked as ``validate_data``
     does, without computing anything (``lengths``: compute a DataFrame's partition lengths)."""
+    import dask.array as da
+
     names = X  # what validate_data reads the feature names and count from
     if hasattr(X, "to_dask_array"):  # a dask DataFrame (or Series, refused below)
         if getattr(X, "ndim", 1) == 2:
@@ -132,6 +133,8 @@ def _merge_states(states, axis=None, keepdims=None):
 def moments_graph(X, weights=None, split_every=None):
     """The lazy (1, n_features) ``STATE`` array of X (a 2-D Dask array of reals) with weights
     ``weights`` (None, a number, or a Dask array of shape (n_samples, 1))."""
+    import dask.array as da
+
     return da.reduction(
         X,
         _chunk_state,
@@ -151,6 +154,8 @@ def moments_graph(X, weights=None, split_every=None):
 def dask_weights(sample_weight, X):
     """``sample_weight`` ready for ``moments_graph``: None, a float, or a float64 Dask array of
     shape (n_samples, 1) chunked as X's rows. Values are checked in the workers."""
+    import dask.array as da
+
     if sample_weight is None or isinstance(sample_weight, numbers.Number):
         return None if sample_weight is None else float(sample_weight)
     if hasattr(sample_weight, "to_dask_array"):  # a dask Series
@@ -208,6 +213,8 @@ def _affine_block(x, centre, factor, shift):
 
 def lazy_affine(X, centre, factor, shift):
     """``(X - centre) * factor + shift`` per column of a Dask array: lazy, same chunks and dtype."""
+    import dask.array as da
+
     per_column = ((1,), X.chunks[1])
     params = (da.from_array(np.reshape(v, (1, -1)), per_column) for v in (centre, factor, shift))
     meta = np.empty((0, 0), X.dtype)
