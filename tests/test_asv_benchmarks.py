@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("bench_kernels", "bench_estimators", "bench_startup")
+MODULES = ("bench_kernels", "bench_estimators", "bench_startup", "bench_dask")
 PREFIXES = ("time_", "peakmem_", "track_", "timeraw_")
 
 

@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .. import functional as F
+from .._collections import is_dask_collection
 from .._persistence import checked_mlp_state, with_version
 from .._validation import input_errors
 from ._model_tools import ModelTools
@@ -161,6 +162,10 @@ class _BaseMLP(ModelTools, BaseEstimator):
         """Fit or continue fitting. A call that raises leaves the estimator as it was before
         it, except after Ctrl-C once an epoch has completed: the model then keeps the last
         completed epoch (weights, optimizer state, ``n_iter_``, ``t_``, ``loss_curve_``)."""
+        if is_dask_collection(X):  # blocks streamed through partial_fit (Dask is optional)
+            from ._dask import fit_blocks
+
+            return fit_blocks(self, X, y, incremental, classes, sample_weight)
         previous = self._snapshot()
         progress = {"epochs": 0}
         try:

@@ -7,15 +7,22 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .. import _validation as rules
+from .._collections import is_dask_collection
 from .._persistence import VersionedState
-from ._state import EXACT_ARRAYS, FLOAT_DTYPES, SPARSE_CENTRE, X_ACCEPTED, _StreamedState
+from ._state import (
+    EXACT_ARRAYS,
+    FLOAT_DTYPES,
+    RUNNING_ARRAYS,
+    SPARSE_CENTRE,
+    X_ACCEPTED,
+    _StreamedState,
+)
 from ._stats import (
     batch_moments,
-    biased_var,
     check_sample_weight,
     columns_affine,
-    ema_step,
     exact_merge,
+    fold_batch,
     per_feature,
 )
 
@@ -89,6 +96,11 @@ class BatchNormalizer(
     NaN values are ignored when learning the statistics and kept by ``transform``. Infinite values
     are rejected by ``fit`` and ``partial_fit`` and pass through ``transform``. float16 input is
     kept as float16 (statistics in float64), float32 as float32, anything else becomes float64.
+
+    Dask arrays and DataFrames (``pip install "fastnorm[dask]"``): ``fit`` and ``partial_fit``
+    compute each chunk's statistics in the workers and merge them exactly, bringing back only the
+    state; ``transform`` and ``inverse_transform`` return lazy Dask arrays (see the Dask page of
+    the documentation).
 
     Examples
     --------
@@ -188,12 +200,7 @@ class BatchNormalizer(
         return self._update(X, sample_weight, reset=not hasattr(self, "_moments"), stream=True)
 
     def _update_unguarded(self, X, sample_weight, reset, stream):
-        momentum = rules.check_params(self, self._parameter_constraints)["momentum"]
-        if not reset and momentum is None and not self._is_exact():
-            raise ValueError(
-                "momentum was changed to None after partial_fit with a float momentum: exact "
-                "statistics cannot be recovered from running averages; call fit first."
-            )
+        momentum = self._checked_momentum(reset)
         X = self._validate_batch(X, reset)
         n_features = X.shape[1]
         per_feature(self.scale, "scale", n_features)
@@ -203,23 +210,19 @@ class BatchNormalizer(
         # for a feature that has no value); fit keeps scikit-learn's rule against zero weight
         w = check_sample_weight(sample_weight, X.shape[0], allow_all_zero=stream)
         weight_b, mean_b, m2_b = batch_moments(X, w)
-        weighted = w is not None or (not reset and self._weighted)
-        rows = (X.shape[0] if w is None else np.count_nonzero(w)) + (0 if reset else self._n_rows)
-        if momentum is None:
-            zeros = np.zeros(n_features)
-            batch = (weight_b, mean_b, zeros, m2_b, zeros)
-            state = batch if reset else exact_merge(self._exact_moments(), batch)
-            self._set_state(dict(zip(EXACT_ARRAYS, state)), weighted, rows)
-            return
-        var_b = biased_var(m2_b, weight_b)
-        if reset:
-            old_w = np.zeros(n_features)
-            mean, var = mean_b, var_b
-        else:
-            old = self._moments
-            old_w = old["sum_weights"]
-            mean, var = ema_step(old_w, old["mean"], old["var"], weight_b, mean_b, var_b, momentum)
-        self._set_state({"sum_weights": old_w + weight_b, "mean": mean, "var": var}, weighted, rows)
+        zeros = np.zeros(n_features)
+        rows = X.shape[0] if w is None else np.count_nonzero(w)
+        batch = (weight_b, mean_b, zeros, m2_b, zeros)
+        self._add_batch(batch, rows, w is not None, reset, momentum)
+
+    def _add_batch(self, batch, rows, weighted, reset, momentum):
+        """Fold a batch's exact moments ``(sum_w, mean, mean_lo, m2, m2_lo)`` of ``rows`` rows of
+        positive weight into the state (they become it when ``reset``): the one update of
+        in-memory and Dask input."""
+        names = EXACT_ARRAYS if momentum is None else RUNNING_ARRAYS
+        state = fold_batch(None if reset else [self._moments[k] for k in names], batch, momentum)
+        weighted = weighted or (not reset and self._weighted)
+        self._set_state(dict(zip(names, state)), weighted, rows + (0 if reset else self._n_rows))
 
     def _exact_moments(self):
         m = self._moments
@@ -273,6 +276,10 @@ class BatchNormalizer(
         return (self.mean_ if with_mean else np.zeros(n)), factor, shift
 
     def _check_input(self, X, reset_names):
+        if is_dask_collection(X):
+            from ._dask import as_dask_array
+
+            return as_dask_array(self, X, False, X_ACCEPTED, check_names=reset_names)
         with rules.input_errors(X_ACCEPTED):
             if reset_names:
                 X = validate_data(

@@ -7,6 +7,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import _validation as rules
 from .. import functional as F
+from .._collections import is_dask_collection
 from .._persistence import VersionedState
 
 FLOAT_DTYPES = (np.float64, np.float32)
@@ -40,8 +41,13 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, VersionedState, Bas
         -------
         self : object
         """
-        with rules.input_errors(X_ACCEPTED):
-            X = validate_data(self, X, dtype=FLOAT_DTYPES)
+        if is_dask_collection(X):  # only the shape is needed: nothing is computed
+            from ._dask import as_dask_array
+
+            X = as_dask_array(self, X, True, X_ACCEPTED)
+        else:
+            with rules.input_errors(X_ACCEPTED):
+                X = validate_data(self, X, dtype=FLOAT_DTYPES)
         self._check_layout(self._check_params(), X.shape[1])
         return self
 
@@ -58,6 +64,13 @@ class _RowNormalizer(OneToOneFeatureMixin, TransformerMixin, VersionedState, Bas
             float32 for float32 input, float64 otherwise.
         """
         check_is_fitted(self)
+        if is_dask_collection(X):
+            from ._dask import as_dask_array, lazy_rows
+
+            X = as_dask_array(self, X, False, X_ACCEPTED)
+            params = self._check_params()
+            self._check_layout(params, X.shape[1])
+            return lazy_rows(self, X, params, X_ACCEPTED)
         with rules.input_errors(X_ACCEPTED):
             X = validate_data(self, X, reset=False, dtype=FLOAT_DTYPES, order="C")
         params = self._check_params()

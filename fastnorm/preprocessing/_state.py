@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import _validation as rules
+from .._collections import is_dask_collection
 from .._version import __version__
 from ._stats import batch_moments, biased_var, check_sample_weight, standard_scale
 
@@ -66,11 +67,26 @@ class _StreamedState:
 
     def _update(self, X, sample_weight, reset, stream):
         with self._all_or_nothing():
-            self._update_unguarded(X, sample_weight, reset, stream)
+            if is_dask_collection(X) or is_dask_collection(sample_weight):
+                from ._dask import update  # Dask is optional: imported when given
+
+                update(self, X, sample_weight, reset, stream, X_ACCEPTED)
+            else:
+                self._update_unguarded(X, sample_weight, reset, stream)
         return self
 
     def _is_exact(self):
         return "m2" in self._moments
+
+    def _checked_momentum(self, reset):
+        """The checked parameters' ``momentum``, refused when exact statistics cannot go on."""
+        momentum = rules.check_params(self, self._parameter_constraints)["momentum"]
+        if not reset and momentum is None and not self._is_exact():
+            raise ValueError(
+                "momentum was changed to None after partial_fit with a float momentum: exact "
+                "statistics cannot be recovered from running averages; call fit first."
+            )
+        return momentum
 
     def _check_mergeable(self, other):
         """``other`` holds exact statistics of the same features as ``self``."""

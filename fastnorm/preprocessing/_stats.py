@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_array
 
 from .. import _validation as rules
 from .. import functional as F
+from .._collections import is_dask_collection
 
 EPS64 = np.finfo(np.float64).eps
 
@@ -35,6 +36,22 @@ def exact_merge(state, batch):
     ``mean + mean_lo``, M2 ``m2 + m2_lo``): Chan's formula in double-double, so that streaming
     one row at a time loses nothing to rounding."""
     return F.merge_compensated_moments(state, batch)
+
+
+def fold_batch(old, batch, momentum):
+    """The state after a batch of exact moments ``(sum_w, mean, mean_lo, m2, m2_lo)``: with
+    ``momentum`` None the exact moments of both (``old`` the same five arrays), otherwise the
+    running ``(sum_w, mean, var)`` moved towards the batch's (``old`` those three). ``old`` None:
+    the batch alone. New arrays; ``old`` is not modified."""
+    if momentum is None:
+        return batch if old is None else exact_merge(old, batch)
+    weight_b, mean_b, mean_lo_b, m2_b, m2_lo_b = batch
+    mean_b, var_b = mean_b + mean_lo_b, biased_var(m2_b + m2_lo_b, weight_b)
+    if old is None:
+        return weight_b, mean_b, var_b
+    old_w, old_mean, old_var = old
+    mean, var = ema_step(old_w, old_mean, old_var, weight_b, mean_b, var_b, momentum)
+    return old_w + weight_b, mean, var
 
 
 def ema_step(old_w, old_mean, old_var, weight_b, mean_b, var_b, momentum):
@@ -130,7 +147,12 @@ def check_sample_weight(sample_weight, n_samples, allow_all_zero=False):
 
 def columns_affine(X, copy, centre, factor, shift):
     """``(X - centre) * factor + shift`` per column of X (dense or CSR/CSC, where centre and
-    shift are 0), in place when ``copy`` is False and X allows it; float16 computed in float32."""
+    shift are 0), in place when ``copy`` is False and X allows it; float16 computed in float32.
+    A Dask array gives a lazy Dask array (``copy`` does not apply)."""
+    if is_dask_collection(X):
+        from ._dask import lazy_affine
+
+        return lazy_affine(X, centre, factor, shift)
     if sp.issparse(X):
         out = X.copy() if copy else X
         F.sparse_scale_columns(X, factor, out.data)
