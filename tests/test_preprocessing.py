@@ -713,3 +713,15 @@ def test_recompute_statistics_replaces_moving_averages_by_exact_ones(rng, moment
         assert_allclose(bn.mean_, 0.9 * before + 0.1 * mean0, rtol=1e-12)
     with pytest.raises(ValueError, match="features"):
         bn.recompute_statistics(X[:, :3])
+
+
+def test_float_momentum_after_exact_statistics_starts_from_them():
+    """fit with momentum=None, then partial_fit with a float momentum: the exact statistics are
+    the running averages' starting point (this raised KeyError: 'var')."""
+    rng = np.random.default_rng(0)
+    X1, X2 = rng.normal(3.0, 2.0, (200, 3)), rng.normal(-1.0, 0.5, (50, 3))
+    scaler = BatchNormalizer().fit(X1)
+    scaler.set_params(momentum=0.1).partial_fit(X2)
+    np.testing.assert_allclose(scaler.mean_, 0.9 * X1.mean(0) + 0.1 * X2.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(scaler.var_, 0.9 * X1.var(0) + 0.1 * X2.var(0), rtol=1e-12)
+    assert scaler.n_samples_seen_ == 250

@@ -220,7 +220,8 @@ class BatchNormalizer(
         positive weight into the state (they become it when ``reset``): the one update of
         in-memory and Dask input."""
         names = EXACT_ARRAYS if momentum is None else RUNNING_ARRAYS
-        state = fold_batch(None if reset else [self._moments[k] for k in names], batch, momentum)
+        old = None if reset else self._state_as(names)
+        state = fold_batch(old, batch, momentum)
         weighted = weighted or (not reset and self._weighted)
         self._set_state(dict(zip(names, state)), weighted, rows + (0 if reset else self._n_rows))
 

@@ -75,6 +75,14 @@ class _StreamedState:
                 self._update_unguarded(X, sample_weight, reset, stream)
         return self
 
+    def _state_as(self, names):
+        """The state's arrays of ``names``; exact statistics seen as running averages (they start
+        them when a float momentum follows ``momentum=None``)."""
+        if names == RUNNING_ARRAYS and self._is_exact():
+            sum_w, mean, mean_lo, m2, m2_lo = self._exact_moments()
+            return sum_w, mean + mean_lo, biased_var(m2 + m2_lo, sum_w)
+        return [self._moments[k] for k in names]
+
     def _is_exact(self):
         return "m2" in self._moments
 
