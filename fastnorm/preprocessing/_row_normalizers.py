@@ -87,7 +87,7 @@ class LayerNormalizer(_RowNormalizer):
     Attributes
     ----------
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
     def __init__(self, *, eps=1e-5):
@@ -114,7 +114,7 @@ class GroupNormalizer(_RowNormalizer):
     Attributes
     ----------
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
     _parameter_constraints = {"n_groups": rules.POSITIVE_INT, "eps": rules.EPS}
@@ -153,7 +153,7 @@ class InstanceNormalizer(_RowNormalizer):
     Attributes
     ----------
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
     """
 
     _parameter_constraints = {"n_channels": rules.POSITIVE_INT, "eps": rules.EPS}
