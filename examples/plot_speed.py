@@ -62,14 +62,15 @@ print(
 )
 print("peer time / fastnorm time ('noisy': withheld, '-': not timed)")
 head = "".join(f"{LABELS[p] + ', ' + n + 'T':>17}" for n in thread_counts for p in PEERS)
-print(f"{'case':58}{head}")
+width = max(len(c) for c in cases) + 2
+print(f"{'case':{width}}{head}")
 for case in cases:
     cells = ""
     for n in thread_counts:
         for p in PEERS:
             r = ratios.get((n, case, p))
             cells += f"{'-' if r is None else 'noisy' if np.isnan(r) else f'{r:.2f}x':>17}"
-    print(f"{case[:57]:58}{cells}")
+    print(f"{case:{width}}{cells}")
 
 fig, axes = plt.subplots(1, len(thread_counts), figsize=(12, 0.32 * len(cases) + 1.5), sharey=True)
 axes = np.atleast_1d(axes)
