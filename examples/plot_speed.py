@@ -72,7 +72,9 @@ for case in cases:
             cells += f"{'-' if r is None else 'noisy' if np.isnan(r) else f'{r:.2f}x':>17}"
     print(f"{case:{width}}{cells}")
 
-fig, axes = plt.subplots(1, len(thread_counts), figsize=(12, 0.32 * len(cases) + 1.5), sharey=True)
+fig, axes = plt.subplots(
+    1, len(thread_counts), figsize=(12, 0.32 * len(cases) + 1.5), sharex=True, sharey=True
+)
 axes = np.atleast_1d(axes)
 height = 0.8 / len(PEERS)
 positions = np.arange(len(cases))
@@ -82,6 +84,9 @@ for ax, n in zip(axes, thread_counts):
             [np.nan if ratios.get((n, c, peer)) is None else ratios[n, c, peer] for c in cases]
         )
         ax.barh(positions + (k - 1) * height, values, height, label=LABELS[peer], color=f"C{k}")
+        for i, c in enumerate(cases):
+            if ratios.get((n, c, peer)) is not None and np.isnan(ratios[n, c, peer]):
+                ax.text(1.05, i + (k - 1) * height, "noisy", va="center", fontsize=6, color="gray")
     ax.axvline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("peer time / fastnorm time (> 1: fastnorm faster)")
@@ -94,3 +99,12 @@ fig.suptitle(
 )
 fig.tight_layout()
 plt.show()
+
+# %%
+# What the run committed when this was written shows: fastnorm's kernels are 3-5x faster than
+# PyTorch's on large channels-first batch norm, 1.8-3.5x on layer, group and instance norm, and
+# 20x on RMS norm at one thread; NumPy is 3-24x slower. fastnorm is slower than PyTorch on
+# channels-last batch norm (0.8x) and on the (4096, 1024) batch norm at two threads (0.7x).
+# ``BatchNormalizer`` is 2-31x faster than ``StandardScaler``, and an MLP epoch with batch norm
+# 1.4x faster than PyTorch's, while MLP inference is slower (0.3-0.9x). Ratios withheld as noisy
+# are marked.
