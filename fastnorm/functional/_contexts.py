@@ -156,7 +156,32 @@ def channel_norm_backward(ctx, grad_out, *, out=None):
     """Gradients (input, weight, bias) of batch, group or instance norm from a saved context.
 
     ``out``, an array of the input's shape and dtype, receives the input gradient (it may be
-    ``grad_out`` itself, not the forward's input)."""
+    ``grad_out`` itself, not the forward's input).
+
+    Parameters
+    ----------
+    ctx : context
+        As returned by :func:`batch_norm_forward`, :func:`group_norm_forward` or
+        :func:`instance_norm_forward`.
+    grad_out : ndarray
+        Gradient of the loss with respect to the forward's output.
+    out : ndarray, optional
+        Receives the input gradient.
+
+    Returns
+    -------
+    grad_input : ndarray of the input's shape
+    grad_weight, grad_bias : ndarray of shape (C,), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import batch_norm_forward, channel_norm_backward
+    >>> y, ctx = batch_norm_forward(np.array([[1.0], [3.0]]), training=True, eps=0.0)
+    >>> channel_norm_backward(ctx, np.array([[1.0], [1.0]]))
+    (array([[0.],
+           [0.]]), array([0.]), array([2.]))
+    """
     if not isinstance(ctx, (_Context, RenormContext)):
         raise TypeError(
             "ctx must be a context returned by batch_norm_forward, group_norm_forward or "

@@ -25,7 +25,33 @@ def batch_norm_forward(
     renorm=None,
     virtual_batch_size=None,
 ):
-    """``batch_norm`` that also returns the context its backward pass needs."""
+    """``batch_norm`` that also returns the context its backward pass needs.
+
+    Parameters
+    ----------
+    x, running_mean, running_var, weight, bias, training, momentum, eps, axis, out, \
+sample_weight, renorm, virtual_batch_size
+        As for :func:`fastnorm.batch_norm`.
+
+    Returns
+    -------
+    out : ndarray
+        As :func:`fastnorm.batch_norm` returns it.
+    ctx : context
+        What the backward pass needs; ``ctx.backward(grad_out)`` returns
+        ``(grad_input, grad_weight, grad_bias)`` (or :func:`channel_norm_backward`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import batch_norm_forward
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> y, ctx = batch_norm_forward(x, training=True, eps=0.0)
+    >>> grad_x, grad_weight, grad_bias = ctx.backward(np.array([[1.0, 0.0], [0.0, 0.0]]))
+    >>> grad_x, grad_weight, grad_bias
+    (array([[0., 0.],
+           [0., 0.]]), array([-1.,  0.]), array([1., 0.]))
+    """
     return _batch_norm(
         x,
         running_mean,
@@ -264,7 +290,25 @@ def batch_norm(
 
 
 def feature_moments(x):
-    """(mean, M2) of each column of a 2-D array over its rows, accumulated in float64."""
+    """(mean, M2) of each column of a 2-D array over its rows, accumulated in float64.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_rows, n_columns)
+        Non-empty.
+
+    Returns
+    -------
+    mean, m2 : ndarray of shape (n_columns,), float64
+        The mean and the sum of squared deviations from it (``var = m2 / n_rows``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import feature_moments
+    >>> feature_moments(np.array([[1.0, 10.0], [3.0, 30.0]], dtype=np.float32))
+    (array([ 2., 20.]), array([  2., 200.]))
+    """
     x = checks.as_float_array(x)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"feature_moments expects a non-empty 2-D array, got shape {x.shape}")

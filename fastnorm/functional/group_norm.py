@@ -73,7 +73,32 @@ def _same_view(arr, layout):
 
 
 def group_norm_forward(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=None):
-    """``group_norm`` that also returns the context its backward pass needs."""
+    """``group_norm`` that also returns the context its backward pass needs.
+
+    Parameters
+    ----------
+    x, num_groups, weight, bias, eps, axis, out
+        As for :func:`fastnorm.group_norm`.
+
+    Returns
+    -------
+    out : ndarray
+        As :func:`fastnorm.group_norm` returns it.
+    ctx : context
+        What the backward pass needs; ``ctx.backward(grad_out)`` returns
+        ``(grad_input, grad_weight, grad_bias)`` (or :func:`channel_norm_backward`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import group_norm_forward
+    >>> x = np.array([[1.0, 3.0, 10.0, 30.0]])
+    >>> y, ctx = group_norm_forward(x, 2, np.ones(4), np.zeros(4), eps=0.0)
+    >>> y
+    array([[-1.,  1., -1.,  1.]])
+    >>> ctx.backward(np.ones_like(y))[2]  # the bias gradient
+    array([1., 1., 1., 1.])
+    """
     return _group_norm(x, num_groups, weight, bias, eps, axis, out, save=True)
 
 
@@ -98,6 +123,25 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, axis=1, out=N
     Each sample's channels are split into ``num_groups`` contiguous groups; each group is
     normalized over its channels and all spatial positions, then ``weight``/``bias`` (shape (C,))
     scale and shift each channel. ``axis`` is the channel axis: 1 (default) or -1 (channels last).
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, ...)
+        float32 or float64 (integers are converted to float64); at least 2-D.
+    num_groups : int
+        Number of groups; must divide ``C``.
+    weight, bias : array-like of shape (C,), optional
+        Per-channel scale and shift.
+    eps : float, default 1e-5
+        Added to the variance; a finite real >= 0.
+    axis : {1, -1}, default 1
+        The channel axis.
+    out : ndarray, optional
+        Array of x's shape and dtype to write the result into.
+
+    Returns
+    -------
+    ndarray of x's shape and floating dtype.
 
     Examples
     --------
@@ -126,7 +170,29 @@ def instance_norm_forward(
     axis=1,
     out=None,
 ):
-    """``instance_norm`` that also returns the context its backward pass needs."""
+    """``instance_norm`` that also returns the context its backward pass needs.
+
+    Parameters
+    ----------
+    x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, axis, out
+        As for :func:`fastnorm.instance_norm`.
+
+    Returns
+    -------
+    out : ndarray
+        As :func:`fastnorm.instance_norm` returns it.
+    ctx : context
+        What the backward pass needs; ``ctx.backward(grad_out)`` returns
+        ``(grad_input, grad_weight, grad_bias)`` (or :func:`channel_norm_backward`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import instance_norm_forward
+    >>> y, ctx = instance_norm_forward(np.array([[[1.0, 3.0]]]), eps=0.0)
+    >>> y, ctx.backward(np.ones_like(y))[0]  # a constant gradient does not reach the input
+    (array([[[-1.,  1.]]]), array([[[0., 0.]]]))
+    """
     return _instance_norm(
         x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps, axis, out, True
     )
@@ -190,6 +256,30 @@ def instance_norm(
     Each (sample, channel) is normalized over its spatial positions. With running statistics and
     ``use_input_stats``, they are updated in place with the batch average of the instance
     statistics; with ``use_input_stats=False`` the running statistics normalize instead.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, C, ...)
+        float32 or float64, with at least one spatial dimension of more than one position in
+        total.
+    running_mean, running_var : ndarray of shape (C,), optional
+        Updated in place with ``use_input_stats``; used to normalize without it.
+    weight, bias : array-like of shape (C,), optional
+        Per-channel scale and shift.
+    use_input_stats : bool, default True
+        Normalize with each instance's own statistics.
+    momentum : float, default 0.1
+        Weight of the new batch in the running averages.
+    eps : float, default 1e-5
+        Added to the variance.
+    axis : {1, -1}, default 1
+        The channel axis.
+    out : ndarray, optional
+        Array of x's shape and dtype to write the result into.
+
+    Returns
+    -------
+    ndarray of x's shape and floating dtype.
 
     Examples
     --------

@@ -63,7 +63,29 @@ def _rows_forward(x, normalized_shape, weight, bias, eps, out, subtract_mean, sa
 
 
 def layer_norm_forward(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=None):
-    """``layer_norm`` that also returns the context its backward pass needs."""
+    """``layer_norm`` that also returns the context its backward pass needs.
+
+    Parameters
+    ----------
+    x, normalized_shape, weight, bias, eps, out
+        As for :func:`fastnorm.layer_norm`.
+
+    Returns
+    -------
+    out : ndarray
+        As :func:`fastnorm.layer_norm` returns it.
+    ctx : context
+        What the backward pass needs; ``ctx.backward(grad_out)`` returns
+        ``(grad_input, grad_weight, grad_bias)`` (or :func:`rows_norm_backward`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import layer_norm_forward
+    >>> y, ctx = layer_norm_forward(np.array([[1.0, 3.0]]), 2, np.ones(2), np.zeros(2), eps=0.0)
+    >>> y, ctx.backward(np.array([[1.0, 0.0]]))[1]  # the weight gradient: grad_out * x_hat
+    (array([[-1.,  1.]]), array([-1.,  0.]))
+    """
     return _layer_norm(x, normalized_shape, weight, bias, eps, out, save=True)
 
 
@@ -80,6 +102,23 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
     Each sample is normalized over its trailing dimensions ``normalized_shape``; ``weight`` and
     ``bias`` (of shape ``normalized_shape``) then scale and shift each element.
 
+    Parameters
+    ----------
+    x : ndarray whose trailing dimensions are ``normalized_shape``
+        float32 or float64 (integers are converted to float64).
+    normalized_shape : int or tuple of int
+        The trailing dimensions normalized over.
+    weight, bias : array-like of shape normalized_shape, optional
+        Element-wise scale and shift.
+    eps : float, default 1e-5
+        Added to the variance.
+    out : ndarray, optional
+        Array of x's shape and dtype to write the result into.
+
+    Returns
+    -------
+    ndarray of x's shape and floating dtype.
+
     Examples
     --------
     >>> import numpy as np
@@ -92,7 +131,31 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 
 
 def rms_norm_forward(x, normalized_shape, weight=None, eps=None, *, out=None):
-    """``rms_norm`` that also returns the context its backward pass needs."""
+    """``rms_norm`` that also returns the context its backward pass needs.
+
+    Parameters
+    ----------
+    x, normalized_shape, weight, eps, out
+        As for :func:`fastnorm.rms_norm`.
+
+    Returns
+    -------
+    out : ndarray
+        As :func:`fastnorm.rms_norm` returns it.
+    ctx : context
+        What the backward pass needs; ``ctx.backward(grad_out)`` returns
+        ``(grad_input, grad_weight, grad_bias)`` (or :func:`rows_norm_backward`); RMS norm has
+        no bias: its third gradient is that of a bias it does not use.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import rms_norm_forward
+    >>> y, ctx = rms_norm_forward(np.array([[3.0, 4.0]]), 2, eps=0.0)
+    >>> grad_x = ctx.backward(np.ones_like(y))[0]
+    >>> grad_x.shape
+    (1, 2)
+    """
     return _rms_norm(x, normalized_shape, weight, eps, out, save=True)
 
 
@@ -110,6 +173,23 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None):
     ``y = x / sqrt(mean(x**2) + eps) * weight`` over the trailing ``normalized_shape`` dimensions;
     ``eps=None`` uses the machine epsilon of x's dtype.
 
+    Parameters
+    ----------
+    x : ndarray whose trailing dimensions are ``normalized_shape``
+        float32 or float64.
+    normalized_shape : int or tuple of int
+        The trailing dimensions normalized over.
+    weight : array-like of shape normalized_shape, optional
+        Element-wise scale.
+    eps : float or None, default None
+        Added to the mean square.
+    out : ndarray, optional
+        Array of x's shape and dtype to write the result into.
+
+    Returns
+    -------
+    ndarray of x's shape and floating dtype.
+
     Examples
     --------
     >>> import numpy as np
@@ -124,7 +204,31 @@ def rows_norm_backward(ctx, grad_out, *, out=None):
     """Gradients (input, weight, bias) of layer or RMS norm from a saved context.
 
     ``out``, an array of the input's shape and dtype, receives the input gradient (it may be
-    ``grad_out`` itself, not the forward's input)."""
+    ``grad_out`` itself, not the forward's input).
+
+    Parameters
+    ----------
+    ctx : context
+        As returned by :func:`layer_norm_forward` or :func:`rms_norm_forward`.
+    grad_out : ndarray
+        Gradient of the loss with respect to the forward's output.
+    out : ndarray, optional
+        Receives the input gradient.
+
+    Returns
+    -------
+    grad_input : ndarray of the input's shape
+    grad_weight, grad_bias : ndarray of shape normalized_shape, float64
+        Computed whether or not the forward had a weight and a bias.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import layer_norm_forward, rows_norm_backward
+    >>> y, ctx = layer_norm_forward(np.array([[1.0, 3.0]]), 2, np.ones(2), np.zeros(2))
+    >>> rows_norm_backward(ctx, np.ones_like(y))[2]
+    array([1., 1.])
+    """
     if not isinstance(ctx, RowsContext):
         raise TypeError(
             "ctx must be a context returned by layer_norm_forward or rms_norm_forward, "

@@ -17,6 +17,23 @@ def column_moments(x, sample_weight=None):
     Accumulated in float64, bitwise independent of the thread count. The mean is NaN where a
     column has no weight. Raises ``ValueError`` when an infinite value (or an overflowing sum) is
     met.
+
+    Parameters
+    ----------
+    x : ndarray of shape (A, B), float32 or float64, C-contiguous
+    sample_weight : ndarray of shape (A,), float64, optional
+
+    Returns
+    -------
+    sum_weights, mean, m2 : ndarray of shape (B,), float64
+        The number of (weighted) values, their mean, and the sum of squared deviations.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import column_moments
+    >>> column_moments(np.array([[1.0, 10.0], [3.0, np.nan]]))  # NaN: a missing value
+    (array([2., 1.]), array([ 2., 10.]), array([2., 0.]))
     """
     row_block, col_block = schedule.column_blocks(*x.shape)
     weight_sum, mean, m2, nonfinite = moments.column_moments(
@@ -32,7 +49,28 @@ def column_moments(x, sample_weight=None):
 
 def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     """Moments ``(n, mean, M2)`` of the union of two sets, element-wise over float64 arrays
-    (Chan et al.'s pairwise formula, the one every merge in fastnorm uses)."""
+    (Chan et al.'s pairwise formula, the one every merge in fastnorm uses).
+
+    Parameters
+    ----------
+    n_a, mean_a, m2_a : array-like
+        Count (or sum of weights), mean and sum of squared deviations of the first set.
+    n_b, mean_b, m2_b : array-like of the same shape
+        The same for the second set.
+
+    Returns
+    -------
+    n, mean, m2 : ndarray, float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import merge_moments
+    >>> a, b = np.array([1.0, 3.0]), np.array([5.0, 7.0, 9.0])
+    >>> n, mean, m2 = merge_moments(2, a.mean(), a.var() * 2, 3, b.mean(), b.var() * 3)
+    >>> n, mean, m2 / n, np.var([1.0, 3.0, 5.0, 7.0, 9.0])
+    (array([5.]), array([5.]), array([8.]), np.float64(8.0))
+    """
     args = [
         np.ascontiguousarray(a, dtype=np.float64) for a in (n_a, mean_a, m2_a, n_b, mean_b, m2_b)
     ]
@@ -44,7 +82,28 @@ def merge_compensated_moments(a, b):
     ``(n, mean, mean_lo, m2, m2_lo)`` where the mean is ``mean + mean_lo`` and M2 is
     ``m2 + m2_lo`` (double-double): Chan's formula with every rounding error carried in the low
     parts. A set fresh from ``column_moments`` has zero low parts. Returns new arrays, the same
-    five."""
+    five.
+
+    Parameters
+    ----------
+    a, b : sequence of five array-like
+        ``(n, mean, mean_lo, m2, m2_lo)`` of each set, of equal lengths.
+
+    Returns
+    -------
+    tuple of five ndarray, float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import merge_compensated_moments
+    >>> zero = np.zeros(1)
+    >>> a = (np.array([2.0]), np.array([2.0]), zero, np.array([2.0]), zero)  # {1, 3}
+    >>> b = (np.array([1.0]), np.array([8.0]), zero, zero, zero)  # {8}
+    >>> n, mean, mean_lo, m2, m2_lo = merge_compensated_moments(a, b)
+    >>> n, mean + mean_lo, (m2 + m2_lo) / n, np.var([1.0, 3.0, 8.0])
+    (array([3.]), array([4.]), array([8.66666667]), np.float64(8.666666666666666))
+    """
     args = [np.ascontiguousarray(v, dtype=np.float64).reshape(-1) for v in (*a, *b)]
     if len(args) != 10 or len({v.shape for v in args}) != 1:
         raise ValueError(
@@ -60,7 +119,26 @@ def update_running_stats(running_mean, running_var, mean, var, momentum):
     ``running_mean`` and ``running_var`` are writeable, C-contiguous 1-D float32/float64 arrays;
     ``mean`` and ``var`` anything NumPy turns into float64 arrays of their length. Which variance
     is averaged (biased or unbiased) is the caller's choice, as is a cumulative average
-    (``momentum = 1 / (batches + 1)``)."""
+    (``momentum = 1 / (batches + 1)``).
+
+    Parameters
+    ----------
+    running_mean, running_var : ndarray of shape (C,)
+        Updated in place.
+    mean, var : array-like of shape (C,)
+        The new batch's statistics.
+    momentum : float
+        Weight of the new values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.functional import update_running_stats
+    >>> running_mean, running_var = np.zeros(2, np.float32), np.ones(2, np.float32)
+    >>> update_running_stats(running_mean, running_var, [10.0, 20.0], [3.0, 5.0], 0.1)
+    >>> running_mean, running_var
+    (array([1., 2.], dtype=float32), array([1.2, 1.4], dtype=float32))
+    """
     mean = np.ascontiguousarray(mean, dtype=np.float64).reshape(-1)
     var = np.ascontiguousarray(var, dtype=np.float64).reshape(-1)
     if not (running_mean.shape == running_var.shape == mean.shape == var.shape):

@@ -27,6 +27,24 @@ def sparse_column_moments(X, sample_weight=None):
     Accumulated in float64, bitwise independent of the thread count; the mean is NaN where a
     column has no weight. Raises ``ValueError`` when an infinite value (or an overflowing sum) is
     stored. A matrix with duplicate entries or unsorted indices is summed on a copy first.
+
+    Parameters
+    ----------
+    X : scipy.sparse CSR or CSC matrix (or array) of shape (n_rows, n_cols), float32 or float64
+    sample_weight : array-like of shape (n_rows,), optional
+
+    Returns
+    -------
+    sum_weights, mean, m2 : ndarray of shape (n_cols,), float64
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from fastnorm.functional import sparse_column_moments
+    >>> X = sp.csr_matrix(np.array([[0.0, 2.0], [4.0, 0.0]]))
+    >>> sparse_column_moments(X)  # implicit zeros count
+    (array([2., 2.]), array([2., 1.]), array([8., 2.]))
     """
     fmt = _check_sparse(X)
     n_rows, n_cols = X.shape
@@ -59,6 +77,29 @@ def sparse_scale_columns(X, factor, out_data):
     ``factor`` holds one float64 value per column; ``out_data`` is a writeable 1-D array of the
     dtype and length of ``X.data`` (``X.data`` itself scales in place). NaN stays NaN. Duplicate
     entries are scaled each on its own, so the result is the scaled matrix either way.
+
+    Parameters
+    ----------
+    X : scipy.sparse CSR or CSC matrix (or array), float32 or float64
+    factor : array-like of shape (n_cols,)
+    out_data : ndarray like ``X.data``
+
+    Returns
+    -------
+    ndarray
+        ``out_data``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import scipy.sparse as sp
+    >>> from fastnorm.functional import sparse_scale_columns
+    >>> X = sp.csr_matrix(np.array([[0.0, 2.0], [4.0, 0.0]]))
+    >>> sparse_scale_columns(X, np.array([0.5, 10.0]), X.data)  # in place
+    array([20.,  2.])
+    >>> X.toarray()
+    array([[ 0., 20.],
+           [ 2.,  0.]])
     """
     fmt = _check_sparse(X)
     factor = np.ascontiguousarray(factor, dtype=np.float64)

@@ -32,7 +32,25 @@ __all__ = [
 
 
 class TrainingDivergedError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite.
+
+    Raised by ``fit`` and ``partial_fit`` of the MLP estimators; the estimator is left as it was
+    before the call. A lower ``learning_rate_init`` (or a normalization layer) usually helps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import MLPRegressor
+    >>> from fastnorm.neural_network import TrainingDivergedError
+    >>> X = np.random.default_rng(0).standard_normal((64, 3))
+    >>> model = MLPRegressor((32,), solver="sgd", learning_rate_init=1e6, max_iter=5,
+    ...                      random_state=0)
+    >>> try:
+    ...     model.fit(X, X.sum(axis=1))
+    ... except TrainingDivergedError:
+    ...     print("diverged; fitted:", hasattr(model, "net_"))
+    diverged; fitted: False
+    """
 
 
 class Callback:

@@ -35,6 +35,36 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
       targets' mean.
 
     ``validation_scores_`` hold R² on the held-out set.
+
+    Parameters
+    ----------
+    hidden_layer_sizes, activation, normalization, norm_groups, virtual_batch_size, \
+bn_momentum, dropout, solver, learning_rate_init, alpha, learning_rate, power_t, \
+warmup_fraction, weight_decay, momentum, nesterovs_momentum, beta_1, beta_2, epsilon, \
+batch_size, max_iter, shuffle, random_state, early_stopping, validation_fraction, \
+n_iter_no_change, tol, warm_start, verbose, n_threads, dtype
+        As for :class:`MLPClassifier`.
+    loss : {"squared_error", "poisson"}, default "squared_error"
+        See above.
+
+    Attributes
+    ----------
+    n_features_in_, n_outputs_, n_layers_, out_activation_ (``"identity"`` or ``"exp"``),
+    n_iter_, t_, loss_, loss_curve_, best_loss_, validation_scores_, best_validation_score_,
+    coefs_, intercepts_, net_, batchnorm_folded_
+        As for :class:`MLPClassifier`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import MLPRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((500, 4))
+    >>> y = 100.0 * X[:, 0] - 50.0 * X[:, 1] ** 2 + 1000.0  # any scale: targets are standardized
+    >>> model = MLPRegressor((64, 64), normalization="layer", learning_rate_init=0.01,
+    ...                      tol=1e-3, random_state=0).fit(X, y)
+    >>> model.score(X, y) > 0.95
+    True
     """
 
     _parameter_constraints = REGRESSOR_CONSTRAINTS

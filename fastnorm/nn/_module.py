@@ -19,7 +19,22 @@ _LEGACY_SAVED = ("_x", "_out", "_ctx", "_mask", "_cdf", "_t")
 class StateDict(collections.OrderedDict):
     """What :meth:`Module.state_dict` returns: an ordered ``key -> numpy array`` mapping with a
     ``metadata`` dict (``{"format": 1, "fastnorm_version": ...}``). A plain dict (for instance
-    ``{k: t.numpy() for k, t in torch_model.state_dict().items()}``) loads too."""
+    ``{k: t.numpy() for k, t in torch_model.state_dict().items()}``) loads too.
+
+    Parameters
+    ----------
+    *args, **kwargs
+        As for :class:`collections.OrderedDict`.
+    metadata : dict, optional
+        Format number and fastnorm version of the state.
+
+    Examples
+    --------
+    >>> from fastnorm.nn import BatchNorm
+    >>> state = BatchNorm(2).state_dict()
+    >>> list(state), state.metadata["format"]
+    (['weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked'], 1)
+    """
 
     def __init__(self, *args, metadata=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -42,6 +57,29 @@ class Module:
     - ``train()`` / ``eval()`` switch ``training``; both return the layer.
 
     Gradients are not pickled either: an unpickled layer starts with zero gradients.
+
+    Examples
+    --------
+    A layer of one's own: a learned per-feature scale.
+
+    >>> import numpy as np
+    >>> from fastnorm.nn import Module, SGD
+    >>> class Scale(Module):
+    ...     def __init__(self, n):
+    ...         super().__init__()
+    ...         self.register_parameter("weight", np.ones(n))
+    ...     def forward(self, x):
+    ...         self._saved["x"] = x
+    ...         return x * self.params["weight"]
+    ...     def backward(self, grad_out):
+    ...         self.grads["weight"][...] = (grad_out * self._saved["x"]).sum(axis=0)
+    ...         return grad_out * self.params["weight"]
+    >>> layer = Scale(2)
+    >>> y = layer.forward(np.array([[1.0, 2.0]]))
+    >>> _ = layer.backward(np.ones_like(y))
+    >>> SGD(layer, lr=0.5).step()
+    >>> layer.params["weight"], list(layer.state_dict())
+    (array([0.5, 0. ]), ['weight'])
     """
 
     training = True

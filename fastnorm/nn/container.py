@@ -16,6 +16,27 @@ class Sequential(Module):
     (``"0.weight"``, ``"2.bias"``, ``"1.0.weight"`` for nested containers). They are rebuilt on each
     access from the children's dictionaries, so they always hold the children's current arrays:
     updating ``seq.params[key]`` in place updates the layer.
+
+    Parameters
+    ----------
+    *layers : Module
+        The layers, in order (or one list or tuple of them). Indexing gives a layer, slicing a
+        new ``Sequential`` sharing the same layers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import BatchNorm, Linear, ReLU, Sequential
+    >>> net = Sequential(Linear(4, 8, bias=False, random_state=0), BatchNorm(8), ReLU(),
+    ...                  Linear(8, 2, random_state=1))
+    >>> y = net.forward(np.ones((5, 4), dtype=np.float32))
+    >>> y.shape
+    (5, 2)
+    >>> grad_x = net.backward(np.ones_like(y))  # fills net.grads
+    >>> sorted(net.grads)
+    ['0.weight', '1.bias', '1.weight', '3.bias', '3.weight']
+    >>> len(net[:2])
+    2
     """
 
     def __init__(self, *layers):
@@ -111,6 +132,32 @@ def fold_batchnorm(seq):
     float64 and cast to the layer's dtype. Returns a new ``Sequential`` (the input is not modified)
     in eval mode; nested ``Sequential`` containers are folded recursively. A batch norm that is not
     preceded by a ``Linear`` (or that does not track running statistics) is kept as it is.
+
+    Parameters
+    ----------
+    seq : Sequential
+        A network in eval mode (``seq.eval()``).
+
+    Returns
+    -------
+    Sequential
+        The folded network, in eval mode.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import BatchNorm, Linear, ReLU, Sequential, fold_batchnorm
+    >>> net = Sequential(Linear(4, 8, bias=False, random_state=0), BatchNorm(8), ReLU())
+    >>> x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
+    >>> _ = net.forward(x)  # one training step's statistics
+    >>> folded = fold_batchnorm(net.eval())
+    >>> folded
+    Sequential(
+      (0): Linear(in_features=4, out_features=8, bias=True)
+      (1): ReLU()
+    )
+    >>> np.allclose(folded.forward(x), net.forward(x), atol=1e-5)
+    True
     """
     from .layers import Linear
 

@@ -76,6 +76,21 @@ class Linear(Module):
     The matrix products go to BLAS through ``numpy.matmul``; the weight and bias gradients are
     written into the existing ``grads`` arrays. Set ``input_grad = False`` on a first layer to
     skip computing the gradient with respect to the data (``backward`` then returns ``None``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import Linear
+    >>> linear = Linear(3, 2, random_state=0)
+    >>> linear.weight.shape, linear.bias
+    ((2, 3), array([0., 0.], dtype=float32))
+    >>> x = np.ones((4, 3), dtype=np.float32)
+    >>> y = linear.forward(x)
+    >>> np.allclose(y, x @ linear.weight.T)
+    True
+    >>> grad_x = linear.backward(np.ones_like(y))
+    >>> linear.grads["bias"]  # the sum of grad_out over the rows
+    array([4., 4.], dtype=float32)
     """
 
     def __init__(
@@ -166,7 +181,15 @@ class _Activation(Module):
 
 
 class Identity(_Activation):
-    """``y = x``."""
+    """``y = x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import Identity
+    >>> Identity().forward(np.array([-1.0, 2.0]))
+    array([-1.,  2.])
+    """
 
     def forward(self, x):
         return x
@@ -176,7 +199,18 @@ class Identity(_Activation):
 
 
 class ReLU(_Activation):
-    """``y = max(x, 0)``; the gradient at 0 is 0 (as in PyTorch)."""
+    """``y = max(x, 0)``; the gradient at 0 is 0 (as in PyTorch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import ReLU
+    >>> relu = ReLU()
+    >>> relu.forward(np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 2.])
+    >>> relu.backward(np.ones(3))
+    array([0., 0., 1.])
+    """
 
     def forward(self, x):
         x = real_input(x)
@@ -192,7 +226,21 @@ class ReLU(_Activation):
 
 
 class GELU(_Activation):
-    """``y = x * Phi(x)`` (exact, with erf) or the tanh approximation, like ``torch.nn.GELU``."""
+    """``y = x * Phi(x)`` (exact, with erf) or the tanh approximation, like ``torch.nn.GELU``.
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, default "none"
+        ``"none"``: ``Phi`` is the normal distribution function (with ``erf``); ``"tanh"``: its
+        tanh approximation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import GELU
+    >>> GELU().forward(np.array([-1.0, 0.0, 1.0])).round(4)
+    array([-0.1587,  0.    ,  0.8413])
+    """
 
     def __init__(self, approximate="none"):
         super().__init__()
@@ -229,7 +277,15 @@ class GELU(_Activation):
 
 
 class Tanh(_Activation):
-    """``y = tanh(x)``."""
+    """``y = tanh(x)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import Tanh
+    >>> Tanh().forward(np.array([0.0, 1.0])).round(4)
+    array([0.    , 0.7616])
+    """
 
     def forward(self, x):
         out = np.tanh(real_input(x))
@@ -242,7 +298,15 @@ class Tanh(_Activation):
 
 
 class Sigmoid(_Activation):
-    """``y = 1 / (1 + exp(-x))``, computed without overflow."""
+    """``y = 1 / (1 + exp(-x))``, computed without overflow.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import Sigmoid
+    >>> Sigmoid().forward(np.array([-1000.0, 0.0, 1000.0]))
+    array([0. , 0.5, 1. ])
+    """
 
     def forward(self, x):
         from scipy.special import expit
@@ -260,7 +324,23 @@ class Dropout(Module):
     """Inverted dropout: in training, zero each element with probability ``p`` and scale the rest
     by ``1 / (1 - p)``; in eval mode, the identity.
 
-    ``random_state`` (int, Generator or None) seeds the masks.
+    Parameters
+    ----------
+    p : float in [0, 1], default 0.5
+        Probability of zeroing each element.
+    random_state : int, numpy.random.Generator or None
+        Seeds the masks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import Dropout
+    >>> drop = Dropout(0.5, random_state=0)
+    >>> y = drop.forward(np.ones(8))
+    >>> sorted(set(y.tolist()))  # zeroed, or scaled by 1 / (1 - p)
+    [0.0, 2.0]
+    >>> drop.eval().forward(np.ones(3))  # eval mode: the identity
+    array([1., 1., 1.])
     """
 
     def __init__(self, p=0.5, *, random_state=None):

@@ -47,6 +47,21 @@ class CrossEntropyLoss(_Loss):
     ``forward(logits, target)``: ``logits`` of shape ``(N, K)``, ``target`` integers in
     ``[0, K)`` of shape ``(N,)``. Computed as ``logsumexp(z) - z[target]`` with ``z`` shifted by
     the row maximum; the per-row losses are summed in float64.
+
+    ``forward`` returns the mean loss as a Python float; ``backward()`` (no argument) returns its
+    gradient with respect to the logits, ``(softmax(logits) - onehot(target)) / N``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import CrossEntropyLoss
+    >>> loss = CrossEntropyLoss()
+    >>> logits = np.array([[0.0, 0.0], [10.0, -10.0]])
+    >>> round(loss.forward(logits, np.array([0, 0])), 4)  # (log 2 + ~0) / 2
+    0.3466
+    >>> loss.backward().round(3)
+    array([[-0.25,  0.25],
+           [-0.  ,  0.  ]])
     """
 
     def forward(self, logits, target):
@@ -84,7 +99,21 @@ class CrossEntropyLoss(_Loss):
 
 
 class MSELoss(_Loss):
-    """Mean squared error over all elements (``torch.nn.MSELoss()``)."""
+    """Mean squared error over all elements (``torch.nn.MSELoss()``).
+
+    ``forward(prediction, target)`` returns the mean of ``(prediction - target) ** 2`` as a
+    Python float; ``backward()`` returns ``2 * (prediction - target) / size``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import MSELoss
+    >>> loss = MSELoss()
+    >>> loss.forward(np.array([1.0, 2.0]), np.array([0.0, 0.0]))
+    2.5
+    >>> loss.backward()
+    array([1., 2.])
+    """
 
     def forward(self, prediction, target):
         prediction = real_input(prediction, "prediction")

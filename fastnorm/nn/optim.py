@@ -182,6 +182,32 @@ class SGD(Optimizer):
     ``g += weight_decay * p``; with momentum ``buf = momentum * buf + (1 - dampening) * g``
     (``buf = g`` on the first step), ``g = g + momentum * buf`` if ``nesterov`` else ``buf``;
     ``p -= lr * g``.
+
+    Parameters
+    ----------
+    params : Module, dict of str to ndarray, or iterable of ndarray
+        The arrays to update in place. With a Module, ``step()`` reads its ``grads``; otherwise
+        pass the gradients to ``step(grads)`` as a dict with the same keys.
+    lr : float >= 0, default 0.01
+        Learning rate.
+    momentum : float >= 0, default 0.0
+        Momentum factor.
+    dampening : float, default 0.0
+        Dampening of the momentum.
+    weight_decay : float >= 0, default 0.0
+        L2 penalty added to the gradient.
+    nesterov : bool, default False
+        Nesterov momentum (needs a momentum and zero dampening).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import SGD
+    >>> w = np.array([1.0, 2.0], dtype=np.float32)
+    >>> opt = SGD({"w": w}, lr=0.1)
+    >>> opt.step({"w": np.array([1.0, -1.0], dtype=np.float32)})
+    >>> w  # updated in place: w - lr * g
+    array([0.9, 2.1], dtype=float32)
     """
 
     def __init__(
@@ -283,6 +309,32 @@ class Adam(Optimizer):
 
     ``g += weight_decay * p``; ``m = m + (1 - beta1) (g - m)``; ``v = beta2 v + (1 - beta2) g^2``;
     ``p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)``.
+
+    Parameters
+    ----------
+    params : Module, dict of str to ndarray, or iterable of ndarray
+        The arrays to update in place (see :class:`SGD`).
+    lr : float >= 0, default 1e-3
+        Learning rate.
+    betas : (float, float) in [0, 1), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates.
+    eps : float >= 0, default 1e-8
+        Added to the denominator.
+    weight_decay : float >= 0, default 0.0
+        L2 penalty added to the gradient.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import Adam, Linear
+    >>> layer = Linear(2, 1, random_state=0)
+    >>> opt = Adam(layer, lr=0.1)
+    >>> before = layer.weight.copy()
+    >>> y = layer.forward(np.ones((4, 2), dtype=np.float32))
+    >>> _ = layer.backward(np.ones_like(y))
+    >>> opt.step()  # reads layer.grads; the first Adam step moves each weight by lr
+    >>> np.round(before - layer.weight, 4)
+    array([[0.1, 0.1]], dtype=float32)
     """
 
     _decoupled = False
@@ -381,7 +433,31 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (``torch.optim.AdamW``): ``p *= 1 - lr * weight_decay``
-    before the Adam step, and no L2 term in the gradient."""
+    before the Adam step, and no L2 term in the gradient.
+
+    Parameters
+    ----------
+    params : Module, dict of str to ndarray, or iterable of ndarray
+        The arrays to update in place (see :class:`SGD`).
+    lr : float >= 0, default 1e-3
+        Learning rate.
+    betas : (float, float) in [0, 1), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates.
+    eps : float >= 0, default 1e-8
+        Added to the denominator.
+    weight_decay : float >= 0, default 1e-2
+        Decoupled decay: each step first multiplies the parameters by ``1 - lr * weight_decay``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import AdamW
+    >>> w = np.array([1.0], dtype=np.float32)
+    >>> opt = AdamW({"w": w}, lr=0.1, weight_decay=0.5)
+    >>> opt.step({"w": np.zeros(1, dtype=np.float32)})  # no gradient: only the decay acts
+    >>> w  # 1 * (1 - 0.1 * 0.5)
+    array([0.95], dtype=float32)
+    """
 
     _decoupled = True
 

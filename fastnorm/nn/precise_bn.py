@@ -31,6 +31,33 @@ def precise_batchnorm_statistics(seq, X, batch_size=1024):
     average of training keeps it. Per-batch ``(count, mean, M2)`` come from the kernels in
     float64 and are merged with Chan's formula, so the result does not depend on ``batch_size``
     beyond rounding. The training mode of ``seq`` is restored afterwards.
+
+    Parameters
+    ----------
+    seq : Sequential
+        The network; its batch norms must be direct children.
+    X : ndarray of shape (n_samples, n_features)
+        The data whose statistics the batch norms should hold (usually the training set).
+    batch_size : int, default 1024
+        Rows per forward pass (memory only: the result does not depend on it).
+
+    Returns
+    -------
+    Sequential
+        ``seq``, with its running statistics replaced.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm.nn import BatchNorm, Linear, Sequential, precise_batchnorm_statistics
+    >>> net = Sequential(Linear(3, 2, bias=False, random_state=0), BatchNorm(2))
+    >>> X = np.random.default_rng(0).normal(5.0, 2.0, size=(1000, 3)).astype(np.float32)
+    >>> _ = precise_batchnorm_statistics(net, X, batch_size=100)
+    >>> h = X @ net[0].weight.T  # the batch norm's input
+    >>> np.allclose(net[1].running_mean, h.mean(axis=0), atol=1e-4)
+    True
+    >>> np.allclose(net[1].running_var, h.var(axis=0, ddof=1), rtol=1e-4)
+    True
     """
     if not isinstance(seq, Sequential):
         raise TypeError("precise_batchnorm_statistics expects a Sequential")

@@ -88,7 +88,7 @@ class BatchNormalizer(
         sum of the weights. A single number when it is the same for every feature.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features, when X had string column names.
 
     Notes

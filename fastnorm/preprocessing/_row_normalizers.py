@@ -100,7 +100,16 @@ class LayerNormalizer(_RowNormalizer):
     Attributes
     ----------
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import LayerNormalizer
+    >>> X = np.array([[1.0, 2.0, 3.0], [10.0, 10.0, 40.0]])
+    >>> LayerNormalizer(eps=0.0).fit_transform(X).round(4)
+    array([[-1.2247,  0.    ,  1.2247],
+           [-0.7071, -0.7071,  1.4142]])
     """
 
     def __init__(self, *, eps=1e-5):
@@ -127,7 +136,15 @@ class GroupNormalizer(_RowNormalizer):
     Attributes
     ----------
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import GroupNormalizer
+    >>> X = np.array([[1.0, 3.0, 10.0, 30.0]])
+    >>> GroupNormalizer(n_groups=2, eps=0.0).fit_transform(X)  # features 0-1 and 2-3
+    array([[-1.,  1., -1.,  1.]])
     """
 
     _parameter_constraints = {"n_groups": rules.POSITIVE_INT, "eps": rules.EPS}
@@ -166,7 +183,15 @@ class InstanceNormalizer(_RowNormalizer):
     Attributes
     ----------
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnorm import InstanceNormalizer
+    >>> X = np.array([[1.0, 3.0, 10.0, 30.0]])  # one sample: 2 channels of 2 values
+    >>> InstanceNormalizer(n_channels=2, eps=0.0).fit_transform(X)
+    array([[-1.,  1., -1.,  1.]])
     """
 
     _parameter_constraints = {"n_channels": rules.POSITIVE_INT, "eps": rules.EPS}
