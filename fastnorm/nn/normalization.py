@@ -149,55 +149,18 @@ class BatchNorm(_RunningStats):
 
     Parameters
     ----------
-    num_features : int
-        Number of channels ``C`` (the size of ``axis``).
-    eps : float, default 1e-5
-        Added to the variance before the square root.
-    momentum : float in [0, 1] or None, default 0.1
-        Weight of the new batch in the running averages,
-        ``running = (1 - momentum) * running + momentum * batch`` (PyTorch's convention; Keras's
-        ``momentum=0.99`` is 0.01 here). ``None``: a cumulative average over the batches seen.
-    affine : bool, default True
-        Learn a per-channel scale ``weight`` (ones) and shift ``bias`` (zeros).
-    track_running_stats : bool, default True
-        Keep ``running_mean`` and ``running_var`` (unbiased) for eval mode; without them eval
-        mode normalizes with the batch's own statistics.
-    axis : int, default 1
-        The channel axis: 1 for ``(N, C)`` and ``(N, C, *spatial)``, -1 for channels last.
-    renorm : bool, default False
-        Batch renormalization in training (see above).
-    r_max, d_max : float, default 3.0 and 5.0
-        Batch renormalization's limits on ``r`` (>= 1) and ``d`` (>= 0).
-    virtual_batch_size : int >= 2 or None, default None
-        Ghost batch norm's sub-batch size in training (2-D input only).
-    dtype : float32 or float64, default float32
-        Dtype of the parameters and running statistics.
-
-    Attributes
-    ----------
-    params, grads : dict
-        ``"weight"`` and ``"bias"`` (with ``affine``) and their gradients after ``backward``.
-    running_mean, running_var : ndarray of shape (num_features,) or None
-        The running averages, updated in place in training.
-    num_batches_tracked : 0-d int64 array or None
-        Batches seen in training.
+    num_features, eps, momentum, affine, track_running_stats, axis, renorm, r_max, d_max, \
+virtual_batch_size, dtype
+        As in ``torch.nn.BatchNorm2d`` (``C`` channels on ``axis``: 1, or -1 for channels last),
+        then the options above. ``momentum`` weighs the new batch (Keras's 0.99 is 0.01 here).
 
     Examples
     --------
-    >>> import numpy as np
     >>> from fastnorm.nn import BatchNorm
-    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]], dtype=np.float32)
     >>> bn = BatchNorm(2, eps=0.0)
-    >>> bn.forward(x)  # training mode: the batch's statistics
+    >>> bn.forward([[1.0, 10.0], [3.0, 30.0]])  # training: the batch's statistics
     array([[-1., -1.],
-           [ 1.,  1.]], dtype=float32)
-    >>> bn.running_mean, bn.running_var  # 0.9 * initial + 0.1 * batch (unbiased variance)
-    (array([0.2, 2. ], dtype=float32), array([  1.1, 20.9], dtype=float32))
-    >>> grad_x = bn.backward(np.array([[1.0, 0.0], [0.0, 0.0]], dtype=np.float32))
-    >>> bn.grads["bias"], bn.grads["weight"]
-    (array([1., 0.], dtype=float32), array([-1.,  0.], dtype=float32))
-    >>> bn.eval().forward(np.array([[0.2, 2.0]], dtype=np.float32))  # the running statistics
-    array([[0., 0.]], dtype=float32)
+           [ 1.,  1.]])
     """
 
     renorm = False  # class defaults: layers pickled before these options existed load as plain
@@ -282,34 +245,16 @@ class BatchNorm(_RunningStats):
 class InstanceNorm(_RunningStats):
     """Instance normalization: each (sample, channel) over its spatial positions.
 
-    The layer form of :func:`fastnorm.instance_norm`, with ``torch.nn.InstanceNorm2d``'s
-    defaults (no affine parameters, no running statistics).
-
     Parameters
     ----------
-    num_features : int
-        Number of channels ``C``.
-    eps : float, default 1e-5
-        Added to the variance before the square root.
-    momentum : float in [0, 1] or None, default 0.1
-        Weight of the new batch in the running averages (with ``track_running_stats``).
-    affine : bool, default False
-        Learn a per-channel scale ``weight`` and shift ``bias``.
-    track_running_stats : bool, default False
-        Keep running averages of the batch-averaged instance statistics and normalize with them
-        in eval mode.
-    axis : {1, -1}, default 1
-        The channel axis: channels first ``(N, C, *spatial)`` or channels last.
-    dtype : float32 or float64, default float32
+    num_features, eps, momentum, affine, track_running_stats, axis, dtype
+        As for :class:`BatchNorm`, but ``affine`` and ``track_running_stats`` default to False.
 
     Examples
     --------
-    >>> import numpy as np
     >>> from fastnorm.nn import InstanceNorm
-    >>> x = np.array([[[1.0, 3.0], [10.0, 30.0]]], dtype=np.float32)  # (N=1, C=2, L=2)
-    >>> InstanceNorm(2, eps=0.0).forward(x)
-    array([[[-1.,  1.],
-            [-1.,  1.]]], dtype=float32)
+    >>> InstanceNorm(1, eps=0.0).forward([[[1.0, 3.0, 5.0]]])  # (N=1, C=1, L=3)
+    array([[[-1.22474487,  0.        ,  1.22474487]]])
     """
 
     def __init__(
@@ -353,32 +298,16 @@ class InstanceNorm(_RunningStats):
 class GroupNorm(_Norm):
     """Group normalization: each sample's channels in ``num_groups`` groups.
 
-    The layer form of :func:`fastnorm.group_norm` (``torch.nn.GroupNorm``): the ``C`` channels
-    are cut into ``num_groups`` contiguous groups, each (sample, group) is normalized over its
-    channels and positions, then each channel is scaled and shifted. The same in training and
-    eval mode.
-
     Parameters
     ----------
-    num_groups : int
-        Number of groups; must divide ``num_channels``. 1 is layer norm over ``(C, *spatial)``.
-    num_channels : int
-        Number of channels ``C``.
-    eps : float, default 1e-5
-        Added to the variance before the square root.
-    affine : bool, default True
-        Learn a per-channel scale ``weight`` (ones) and shift ``bias`` (zeros).
-    axis : {1, -1}, default 1
-        The channel axis: channels first or channels last.
-    dtype : float32 or float64, default float32
+    num_groups, num_channels, eps, affine, axis, dtype
+        ``num_groups`` contiguous groups of the channels; the rest as for :class:`BatchNorm`.
 
     Examples
     --------
-    >>> import numpy as np
     >>> from fastnorm.nn import GroupNorm
-    >>> x = np.array([[1.0, 3.0, 10.0, 30.0]], dtype=np.float32)  # (N=1, C=4)
-    >>> GroupNorm(2, 4, eps=0.0).forward(x)  # channels 0-1 and 2-3 share statistics
-    array([[-1.,  1., -1.,  1.]], dtype=float32)
+    >>> GroupNorm(2, 4, eps=0.0).forward([[1.0, 3.0, 10.0, 30.0]])  # channels 0-1, 2-3
+    array([[-1.,  1., -1.,  1.]])
     """
 
     def __init__(
@@ -419,31 +348,16 @@ class GroupNorm(_Norm):
 class LayerNorm(_Norm):
     """Layer normalization over the trailing ``normalized_shape`` dimensions.
 
-    The layer form of :func:`fastnorm.layer_norm` (``torch.nn.LayerNorm``): each sample is
-    normalized over its last ``len(normalized_shape)`` dimensions, then scaled and shifted
-    element by element. The same in training and eval mode.
-
     Parameters
     ----------
-    normalized_shape : int or tuple of int
-        The trailing shape normalized over.
-    eps : float, default 1e-5
-        Added to the variance before the square root.
-    elementwise_affine : bool, default True
-        Learn ``weight`` (ones) and ``bias`` (zeros) of shape ``normalized_shape``.
-    dtype : float32 or float64, default float32
+    normalized_shape, eps, elementwise_affine, dtype
+        As in ``torch.nn.LayerNorm``: ``weight`` and ``bias`` have the shape normalized over.
 
     Examples
     --------
-    >>> import numpy as np
     >>> from fastnorm.nn import LayerNorm
-    >>> ln = LayerNorm(3, eps=0.0)
-    >>> y = ln.forward(np.array([[1.0, 2.0, 3.0]], dtype=np.float32))
-    >>> y.round(4)
-    array([[-1.2247,  0.    ,  1.2247]], dtype=float32)
-    >>> grad_x = ln.backward(np.ones_like(y))
-    >>> ln.grads["bias"]
-    array([1., 1., 1.], dtype=float32)
+    >>> LayerNorm(3, eps=0.0).forward([[1.0, 2.0, 3.0]]).round(4)
+    array([[-1.2247,  0.    ,  1.2247]])
     """
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, *, dtype=np.float32):
@@ -469,25 +383,16 @@ class LayerNorm(_Norm):
 class RMSNorm(_Norm):
     """Root-mean-square normalization over the trailing ``normalized_shape`` dimensions.
 
-    The layer form of :func:`fastnorm.rms_norm` (``torch.nn.RMSNorm``):
-    ``y = x / sqrt(mean(x ** 2) + eps) * weight``, no mean subtracted and no bias.
-
     Parameters
     ----------
-    normalized_shape : int or tuple of int
-        The trailing shape normalized over.
-    eps : float or None, default None
-        Added to the mean square; None is the machine epsilon of the input's dtype.
-    elementwise_affine : bool, default True
-        Learn ``weight`` (ones) of shape ``normalized_shape``.
-    dtype : float32 or float64, default float32
+    normalized_shape, eps, elementwise_affine, dtype
+        As in ``torch.nn.RMSNorm`` (``eps=None``: the machine epsilon of the input's dtype).
 
     Examples
     --------
-    >>> import numpy as np
     >>> from fastnorm.nn import RMSNorm
-    >>> RMSNorm(2, eps=0.0).forward(np.array([[3.0, 4.0]], dtype=np.float32)).round(4)
-    array([[0.8485, 1.1314]], dtype=float32)
+    >>> RMSNorm(2, eps=0.0).forward([[3.0, 4.0]]).round(4)
+    array([[0.8485, 1.1314]])
     """
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, *, dtype=np.float32):
