@@ -126,20 +126,16 @@ def linear_t(W, At, rows, bias, mean, scale, shift, relu, C):
 
 
 def transpose_into(X, a, rows, At):
-    """At[rb, :, i] = X[a + rb * R + i] (cast to At's dtype) for ``rows`` rows from row
-    ``a``."""
+    """At[rb, :, i] = X[a + rb * R + i] (cast to At's dtype) for ``rows`` rows from row ``a``
+    (a block's columns, (n_in, R), stay in L1 while its rows are written)."""
     n_in, R = At.shape[1], At.shape[2]
     r_blocks = (rows + R - 1) // R
     for rb in prange(r_blocks):
-        nr = min(R, rows - rb * R)
         A = At[rb]
-        for i0 in range(0, nr, 16):
-            i1 = min(nr, i0 + 16)
-            for k0 in range(0, n_in, 16):
-                k1 = min(n_in, k0 + 16)
-                for i in range(i0, i1):
-                    for k in range(k0, k1):
-                        A[k, i] = X[a + rb * R + i, k]
+        for i in range(min(R, rows - rb * R)):
+            x = X[a + rb * R + i]
+            for k in range(n_in):
+                A[k, i] = x[k]
 
 
 def transpose_from(C, rows, out):

@@ -252,10 +252,10 @@ class _BaseMLP(ModelTools, BaseEstimator):
     def _forward(self, X):
         """Output of the network for ``X`` (eval mode), in the model's dtype.
 
-        Computed from the current weights (no copy is made or kept) on fixed-shape row chunks,
-        so a row's result is bitwise the same whatever batch it is predicted in and whatever
-        the thread count (see ``_inference``). A network with a layer those steps do not know
-        runs as a float64 copy instead.
+        Computed by fastnorm's inference kernels from the current weights (no copy is made or
+        kept), so edited or loaded weights are always used, and a row's result is bitwise the
+        same whatever batch it is predicted in and whatever the thread count (``_inference``).
+        A network with a layer those kernels do not cover runs as a float64 copy instead.
         """
         check_is_fitted(self, "net_")
         X = _inference_input(self, X)
