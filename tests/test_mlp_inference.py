@@ -74,14 +74,16 @@ def test_row_invariance_at_50k_rows_and_one_or_two_threads(monkeypatch, rng):
     X = rng.standard_normal((50_000, 12)).astype(np.float32)
     one = model.predict_proba(X)
     _assert_row_invariant(model, X, rng)
-    threaded = []
-    kernel = kernels.linear_t.parallel
+    threaded, pooled = [], []
+    kernel, pool = kernels.linear_t.parallel, _inference._pool
     monkeypatch.setattr(kernels.linear_t, "parallel", lambda *a: threaded.append(1) or kernel(*a))
+    monkeypatch.setattr(_inference, "_pool", lambda: pooled.append(1) or pool())
     model.set_params(n_threads=2)
-    np.testing.assert_array_equal(model.predict_proba(X), one)
-    np.testing.assert_array_equal(model.predict_proba(X[:64]), one[:64])
+    np.testing.assert_array_equal(model.predict_proba(X), one)  # tasks shared by two threads
+    assert pooled and not threaded
+    np.testing.assert_array_equal(model.predict_proba(X[:500]), one[:500])  # one task
+    assert threaded  # threads inside each layer
     _assert_row_invariant(model, X, rng, sizes=(1, 65, 4097))
-    assert threaded  # the 2-thread calls did run the threaded kernel
 
 
 def test_a_row_gives_the_same_result_at_every_place_in_a_block(rng):

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._kernels import inference as _k
 from .._kernels.inference import ROWS
+from .._kernels.policy import parallel_guard
 
 __all__ = [
     "ROWS",
@@ -18,12 +19,21 @@ __all__ = [
     "block_width",
     "from_blocks",
     "linear_blocks",
+    "num_threads",
     "rows_norm_blocks",
     "rows_softmax",
     "to_blocks",
 ]
 
 _NONE = np.zeros(0)
+
+
+def num_threads():
+    """Numba's thread count in this Python thread (its pool started by the threading policy)."""
+    import numba
+
+    with parallel_guard():
+        return numba.get_num_threads()
 
 
 def block_width(rows):

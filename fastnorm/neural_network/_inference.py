@@ -2,17 +2,23 @@
 
 A BLAS product rounds a row differently depending on the number of rows and on the row's place
 among them (OpenBLAS's float32 kernels do, by about 1e-6). The linear layers here run on
-fastnorm's own kernels instead (``fastnorm.functional.inference``): activations are stored
-transposed, (features, rows), rows are the vector lanes, and every row goes through the same
-IEEE operations in the same order whatever the batch, its place in it and the thread count. The
-element-wise steps (bias, batch norm, activations) and the per-row norms and softmax are computed
-row by row as well, so a row predicted alone equals, bitwise, the same row predicted in a batch.
+fastnorm's own kernels instead (``fastnorm.functional.inference``): activations are stored in
+row blocks, (blocks, features, width), rows are the vector lanes, and every row goes through the
+same IEEE operations in the same order (one fma chain per output, input by input) whatever the
+batch, its place in it and the thread count. The element-wise steps (bias, batch norm,
+activations), the per-row norms and the softmax work row by row as well, so a row predicted
+alone equals, bitwise, the same row predicted in any batch.
 
 Nothing is cached: the steps hold the layers' current arrays (``coefs_`` edits, loaded weights
 and new running statistics are used at once); building them costs microseconds.
 """
 
+import concurrent.futures
+import contextlib
+import itertools
 import math
+import os
+import threading
 
 import numpy as np
 from scipy.special import erf, expit
@@ -23,6 +29,7 @@ from ..functional.inference import (
     block_width,
     from_blocks,
     linear_blocks,
+    num_threads,
     rows_norm_blocks,
     to_blocks,
 )
@@ -43,7 +50,7 @@ from ..nn import (
 
 __all__ = ["TASK_ROWS", "build_steps", "predict_rows"]
 
-TASK_ROWS = 1024  # rows taken through every layer at a time (activations stay in cache)
+TASK_ROWS = 512  # rows taken through every layer at a time (activations stay in cache)
 
 
 class _Linear:
@@ -66,7 +73,8 @@ class _Linear:
 
 
 class _InPlace:
-    """An element-wise or per-row step on At (features, rows), in place."""
+    """An element-wise or per-row step on the block array, in place (element-wise steps also
+    touch the padding lanes, which hold zeros or earlier finite rows)."""
 
     n_out = None
 
@@ -87,7 +95,7 @@ def _gelu(layer):
 
 def _bn_alone(bn):
     """A batch norm after something other than a linear layer (not in the estimators' nets),
-    per feature row of At, in float64 rounded once."""
+    per feature, in float64 rounded once."""
 
     def apply(x, rows):
         mean = np.asarray(bn.running_mean, np.float64)[:, None]
@@ -168,49 +176,91 @@ def build_steps(net):
     return steps, dtype
 
 
+@contextlib.contextmanager
 def _threads(n_threads):
-    """Numba's thread count for the kernels; 1 runs them without starting threads."""
-    if n_threads == 1:
-        return F.serial_kernels()
-    return _numba_threads(n_threads)
+    """Numba's thread count for the kernels (None: as it is); 1 runs them without threads."""
+    if n_threads is None:
+        yield
+    elif n_threads == 1:
+        with F.serial_kernels():
+            yield
+    else:
+        old = F.set_num_threads(n_threads)
+        try:
+            yield
+        finally:
+            F.set_num_threads(old)
 
 
-class _numba_threads:
-    def __init__(self, n):
-        self.n = n
-        self.old = None
+_POOL = {}
+_POOL_LOCK = threading.Lock()
 
-    def __enter__(self):
-        if self.n is not None:
-            self.old = F.set_num_threads(self.n)
 
-    def __exit__(self, *exc):
-        if self.old is not None:
-            F.set_num_threads(self.old)
+def _pool():
+    """This process's worker threads (a forked child makes its own: the parent's are gone)."""
+    with _POOL_LOCK:
+        pool = _POOL.get(os.getpid())
+        if pool is None:
+            _POOL.clear()
+            workers = max(1, (os.cpu_count() or 1) - 1)
+            pool = _POOL[os.getpid()] = concurrent.futures.ThreadPoolExecutor(
+                workers, thread_name_prefix="fastnorm-predict"
+            )
+        return pool
+
+
+def _run_tasks(steps, dtype, X, out, tasks, task):
+    """Take tasks (row offsets, ``task`` rows each) from the shared iterator ``tasks`` until
+    none is left, each through every step, on this thread's own buffers."""
+    n, n_in = X.shape
+    width = block_width(task)
+    first = block_buffer(task, n_in, dtype, width)
+    bufs = [block_buffer(task, s.n_out, dtype, width) for s in steps if s.n_out is not None]
+    for a in tasks:
+        m = min(task, n - a)
+        h = to_blocks(X, a, m, first)
+        used = 0
+        for step in steps:
+            if step.n_out is None:
+                h = step(h, m)
+            else:
+                h = step(h, m, bufs[used])
+                used += 1
+        from_blocks(h, m, out[a : a + m])
 
 
 def predict_rows(steps, dtype, X, n_threads=None):
-    """The output of ``steps`` (from :func:`build_steps`) for the 2-D array ``X``, in
-    ``dtype``, ``TASK_ROWS`` rows at a time; kernels threaded over ``n_threads`` (default:
-    Numba's thread count)."""
-    n, n_in = X.shape
+    """The output of ``steps`` (from :func:`build_steps`) for the 2-D array ``X``, in ``dtype``,
+    over ``n_threads`` threads (default: Numba's thread count).
+
+    ``TASK_ROWS`` rows at a time go through every layer. One task threads inside each layer;
+    several are shared out to worker threads that run serial kernels and take the next task
+    when done (no barrier between layers, so a descheduled thread on a busy machine holds up
+    nothing but its own task).
+    """
     X = np.ascontiguousarray(X)
-    widths = [s.n_out for s in steps if s.n_out is not None]
-    out = np.empty((n, widths[-1]), dtype)
+    n = X.shape[0]
+    out = np.empty((n, [s.n_out for s in steps if s.n_out is not None][-1]), dtype)
     task = min(n, TASK_ROWS)
-    width = block_width(task)
-    first = block_buffer(task, n_in, dtype, width)
-    bufs = [block_buffer(task, w, dtype, width) for w in widths]
-    with _threads(n_threads):
-        for a in range(0, n, task):
-            m = min(task, n - a)
-            h = to_blocks(X, a, m, first)
-            used = 0
-            for step in steps:
-                if step.n_out is None:
-                    h = step(h, m)
-                else:
-                    h = step(h, m, bufs[used])
-                    used += 1
-            from_blocks(h, m, out[a : a + m])
+    n_tasks = -(-n // task)
+    n_threads = num_threads() if n_threads is None else int(n_threads)
+    workers = min(n_threads, n_tasks)
+    if workers <= 1:
+        with _threads(n_threads):
+            _run_tasks(steps, dtype, X, out, iter(range(0, n, task)), task)
+        return out
+    tasks = iter(range(0, n, task))  # shared: next() on a range iterator holds the GIL
+    stop = []
+
+    def work():
+        with F.serial_kernels():
+            _run_tasks(steps, dtype, X, out, itertools.takewhile(lambda _: not stop, tasks), task)
+
+    futures = [_pool().submit(work) for _ in range(workers - 1)]
+    try:
+        work()
+    finally:
+        stop.append(True)  # after an error or Ctrl-C here, the others stop at their next task
+        for f in futures:
+            f.result()
     return out
