@@ -96,11 +96,13 @@ def test_a_row_gives_the_same_result_at_every_place_in_a_block(rng):
     for place in [0, 1, 15, 16, 17, ROWS - 1, ROWS, n - 1]:
         X = rng.standard_normal((n, 300)).astype(np.float32)
         X[place] = row
-        At = to_blocks(X, 0, n, block_buffer(n, 300, np.float32))
+        At = block_buffer(n, 300, np.float32)
+        assert to_blocks(X, 0, n, At) == 0  # no row with a NaN or an infinity
         C = linear_blocks(W, At, n, block_buffer(n, 13, np.float32), bias=b, relu=True)
         results.append(from_blocks(C, n, np.empty((n, 13), np.float32))[place])
     for width in (16, 48, ROWS):  # the block width does not matter either
-        At = to_blocks(row[None], 0, 1, block_buffer(1, 300, np.float32, width))
+        At = block_buffer(1, 300, np.float32, width)
+        to_blocks(row[None], 0, 1, At)
         C = linear_blocks(W, At, 1, block_buffer(1, 13, np.float32, width), bias=b, relu=True)
         results.append(C[0, :, 0].copy())
     for r in results[1:]:
@@ -198,8 +200,9 @@ def test_rows_softmax_and_rows_norm_match_the_reference(rng):
         ((1, False, w, None, 1e-6), ref.rms_norm(X, 24, w, 1e-6)),
     ]
     for args, expected in cases:
-        At = rows_norm_blocks(to_blocks(X, 0, 300, block_buffer(300, 24, np.float64)), 300, *args)
-        got = from_blocks(At, 300, np.empty((300, 24)))
+        At = block_buffer(300, 24, np.float64)
+        to_blocks(X, 0, 300, At)
+        got = from_blocks(rows_norm_blocks(At, 300, *args), 300, np.empty((300, 24)))
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -290,12 +293,15 @@ def test_a_layer_the_steps_do_not_know_runs_as_a_float64_copy(rng):
     np.testing.assert_array_equal(model.predict_proba(X), expected)
 
 
-def test_bad_input_still_names_X():
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_bad_input_still_names_X(value):
     model, X = _fit()
-    bad = X[:5].copy()
-    bad[2, 3] = np.nan
-    with pytest.raises(ValueError, match=r"\bX\b|Input"):
+    bad = np.repeat(X, 3, axis=0).astype(np.float64)  # several tasks: found by a worker thread
+    bad[1234, 3] = value
+    with pytest.raises(ValueError, match=r"Input X contains"):
         model.predict_proba(bad)
+    with pytest.raises(ValueError, match=r"Input X contains"):
+        model.set_params(n_threads=1).predict(bad[1234:1235])
     with pytest.raises(ValueError, match="features"):
         model.predict(X[:, :5])
     with pytest.raises(ValueError, match="0 sample"):

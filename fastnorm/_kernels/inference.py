@@ -127,15 +127,21 @@ def linear_t(W, At, rows, bias, mean, scale, shift, relu, C):
 
 def transpose_into(X, a, rows, At):
     """At[rb, :, i] = X[a + rb * R + i] (cast to At's dtype) for ``rows`` rows from row ``a``
-    (a block's columns, (n_in, R), stay in L1 while its rows are written)."""
+    (a block's columns, (n_in, R), stay in L1 while its rows are written); returns the number of
+    rows holding a NaN or an infinity."""
     n_in, R = At.shape[1], At.shape[2]
     r_blocks = (rows + R - 1) // R
+    bad = 0
     for rb in prange(r_blocks):
         A = At[rb]
         for i in range(min(R, rows - rb * R)):
             x = X[a + rb * R + i]
+            finite = True
             for k in range(n_in):
                 A[k, i] = x[k]
+                finite &= np.isfinite(x[k])
+            bad += not finite
+    return bad
 
 
 def transpose_from(C, rows, out):

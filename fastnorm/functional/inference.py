@@ -50,9 +50,8 @@ def block_buffer(rows, features, dtype, width=None):
 
 def to_blocks(X, start, rows, out):
     """Rows ``start:start + rows`` of the C-contiguous 2-D ``X`` into the block array ``out``
-    (cast to its dtype); returns ``out``."""
-    _k.transpose_into(rows * X.shape[1], X, int(start), int(rows), out)
-    return out
+    (cast to its dtype); returns the number of those rows that hold a NaN or an infinity."""
+    return int(_k.transpose_into(rows * X.shape[1], X, int(start), int(rows), out))
 
 
 def from_blocks(C, rows, out):

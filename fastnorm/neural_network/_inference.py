@@ -209,16 +209,18 @@ def _pool():
         return pool
 
 
-def _run_tasks(steps, dtype, X, out, tasks, task):
+def _run_tasks(steps, dtype, X, out, tasks, task, nonfinite):
     """Take tasks (row offsets, ``task`` rows each) from the shared iterator ``tasks`` until
-    none is left, each through every step, on this thread's own buffers."""
+    none is left, each through every step, on this thread's own buffers; appends to the list
+    ``nonfinite`` the count of input rows holding a NaN or an infinity."""
     n, n_in = X.shape
     width = block_width(task)
     first = block_buffer(task, n_in, dtype, width)
     bufs = [block_buffer(task, s.n_out, dtype, width) for s in steps if s.n_out is not None]
     for a in tasks:
         m = min(task, n - a)
-        h = to_blocks(X, a, m, first)
+        nonfinite.append(to_blocks(X, a, m, first))
+        h = first
         used = 0
         for step in steps:
             if step.n_out is None:
@@ -230,8 +232,9 @@ def _run_tasks(steps, dtype, X, out, tasks, task):
 
 
 def predict_rows(steps, dtype, X, n_threads=None):
-    """The output of ``steps`` (from :func:`build_steps`) for the 2-D array ``X``, in ``dtype``,
-    over ``n_threads`` threads (default: Numba's thread count).
+    """``(output, finite)``: the output of ``steps`` (from :func:`build_steps`) for the 2-D array
+    ``X``, in ``dtype``, over ``n_threads`` threads (default: Numba's thread count), and whether
+    every value of ``X`` was finite (checked while reading it, for the caller to raise).
 
     ``TASK_ROWS`` rows at a time go through every layer. One task threads inside each layer;
     several are shared out to worker threads that run serial kernels and take the next task
@@ -245,16 +248,18 @@ def predict_rows(steps, dtype, X, n_threads=None):
     n_tasks = -(-n // task)
     n_threads = num_threads() if n_threads is None else int(n_threads)
     workers = min(n_threads, n_tasks)
+    nonfinite = []
     if workers <= 1:
         with _threads(n_threads):
-            _run_tasks(steps, dtype, X, out, iter(range(0, n, task)), task)
-        return out
+            _run_tasks(steps, dtype, X, out, iter(range(0, n, task)), task, nonfinite)
+        return out, not any(nonfinite)
     tasks = iter(range(0, n, task))  # shared: next() on a range iterator holds the GIL
     stop = []
 
     def work():
         with F.serial_kernels():
-            _run_tasks(steps, dtype, X, out, itertools.takewhile(lambda _: not stop, tasks), task)
+            _run_tasks(steps, dtype, X, out, itertools.takewhile(lambda _: not stop, tasks), task,
+                       nonfinite)  # fmt: skip
 
     futures = [_pool().submit(work) for _ in range(workers - 1)]
     try:
@@ -263,4 +268,4 @@ def predict_rows(steps, dtype, X, n_threads=None):
         stop.append(True)  # after an error or Ctrl-C here, the others stop at their next task
         for f in futures:
             f.result()
-    return out
+    return out, not any(nonfinite)
