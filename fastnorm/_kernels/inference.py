@@ -126,21 +126,30 @@ def linear_t(W, At, rows, bias, mean, scale, shift, relu, C):
 
 
 def transpose_into(X, a, rows, At):
-    """At[rb, :, i] = X[a + rb * R + i] (cast to At's dtype) for ``rows`` rows from row ``a``
-    (a block's columns, (n_in, R), stay in L1 while its rows are written); returns the number of
-    rows holding a NaN or an infinity."""
+    """At[rb, :, i] = X[a + rb * R + i] (cast to At's dtype) for ``rows`` rows from row ``a``;
+    returns the number of those rows holding a NaN or an infinity. Tiles of 16 rows: one cache
+    line of At written per input (writing one element per line of a 1 KB-strided block ran
+    into the cache's set conflicts, 4x slower)."""
     n_in, R = At.shape[1], At.shape[2]
+    big = np.finfo(X.dtype).max
     r_blocks = (rows + R - 1) // R
     bad = 0
     for rb in prange(r_blocks):
         A = At[rb]
-        for i in range(min(R, rows - rb * R)):
-            x = X[a + rb * R + i]
-            finite = True
+        base = a + rb * R
+        nr = min(R, rows - rb * R)
+        for i0 in range(0, nr, 16):
+            i1 = min(nr, i0 + 16)
+            for i in range(i0, i1):
+                x = X[base + i]
+                finite = True
+                for k in range(n_in):
+                    finite &= abs(x[k]) <= big
+                bad += not finite
             for k in range(n_in):
-                A[k, i] = x[k]
-                finite &= np.isfinite(x[k])
-            bad += not finite
+                Ak = A[k]
+                for i in range(i0, i1):
+                    Ak[i] = X[base + i, k]
     return bad
 
 
