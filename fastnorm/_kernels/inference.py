@@ -21,6 +21,7 @@ from . import policy
 from ._flags import EXACT, _call_held
 
 ROWS = 256  # most rows per block (vector lanes): a block's inputs, (n_in, ROWS), stay in L2
+FEW_ROWS = 2  # blocks of at most this many rows take the row-by-row path (``_few8``)
 PARALLEL_MIN_MACS = 1 << 21  # multiply-adds below which a parallel region costs more than it saves
 
 
@@ -73,6 +74,33 @@ def _block4(W, A, C, j0, nr):
 
 
 @njit(**EXACT)
+def _few8(W, A, C, j0, nr):
+    """C[j0:j0+8, :nr] = W[j0:j0+8] @ A[:, :nr] row by row, for blocks of one or two rows:
+    eight fma chains in registers (one or two lanes leave ``_block4`` waiting on the latency
+    of four); per element the same chain, input by input."""
+    K = W.shape[1]
+    w0, w1, w2, w3 = W[j0], W[j0 + 1], W[j0 + 2], W[j0 + 3]
+    w4, w5, w6, w7 = W[j0 + 4], W[j0 + 5], W[j0 + 6], W[j0 + 7]
+    for i in range(nr):
+        for j in range(j0, j0 + 8):
+            C[j, i] = 0
+        s0, s1, s2, s3 = C[j0, i], C[j0 + 1, i], C[j0 + 2, i], C[j0 + 3, i]
+        s4, s5, s6, s7 = C[j0 + 4, i], C[j0 + 5, i], C[j0 + 6, i], C[j0 + 7, i]
+        for k in range(K):
+            x = A[k, i]
+            s0 = fma(w0[k], x, s0)
+            s1 = fma(w1[k], x, s1)
+            s2 = fma(w2[k], x, s2)
+            s3 = fma(w3[k], x, s3)
+            s4 = fma(w4[k], x, s4)
+            s5 = fma(w5[k], x, s5)
+            s6 = fma(w6[k], x, s6)
+            s7 = fma(w7[k], x, s7)
+        C[j0, i], C[j0 + 1, i], C[j0 + 2, i], C[j0 + 3, i] = s0, s1, s2, s3
+        C[j0 + 4, i], C[j0 + 5, i], C[j0 + 6, i], C[j0 + 7, i] = s4, s5, s6, s7
+
+
+@njit(**EXACT)
 def _block1(W, A, C, j, nr):
     """C[j, :nr] = W[j] @ A[:, :nr]."""
     c = C[j]
@@ -106,23 +134,28 @@ def _epilogue(C, j0, j1, nr, bias, mean, scale, shift, relu):
 
 
 def linear_t(W, At, rows, bias, mean, scale, shift, relu, C):
-    """C (blocks, n_out, R) = epilogue(W (n_out, n_in) @ At (blocks, n_in, R)) for the
-    first ``rows`` rows; tasks of one block by four output features, each done by one thread."""
+    """C (blocks, n_out, R) = epilogue(W (n_out, n_in) @ At (blocks, n_in, R)) for the first
+    ``rows`` rows; tasks of one block by eight output features, each done by one thread."""
     n_out = W.shape[0]
     R = At.shape[2]
-    f_blocks = (n_out + 3) // 4
+    f_blocks = (n_out + 7) // 8
     r_blocks = (rows + R - 1) // R
     for t in prange(r_blocks * f_blocks):
         rb = t // f_blocks
-        j0 = (t - rb * f_blocks) * 4
+        j0 = (t - rb * f_blocks) * 8
+        j1 = min(n_out, j0 + 8)
         nr = min(R, rows - rb * R)
         A, Cb = At[rb], C[rb]
-        if j0 + 4 <= n_out:
-            _block4(W, A, Cb, j0, nr)
+        if nr <= FEW_ROWS and j1 - j0 == 8:
+            _few8(W, A, Cb, j0, nr)
         else:
-            for j in range(j0, n_out):
-                _block1(W, A, Cb, j, nr)
-        _epilogue(Cb, j0, min(n_out, j0 + 4), nr, bias, mean, scale, shift, relu)
+            j = j0
+            while j + 4 <= j1:
+                _block4(W, A, Cb, j, nr)
+                j += 4
+            for jj in range(j, j1):
+                _block1(W, A, Cb, jj, nr)
+        _epilogue(Cb, j0, j1, nr, bias, mean, scale, shift, relu)
 
 
 def transpose_into(X, a, rows, At):

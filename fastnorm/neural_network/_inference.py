@@ -218,17 +218,18 @@ def _run_tasks(steps, dtype, X, out, tasks, task, nonfinite):
     first = block_buffer(task, n_in, dtype, width)
     bufs = [block_buffer(task, s.n_out, dtype, width) for s in steps if s.n_out is not None]
     for a in tasks:
-        m = min(task, n - a)
-        nonfinite.append(to_blocks(X, a, m, first))
-        h = first
-        used = 0
-        for step in steps:
-            if step.n_out is None:
-                h = step(h, m)
-            else:
-                h = step(h, m, bufs[used])
-                used += 1
-        from_blocks(h, m, out[a : a + m])
+        with F.deferred_interrupts():  # one Ctrl-C hold per task, not one per kernel call
+            m = min(task, n - a)
+            nonfinite.append(to_blocks(X, a, m, first))
+            h = first
+            used = 0
+            for step in steps:
+                if step.n_out is None:
+                    h = step(h, m)
+                else:
+                    h = step(h, m, bufs[used])
+                    used += 1
+            from_blocks(h, m, out[a : a + m])
 
 
 def predict_rows(steps, dtype, X, n_threads=None):
