@@ -160,9 +160,9 @@ def linear_t(W, At, rows, bias, mean, scale, shift, relu, C):
 
 def transpose_into(X, a, rows, At):
     """At[rb, :, i] = X[a + rb * R + i] (cast to At's dtype) for ``rows`` rows from row ``a``;
-    returns the number of those rows holding a NaN or an infinity. Tiles of 16 rows: one cache
-    line of At written per input (writing one element per line of a 1 KB-strided block ran
-    into the cache's set conflicts, 4x slower)."""
+    returns the number of those rows holding a NaN or an infinity. Tiles of 16 rows, so that
+    each input writes one cache line of At (one element per line of a block's 1 KB-strided rows
+    runs into the cache's set conflicts)."""
     n_in, R = At.shape[1], At.shape[2]
     big = np.finfo(X.dtype).max
     r_blocks = (rows + R - 1) // R
