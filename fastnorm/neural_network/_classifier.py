@@ -7,7 +7,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from .._validation import input_errors
-from ..nn.losses import log_softmax, softmax
+from ..functional.inference import rows_softmax
 from ._base import _PREDICT_CHUNK, _BaseMLP
 from ._objective import Objective
 from ._params import CLASSIFIER_CONSTRAINTS
@@ -281,12 +281,11 @@ default None
 
     def predict_proba(self, X):
         """Class probabilities (float64), computed with the running statistics."""
-        logits = self._forward(X)
-        return softmax(np.asarray(logits, np.float64), axis=1)
+        return rows_softmax(self._forward(X))
 
     def predict_log_proba(self, X):
         """Logarithm of :meth:`predict_proba`."""
-        return log_softmax(np.asarray(self._forward(X), np.float64), axis=1)
+        return rows_softmax(self._forward(X), log=True)
 
     def predict(self, X):
         """Most probable class of each row."""
