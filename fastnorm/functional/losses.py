@@ -10,9 +10,22 @@ _NO_WEIGHTS = np.empty(0)
 
 
 def softmax_cross_entropy(logits, labels, sample_weight=None):
-    """Mean cross-entropy of the softmax of ``logits`` (N, K) at the class indices ``labels``
-    (N,), weighted by ``sample_weight`` (``sum(w_i * nll_i) / sum(w)``), and its gradient with
-    respect to the logits, in the logits' dtype (computed in float64).
+    """Mean cross-entropy of the softmax of ``logits`` and its gradient, in one kernel pass.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (N, K)
+        float32 or float64 (other real dtypes are converted to float64).
+    labels : array-like of int, shape (N,)
+        Class indices in ``[0, K)``.
+    sample_weight : array-like of shape (N,), optional
+        Row weights: the loss is ``sum(w_i * nll_i) / sum(w)``.
+
+    Returns
+    -------
+    loss : float
+    grad : ndarray of the logits' shape and dtype
+        The gradient of ``loss`` with respect to the logits, computed in float64 per row.
 
     Examples
     --------
