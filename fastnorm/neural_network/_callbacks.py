@@ -198,7 +198,9 @@ class RenormSchedule(Callback):
         self.layers = self._layers(loop)  # per epoch, not per mini-batch: a network walk
 
     def on_batch_begin(self, loop, batch):
-        layers = self.layers
+        layers = getattr(self, "layers", None)
+        if layers is None:
+            layers = self.layers = self._layers(loop)
         if not layers:
             return
         est = loop.est
