@@ -133,3 +133,7 @@ class SGD(Optimizer):
                 buf += (1 - self.dampening) * g
             g = g + self.momentum * buf if self.nesterov else buf
         p -= self.lr * g
+
+
+# saved models name it by its public module (files written before the move load unchanged)
+SGD.__module__ = "fastnorm.nn.optim"
