@@ -52,7 +52,7 @@ def columns_normalize(
     parts = np.empty((4, 1, n_rb, B))
     # the blocks of moments.column_moments, NaN not skipped: a NaN gives NaN statistics (torch)
     for t in prange(n_rb * n_cb):
-        task_moments(x, w, False, t, n_rb, n_cb, row_block, col_block, parts)
+        task_moments(x, w, None, t, n_rb, n_cb, row_block, col_block, parts)
     cnt2, mean2, m22 = merge_blocks(parts)
     mean = np.ascontiguousarray(mean2[0])  # views into the partials: make them C for reshape
     m2 = np.ascontiguousarray(m22[0])

@@ -36,7 +36,7 @@ def merge_equal_counts(mean, m2, count, axis):
 def _column_moments(x3, row_block, col_block):
     """(mean, M2) over axis 1 of (P, A, B): ``moments.column_moments`` without NaN skipping, so a
     NaN gives NaN statistics as in PyTorch."""
-    _, mean, m2, _ = moments.column_moments(x3, None, False, row_block, col_block)
+    _, mean, m2, _ = moments.column_moments(x3, None, None, row_block, col_block)
     return mean, m2
 
 
