@@ -31,7 +31,7 @@ def run_centred_sums(v, centre):
     return s, s_d
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def corrected_moments(mean, sq, s_d, n):
     """(mean, M2) of n values from a first-pass ``mean`` and the sums of the second pass: the
     corrected two-pass formula, mean + sum(d) / n and sum(d * d) - sum(d) ** 2 / n.
