@@ -89,11 +89,15 @@ def columns_normalize(
 
 
 @parallel_kernel
-def columns_normalize_backward(dy, x, w, mean, rstd, weight, batch_stats, row_block, col_block, dx):
+def columns_normalize_backward(
+    dy, x, w, mean, rstd, weight, constant_stats, row_block, col_block, dx
+):
     """Input gradient of ``columns_normalize`` into ``dx``; returns the weight and bias gradients.
-    With ``batch_stats`` False the statistics were constants (running averages). With row
-    weights ``w`` (those of the forward pass), the terms through the batch mean and variance of
-    row a are scaled by ``w[a] / W``: the gradient of the repeated rows, summed over copies."""
+    With ``constant_stats`` True the statistics were constants (running averages); None when
+    they were the batch's (training), which Numba compiles without the constant-statistics pass.
+    With row weights ``w`` (those of the forward pass), the terms through the batch mean and
+    variance of row a are scaled by ``w[a] / W``: the gradient of the repeated rows, summed over
+    copies."""
     _, A, B = x.shape
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
@@ -110,7 +114,7 @@ def columns_normalize_backward(dy, x, w, mean, rstd, weight, batch_stats, row_bl
         run_add(s_dyx, part_dyx[i])
     alpha = rstd * weight
     rows = rows_per_task(B)
-    if not batch_stats:
+    if constant_stats is not None:
         # constant statistics: dx = alpha * dy, which never reads x (a NaN or infinite x must
         # not turn its gradient into NaN through 0 * (x - mean))
         zeros = np.zeros((1, B))

@@ -182,7 +182,9 @@ def block_moments(x, w, skip_nan, p, r0, r1, c0, cnt, mean, mean_lo, m2):
     return False
 
 
-@njit(**KERNEL)
+# inlined: the prange index of a parallel twin is typed int64, then uint64 in its gufunc; a call
+# taking it would compile twice
+@njit(inline="always", **KERNEL)
 def task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, parts):
     """Task t of the column schedule over x (P, A, B): the moments of one block into the
     partials ``parts`` (4, P, n_rb, B): count, mean, mean_lo, M2; returns the ``nonfinite``

@@ -114,7 +114,7 @@ class ChannelRuns:
             mean,
             rstd,
             weight,
-            batch_stats,
+            None if batch_stats else True,  # None: the constant-statistics pass is not compiled
             *schedule.column_blocks(self.n, self.c),
             self._columns(dx, 1),
         )
