@@ -123,9 +123,11 @@ def ghost_normalize(
     _, mean2, m22 = merge_blocks(parts)
     mean = np.ascontiguousarray(mean2)  # views into the partials: C-contiguous copies
     m2 = np.ascontiguousarray(m22)
-    rstd = 1.0 / np.sqrt(m2 / float(A) + eps)
+    rstd = np.empty((G, B))
+    scale = np.empty((G, B))
+    for p in range(G):  # not array expressions: see columns_fused.columns_normalize
+        _row_scale(m2[p], weight, float(A), eps, rstd[p], scale[p])
     _update_running(running_mean, running_var, mean, m2, float(A), momenta)
-    scale = rstd * weight.reshape((1, B))
     x2 = x.reshape((G * A, B))
     out2 = out.reshape((G * A, B))
     rows = rows_per_task(B)

@@ -13,8 +13,6 @@ from ._flags import KERNEL, parallel_kernel
 from ._loops import (
     corrected_moments,
     run_add,
-    run_add_grad_sums,
-    run_add_grad_sums4,
     run_centred_sums,
     run_grad_sums,
     run_sum,
@@ -76,27 +74,35 @@ def row_grad_sums(dy, x, centre, chunk):
 
 @njit(**KERNEL)
 def block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, dy_out, dyx_out):
+    """Over rows r0:r1 of x[p] (P, A, B), columns c0:c1: sum(dy) into ``dy_out`` and
+    sum(dy * (x - centre[p])) into ``dyx_out``. Four rows per pass over the float64 accumulators
+    (a quarter of their loads and stores); each value widened to float64 (``* 1.0``) before any
+    addition. Indexed in 3-D like ``moments.block_moments``: one compile for every block."""
+    cols = c1 - c0
+    c0 = max(c0, 0)  # a provably non-negative index: no wraparound select, the loops vectorize
     dy_out[:] = 0.0
     dyx_out[:] = 0.0
-    m = centre[p, c0:c1]
     a = r0
     while a + 4 <= r1:
-        run_add_grad_sums4(
-            dy_out,
-            dyx_out,
-            dy[p, a, c0:c1],
-            dy[p, a + 1, c0:c1],
-            dy[p, a + 2, c0:c1],
-            dy[p, a + 3, c0:c1],
-            x[p, a, c0:c1],
-            x[p, a + 1, c0:c1],
-            x[p, a + 2, c0:c1],
-            x[p, a + 3, c0:c1],
-            m,
-        )
+        for j in range(cols):
+            c = c0 + j
+            m = centre[p, c]
+            g0 = dy[p, a, c] * 1.0
+            g1 = dy[p, a + 1, c] * 1.0
+            g2 = dy[p, a + 2, c] * 1.0
+            g3 = dy[p, a + 3, c] * 1.0
+            dy_out[j] += (g0 + g1) + (g2 + g3)
+            dyx_out[j] += (g0 * (x[p, a, c] - m) + g1 * (x[p, a + 1, c] - m)) + (
+                g2 * (x[p, a + 2, c] - m) + g3 * (x[p, a + 3, c] - m)
+            )
         a += 4
-    for r in range(a, r1):
-        run_add_grad_sums(dy_out, dyx_out, dy[p, r, c0:c1], x[p, r, c0:c1], m)
+    while a < r1:
+        for j in range(cols):
+            c = c0 + j
+            g = dy[p, a, c] * 1.0
+            dy_out[j] += g
+            dyx_out[j] += g * (x[p, a, c] - centre[p, c])
+        a += 1
 
 
 @parallel_kernel
