@@ -48,7 +48,7 @@ class FirstCall:
 
 # small inputs: below the threading threshold, the serial twins compile
 SMALL_SHAPES = {"batch": ((64, 64), 1), "layer": ((64, 64), None), "rms": ((64, 64), None)}
-SMALL_SHAPES.update(group=((8, 16, 12, 12), 1), instance=((8, 16, 12, 12), 1))
+SMALL_SHAPES.update(group=((8, 32, 12, 12), 1), instance=((8, 32, 12, 12), 1))  # 32 groups
 _FRESH_DIR = """
 import atexit, os, shutil, tempfile
 os.environ["NUMBA_CACHE_DIR"] = _cache = tempfile.mkdtemp(prefix="fastnorm-asv-")
