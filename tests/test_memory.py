@@ -25,17 +25,20 @@ def _peak(fn):
         tracemalloc.stop()
 
 
-def _stats_bound(n_stats):
-    """What "scratch per statistic" may cost: a few float64 arrays of the statistics' size, the
-    backward passes' per-block partials (at most 64 blocks), and a fixed allowance."""
-    return 64 * KIB + 128 * 8 * n_stats
+def _stats_bound(slots):
+    """What scratch per statistic may cost: 16 float64 per slot (a slot is a channel, a (sample,
+    channel) pair, ...: see CASES) and a fixed 64 KiB."""
+    return 64 * KIB + 16 * 8 * slots
 
 
 def _running(c):
     return np.zeros(c, np.float32), np.ones(c, np.float32)
 
 
-# name -> (shape, forward(x, out), number of statistics)
+# name -> (shape, forward(x, out), slots). Slots: batch norm, one per channel (channels-first runs
+# shorter than 64 are reduced per (channel, position) column: C * D); group and instance norm, one
+# per (sample, channel); layer and RMS norm, one per row plus 64 per feature (the backward's
+# per-block weight and bias partials, at most 64 blocks).
 CASES = {
     "batch nchw": (
         (16, 32, 16, 16),
@@ -45,7 +48,7 @@ CASES = {
     "batch nchw short runs": (
         (64, 32, 5, 5),
         lambda x, out: F.batch_norm_forward(x, *_running(32), training=True, out=out),
-        32,
+        32 * 25,
     ),
     "batch eval": (
         (16, 32, 16, 16),
@@ -83,8 +86,8 @@ CASES = {
         lambda x, out: F.instance_norm_forward(x, out=out),
         64 * 32,
     ),
-    "layer": ((512, 256), lambda x, out: F.layer_norm_forward(x, 256, out=out), 512 + 256),
-    "rms": ((512, 256), lambda x, out: F.rms_norm_forward(x, 256, out=out), 512 + 256),
+    "layer": ((512, 256), lambda x, out: F.layer_norm_forward(x, 256, out=out), 512 + 64 * 256),
+    "rms": ((512, 256), lambda x, out: F.rms_norm_forward(x, 256, out=out), 512 + 64 * 256),
 }
 
 

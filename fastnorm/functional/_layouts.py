@@ -18,9 +18,6 @@ _NO_RUNNING_STATS = np.empty(0)
 
 # Runs shorter than this are reduced as columns (vectorized across channels) instead of as rows.
 ROW_MIN = 64
-# Per-sample parameters over short runs: the column passes see one value per position, so the
-# gradient sums go through samples in chunks of about this many values (bounded scratch).
-RUNS_CHUNK = 1 << 16
 
 
 def merge_equal_counts(mean, m2, count, axis):
@@ -217,8 +214,8 @@ class ChannelRuns:
             if n_p == 1:
                 return s_dy.sum(axis=0, keepdims=True), s_dyx.sum(axis=0, keepdims=True)
             return s_dy, s_dyx
-        if self._per_sample_runs(centre):
-            return self._per_sample_grad_sums(dy, centre)
+        if self._per_sample_runs(centre):  # short runs (< ROW_MIN): NumPy's order, see the kernel
+            return reduce.runs_grad_sums(dy, self.x, centre)
         s_dy, s_dyx = reduce.column_grad_sums(
             self._columns(dy, n_p),
             self._columns(self.x, n_p),
@@ -229,26 +226,6 @@ class ChannelRuns:
             return s_dy, s_dyx
         shape = (n_p, self.c, self.d)
         return s_dy.reshape(shape).sum(axis=2), s_dyx.reshape(shape).sum(axis=2)
-
-    def _per_sample_grad_sums(self, dy, centre):
-        """``grad_sums`` with one slot per (sample, channel) over short runs, a chunk of samples
-        at a time: every value's products are the column passes', summed over each run by NumPy
-        as before, without (N, C * D) float64 temporaries."""
-        n, c, d = self.x.shape
-        s_dy, s_dyx = np.empty((n, c)), np.empty((n, c))
-        step = max(1, RUNS_CHUNK // (c * d))
-        blocks = schedule.column_blocks(1, c * d)
-        for lo in range(0, n, step):
-            hi = min(n, lo + step)
-            a, b = reduce.column_grad_sums(
-                dy[lo:hi].reshape(hi - lo, 1, c * d),
-                self.x[lo:hi].reshape(hi - lo, 1, c * d),
-                np.repeat(centre[lo:hi], d, axis=1),
-                *blocks,
-            )
-            s_dy[lo:hi] = a.reshape(hi - lo, c, d).sum(axis=2)
-            s_dyx[lo:hi] = b.reshape(hi - lo, c, d).sum(axis=2)
-        return s_dy, s_dyx
 
     def grad_input(self, dy, centre, alpha, beta, gamma, out):
         """out = alpha * dy + beta * (x - centre) + gamma, parameters of shape (Np, C)."""
