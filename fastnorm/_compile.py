@@ -120,8 +120,8 @@ def precompile(dtypes=DTYPES, processes=None, threaded=(False, True), log=None):
 
     ``processes``: worker processes (default: the CPU count); 0 runs every job in this process.
     ``log``: None, or a function given one line per finished job. Returns
-    ``{"seconds", "compiled", "missed"}``: wall time, functions compiled by the workers, and
-    functions this process still had to compile afterwards (0 when the cache is complete)."""
+    ``{"seconds", "compiled", "missed"}``: wall time, functions compiled, and functions this
+    process still had to compile after the workers (0 when their cache is complete)."""
     todo = jobs(dtypes, threaded)
     start = time.perf_counter()
     compiled = 0
@@ -141,4 +141,6 @@ def precompile(dtypes=DTYPES, processes=None, threaded=(False, True), log=None):
     # in this process: loads what the workers cached, compiles what they did not (all of it
     # when processes=0)
     missed = sum(run_job(job)[1] for job in todo)
+    if not processes:  # everything was compiled here: nothing was missed
+        compiled, missed = missed, 0
     return {"seconds": time.perf_counter() - start, "compiled": compiled, "missed": missed}
