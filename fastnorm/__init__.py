@@ -19,6 +19,7 @@ _LAZY = {
     "MLPClassifier": "neural_network",
     "MLPRegressor": "neural_network",
     "load": "neural_network",
+    "precompile": "_compile",  # python -m fastnorm compile
 }
 _SUBMODULES = {"nn", "functional", "preprocessing", "neural_network"}
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastnorm demo`` and ``python -m fastnorm bench``."""
+"""Command line: ``python -m fastnorm demo``, ``bench`` and ``compile``."""
 
 import argparse
 import sys
@@ -77,7 +77,18 @@ def main(argv=None):
         default=None,
         help="thread count for every library (repeatable; default: 1 and all of Numba's)",
     )
+    compile_ = sub.add_parser(
+        "compile", help="compile every kernel into Numba's cache, so first calls load it"
+    )
+    compile_.add_argument(
+        "--processes", type=int, default=None, help="worker processes (default: CPU count)"
+    )
+    compile_.add_argument(
+        "--dtype", action="append", choices=["float32", "float64"], help="default: both"
+    )
     args = parser.parse_args(argv)
+    if args.command == "compile":
+        return _compile(args)
     if args.command == "bench" and args.threads is not None:
         import numba
 
@@ -113,6 +124,19 @@ def main(argv=None):
     runner.run(cases, repeat=args.repeat, threads=args.threads, record=record)
     if args.json:
         bench_record.save(record, args.json)
+    return 0
+
+
+def _compile(args):
+    from ._compile import DTYPES, precompile
+
+    result = precompile(
+        tuple(args.dtype or DTYPES), processes=args.processes, log=lambda line: print(line)
+    )
+    print(
+        f"compiled {result['compiled']} functions in {result['seconds']:.1f} s"
+        + (f"; {result['missed']} not cached" if result["missed"] else "; all cached")
+    )
     return 0
 
 

@@ -13,7 +13,17 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 # error_model="numpy": a division by zero gives inf/nan instead of a Python exception check, whose
 # branch can keep a loop from vectorizing. Inputs are validated before any kernel runs.
 KERNEL = {"fastmath": FASTMATH, "cache": True, "nogil": True, "error_model": "numpy"}
-PARALLEL_KERNEL = {**KERNEL, "parallel": True}
+
+
+def parallel_kernel_flags():
+    """``KERNEL`` threaded over explicit ``prange`` loops only. Numba's other conversions (array
+    expressions, NumPy calls, reductions) would make every O(channels) step a threaded region of
+    its own, each compiled as a separate gufunc, and a reduction's rounding depend on the thread
+    count. A new dict each time: Numba consumes the options dict it is given."""
+    auto = ("comprehension", "reduction", "inplace_binop", "setitem", "numpy", "stencil", "fusion")
+    return {**KERNEL, "parallel": {"prange": True, **dict.fromkeys(auto, False)}}
+
+
 # Loops that sum deviations from a mean, vectorized across columns (which needs no reassociation):
 # reassociation would turn sum(x - m) into sum(x) - n * m, the cancellation the two passes avoid.
 ORDERED_KERNEL = {**KERNEL, "fastmath": FASTMATH - {"reassoc"}}
@@ -38,7 +48,7 @@ class ParallelKernel:
     choice never changes a result."""
 
     def __init__(self, py_func):
-        self.parallel = njit(**PARALLEL_KERNEL)(py_func)
+        self.parallel = njit(**parallel_kernel_flags())(py_func)
         serial = types.FunctionType(
             py_func.__code__,
             py_func.__globals__,

@@ -31,7 +31,7 @@ def run_centred_sums(v, centre):
     return s, s_d
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def corrected_moments(mean, sq, s_d, n):
     """(mean, M2) of n values from a first-pass ``mean`` and the sums of the second pass: the
     corrected two-pass formula, mean + sum(d) / n and sum(d * d) - sum(d) ** 2 / n.
@@ -74,29 +74,8 @@ def run_grad_input(dy, x, centre, alpha, beta, gamma, out):
         out[i] = alpha * dy[i] + beta * (x[i] - centre) + gamma
 
 
-@njit(**KERNEL)
+# inlined: a serial merge of block partials, one addition per element
+@njit(inline="always", **KERNEL)
 def run_add(acc, v):
     for i in range(acc.shape[0]):
         acc[i] += v[i]
-
-
-@njit(**KERNEL)
-def run_add_grad_sums(acc_dy, acc_dyx, dy, x, centre):
-    for i in range(acc_dy.shape[0]):
-        g = dy[i] * 1.0
-        acc_dy[i] += g
-        acc_dyx[i] += g * (x[i] - centre[i])
-
-
-# Four rows per pass over the accumulators: a quarter of their loads and stores. Each value is
-# widened to float64 (``* 1.0``) before any addition.
-@njit(**KERNEL)
-def run_add_grad_sums4(acc_dy, acc_dyx, dy0, dy1, dy2, dy3, x0, x1, x2, x3, centre):
-    for i in range(acc_dy.shape[0]):
-        m = centre[i]
-        g0 = dy0[i] * 1.0
-        g1 = dy1[i] * 1.0
-        g2 = dy2[i] * 1.0
-        g3 = dy3[i] * 1.0
-        acc_dy[i] += (g0 + g1) + (g2 + g3)
-        acc_dyx[i] += (g0 * (x0[i] - m) + g1 * (x1[i] - m)) + (g2 * (x2[i] - m) + g3 * (x3[i] - m))

@@ -52,13 +52,18 @@ def columns_normalize(
     parts = np.empty((4, 1, n_rb, B))
     # the blocks of moments.column_moments, NaN not skipped: a NaN gives NaN statistics (torch)
     for t in prange(n_rb * n_cb):
-        task_moments(x, w, False, t, n_rb, n_cb, row_block, col_block, parts)
-    cnt2, mean2, m22 = merge_blocks(parts)
-    mean = np.ascontiguousarray(mean2[0])  # views into the partials: make them C for reshape
-    m2 = np.ascontiguousarray(m22[0])
-    total = float(A) if w is None else (cnt2[0, 0] if B > 0 else 0.0)
-    rstd = 1.0 / np.sqrt(m2 / total + eps)
-    scale = rstd * weight
+        task_moments(x, w, None, t, n_rb, n_cb, row_block, col_block, parts)
+    merge_blocks(parts)  # into block 0's slots
+    mean = parts[1, 0, 0].copy()
+    m2 = parts[3, 0, 0].copy()
+    total = float(A) if w is None else (parts[0, 0, 0, 0] if B > 0 else 0.0)
+    # loops, not array expressions: a parallel twin would compile each array expression as a
+    # subroutine of its own (and warn that it found nothing to parallelize in it)
+    rstd = np.empty(B)
+    scale = np.empty(B)
+    for j in range(B):
+        rstd[j] = 1.0 / np.sqrt(m2[j] / total + eps)
+        scale[j] = rstd[j] * weight[j]
     shifts = bias
     if renorm is not None:
         r_max, d_max = renorm[0], renorm[1]
@@ -69,9 +74,14 @@ def columns_normalize(
             rd[0, j] = r
             rd[1, j] = d
             scale[j] = scale[j] * r
-        shifts = bias + weight * rd[1]
+        shifts = np.empty(B)
+        for j in range(B):
+            shifts[j] = bias[j] + weight[j] * rd[1, j]
     if running_mean.size > 0:
-        unbiased = m2 / (total - 1.0) if total > 1.0 else m2 / total
+        unbiased = np.empty(B)
+        count = total - 1.0 if total > 1.0 else total
+        for j in range(B):
+            unbiased[j] = m2[j] / count
         update_running_stats(running_mean, running_var, mean, unbiased, momentum)
     rows = rows_per_task(B)
     for t in prange((A + rows - 1) // rows):
@@ -89,11 +99,15 @@ def columns_normalize(
 
 
 @parallel_kernel
-def columns_normalize_backward(dy, x, w, mean, rstd, weight, batch_stats, row_block, col_block, dx):
+def columns_normalize_backward(
+    dy, x, w, mean, rstd, weight, constant_stats, row_block, col_block, dx
+):
     """Input gradient of ``columns_normalize`` into ``dx``; returns the weight and bias gradients.
-    With ``batch_stats`` False the statistics were constants (running averages). With row
-    weights ``w`` (those of the forward pass), the terms through the batch mean and variance of
-    row a are scaled by ``w[a] / W``: the gradient of the repeated rows, summed over copies."""
+    With ``constant_stats`` True the statistics were constants (running averages); None when
+    they were the batch's (training), which Numba compiles without the constant-statistics pass.
+    With row weights ``w`` (those of the forward pass), the terms through the batch mean and
+    variance of row a are scaled by ``w[a] / W``: the gradient of the repeated rows, summed over
+    copies."""
     _, A, B = x.shape
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
@@ -108,9 +122,13 @@ def columns_normalize_backward(dy, x, w, mean, rstd, weight, batch_stats, row_bl
     for i in range(1, n_rb):
         run_add(s_dy, part_dy[i])
         run_add(s_dyx, part_dyx[i])
-    alpha = rstd * weight
+    alpha = np.empty(B)
+    grad_weight = np.empty(B)
+    for j in range(B):
+        alpha[j] = rstd[j] * weight[j]
+        grad_weight[j] = s_dyx[j] * rstd[j]
     rows = rows_per_task(B)
-    if not batch_stats:
+    if constant_stats is not None:
         # constant statistics: dx = alpha * dy, which never reads x (a NaN or infinite x must
         # not turn its gradient into NaN through 0 * (x - mean))
         zeros = np.zeros((1, B))
@@ -118,11 +136,14 @@ def columns_normalize_backward(dy, x, w, mean, rstd, weight, batch_stats, row_bl
             block_column_affine(
                 dy, 0, t * rows, min(A, (t + 1) * rows), zeros, alpha.reshape((1, B)), zeros, dx
             )
-        return s_dyx * rstd, s_dy
+        return grad_weight, s_dy
     # d/dx of the batch mean and variance: the same formulas as channel_norm_backward
     total = float(A) if w is None else np.sum(w)
-    beta = -(rstd * rstd) * alpha * s_dyx / total
-    gamma = -alpha * s_dy / total
+    beta = np.empty(B)
+    gamma = np.empty(B)
+    for j in range(B):
+        beta[j] = -(rstd[j] * rstd[j]) * alpha[j] * s_dyx[j] / total
+        gamma[j] = -alpha[j] * s_dy[j] / total
     for t in prange((A + rows - 1) // rows):
         r0, r1 = t * rows, min(A, (t + 1) * rows)
         if w is None:
@@ -140,4 +161,4 @@ def columns_normalize_backward(dy, x, w, mean, rstd, weight, batch_stats, row_bl
             )
         else:
             block_column_grad_input_weighted(dy, x, w, r0, r1, centre, alpha, beta, gamma, dx)
-    return s_dyx * rstd, s_dy
+    return grad_weight, s_dy

@@ -87,3 +87,27 @@ def columns_grad_input(dy, x, centre, alpha, beta, gamma, out):
         p = t // n_tasks
         r0 = (t % n_tasks) * rows
         block_column_grad_input(dy, x, p, r0, min(A, r0 + rows), centre, alpha, beta, gamma, out)
+
+
+@parallel_kernel
+def runs_affine(x, centre, scale, shift, out):
+    """out[n, c, k] = (x[n, c, k] - centre[n, c]) * scale[n, c] + shift[n, c] over (N, C, D)
+    runs: per-(sample, channel) parameters without a copy of them per position."""
+    N, C, D = x.shape
+    for n in prange(N):
+        for c in range(C):
+            m, s, sh = centre[n, c], scale[n, c], shift[n, c]
+            for k in range(D):
+                out[n, c, k] = (x[n, c, k] - m) * s + sh
+
+
+@parallel_kernel
+def runs_grad_input(dy, x, centre, alpha, beta, gamma, out):
+    """out[n, c, k] = alpha[n, c] * dy + beta[n, c] * (x - centre[n, c]) + gamma[n, c] over
+    (N, C, D) runs."""
+    N, C, D = x.shape
+    for n in prange(N):
+        for c in range(C):
+            m, a, b, g = centre[n, c], alpha[n, c], beta[n, c], gamma[n, c]
+            for k in range(D):
+                out[n, c, k] = a * dy[n, c, k] + b * (x[n, c, k] - m) + g

@@ -70,7 +70,7 @@ def _fused_sub_batches(x, weight, bias, eps, p0, p1, mean, m2, rstd, scale, out)
     _, A, B = x.shape
     scratch = np.empty((2, B))  # counts, and the low parts of the means (no merge follows)
     for p in range(p0, p1):
-        block_moments(x[p], None, False, scratch[0], mean[p], scratch[1], m2[p])
+        block_moments(x, None, None, p, 0, A, 0, scratch[0], mean[p], scratch[1], m2[p])
         _row_scale(m2[p], weight, float(A), eps, rstd[p], scale[p])
         _sub_batch_affine(x[p], mean[p], scale[p], bias, out[p])
 
@@ -119,13 +119,15 @@ def ghost_normalize(
     # NaN not skipped: a NaN gives NaN statistics, as plain batch norm (torch)
     for t in prange((n_blocks + per - 1) // per):
         for s in range(t * per, min(n_blocks, (t + 1) * per)):
-            task_moments(x, None, False, s, n_rb, n_cb, row_block, col_block, parts)
+            task_moments(x, None, None, s, n_rb, n_cb, row_block, col_block, parts)
     _, mean2, m22 = merge_blocks(parts)
     mean = np.ascontiguousarray(mean2)  # views into the partials: C-contiguous copies
     m2 = np.ascontiguousarray(m22)
-    rstd = 1.0 / np.sqrt(m2 / float(A) + eps)
+    rstd = np.empty((G, B))
+    scale = np.empty((G, B))
+    for p in range(G):  # not array expressions: see columns_fused.columns_normalize
+        _row_scale(m2[p], weight, float(A), eps, rstd[p], scale[p])
     _update_running(running_mean, running_var, mean, m2, float(A), momenta)
-    scale = rstd * weight.reshape((1, B))
     x2 = x.reshape((G * A, B))
     out2 = out.reshape((G * A, B))
     rows = rows_per_task(B)

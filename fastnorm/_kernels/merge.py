@@ -66,7 +66,7 @@ def merge_moment_arrays(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
 # No fast-math: the error-free transformations below rely on the exact order of each operation.
 
 
-@njit(**EXACT)
+@njit(inline="always", **EXACT)
 def two_sum(a, b):
     """s = fl(a + b) and the rounding error e, exactly a + b = s + e (Knuth)."""
     s = a + b
@@ -87,7 +87,7 @@ def corrected_split(mean, sq, s_d, n):
     return hi, lo, m2 if m2 > 0.0 else 0.0
 
 
-@njit(**EXACT)
+@njit(inline="always", **EXACT)
 def add_compensated(hi, lo, value):
     """(hi, lo) + value as a normalized double-double (|lo| at most half an ulp of hi)."""
     s, e = two_sum(hi, value)

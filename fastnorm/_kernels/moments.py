@@ -10,17 +10,22 @@ then centred squares), and the partials are merged serially in block order with
 low part). Results are therefore bitwise identical for any number of threads, and for the serial
 twin used on small inputs.
 
-With ``skip_nan``, NaN values are skipped (``v == v`` is false only for NaN). Infinite values are
-not skipped: they make a block's weighted sum non-finite, which is reported in the returned
-``nonfinite`` flag so that the caller can raise a clear error (the kernel itself never raises:
-exceptions in parallel regions can be lost). Without ``skip_nan`` (batch norm), a NaN or an
-infinity propagates into its column's statistics, as in PyTorch.
+With ``skip_nan`` True, NaN values are skipped (``v == v`` is false only for NaN). Infinite
+values are not skipped: they make a block's weighted sum non-finite, which is reported in the
+returned ``nonfinite`` flag so that the caller can raise a clear error (the kernel itself never
+raises: exceptions in parallel regions can be lost). With ``skip_nan`` None (batch norm), a NaN or
+an infinity propagates into its column's statistics, as in PyTorch.
 
-Loop shape: each block function receives the whole (rows, columns) block and indexes it in 2-D,
-with the column loop innermost. Slicing one 1-D row per iteration (``x[a, c0:c1]``) costs a
-reference-count update per slice, which made narrow rows (64 values) markedly slower (figures:
-``docs/developer.rst``). The loops also take four rows per pass over the float64 accumulators, so
-that they are loaded and stored once per four rows.
+Loop shape: each block function receives the whole (P, A, B) array and the block's bounds, and
+indexes it in 3-D with the column loop innermost, so one compiled specialization serves every block
+(a 2-D slice would be typed C-contiguous for whole rows and non-contiguous otherwise: two compiles,
+and the strided one vectorizes 3-5x worse). Slicing one 1-D row per iteration (``x[a, c0:c1]``)
+costs a reference-count update per slice, which made narrow rows (64 values) markedly slower
+(figures: ``docs/developer.rst``). The loops also take four rows per pass over the float64
+accumulators, so that they are loaded and stored once per four rows.
+
+``skip_nan`` is None (NaN propagates) or True: Numba prunes the ``skip_nan is not None`` branches
+when it is None, so batch norm never compiles the NaN-skipping loops.
 """
 
 import numpy as np
@@ -32,74 +37,77 @@ from .schedule import column_task
 
 
 @njit(**KERNEL)
-def _block_sum(xb, wb, acc):
-    """acc[j] = sum over rows a of (wb[a] *) xb[a, j]; returns the sum of the weights."""
-    rows, cols = xb.shape
+def _block_sum(x, w, p, r0, r1, c0, acc):
+    """acc[j] = sum over rows a in r0:r1 of (w[a] *) x[p, a, c0 + j], j < acc.shape[0]; returns
+    the sum of the weights."""
+    cols = acc.shape[0]
+    c0 = max(c0, 0)  # a provably non-negative index: no wraparound select, the loops vectorize
     acc[:] = 0.0
     total = 0.0
-    a = 0
-    while a + 4 <= rows:
-        if wb is None:
+    a = r0
+    while a + 4 <= r1:
+        if w is None:
             for j in range(cols):
-                acc[j] += (np.float64(xb[a, j]) + np.float64(xb[a + 1, j])) + (
-                    np.float64(xb[a + 2, j]) + np.float64(xb[a + 3, j])
+                acc[j] += (np.float64(x[p, a, c0 + j]) + np.float64(x[p, a + 1, c0 + j])) + (
+                    np.float64(x[p, a + 2, c0 + j]) + np.float64(x[p, a + 3, c0 + j])
                 )
         else:
-            w0, w1, w2, w3 = wb[a], wb[a + 1], wb[a + 2], wb[a + 3]
+            w0, w1, w2, w3 = w[a], w[a + 1], w[a + 2], w[a + 3]
             for j in range(cols):
-                acc[j] += (w0 * xb[a, j] + w1 * xb[a + 1, j]) + (
-                    w2 * xb[a + 2, j] + w3 * xb[a + 3, j]
+                acc[j] += (w0 * x[p, a, c0 + j] + w1 * x[p, a + 1, c0 + j]) + (
+                    w2 * x[p, a + 2, c0 + j] + w3 * x[p, a + 3, c0 + j]
                 )
             total += (w0 + w1) + (w2 + w3)
         a += 4
-    while a < rows:
-        if wb is None:
+    while a < r1:
+        if w is None:
             for j in range(cols):
-                acc[j] += np.float64(xb[a, j])
+                acc[j] += np.float64(x[p, a, c0 + j])
         else:
-            w0 = wb[a]
+            w0 = w[a]
             for j in range(cols):
-                acc[j] += w0 * xb[a, j]
+                acc[j] += w0 * x[p, a, c0 + j]
             total += w0
         a += 1
-    if wb is None:
-        total = float(rows)
+    if w is None:
+        total = float(r1 - r0)
     return total
 
 
 @njit(**ORDERED_KERNEL)
-def _block_sq_dev(xb, wb, mean, acc, acc_d):
-    """acc[j] = sum over rows a of (wb[a] *) (xb[a, j] - mean[j]) ** 2, and acc_d[j] the sum of
-    (wb[a] *) (xb[a, j] - mean[j]), which corrects the mean (``corrected_moments``)."""
-    rows, cols = xb.shape
+def _block_sq_dev(x, w, p, r0, r1, c0, mean, acc, acc_d):
+    """acc[j] = sum over rows a of (w[a] *) (x[p, a, c0 + j] - mean[j]) ** 2, and acc_d[j] the
+    sum of (w[a] *) (x[p, a, c0 + j] - mean[j]), which corrects the mean (``corrected_moments``)."""
+    cols = acc.shape[0]
+    c0 = max(c0, 0)
     acc[:] = 0.0
     acc_d[:] = 0.0
-    a = 0
-    while a + 4 <= rows:
-        if wb is None:
+    a = r0
+    while a + 4 <= r1:
+        if w is None:
             for j in range(cols):
                 m = mean[j]
-                d0 = xb[a, j] - m
-                d1 = xb[a + 1, j] - m
-                d2 = xb[a + 2, j] - m
-                d3 = xb[a + 3, j] - m
+                d0 = x[p, a, c0 + j] - m
+                d1 = x[p, a + 1, c0 + j] - m
+                d2 = x[p, a + 2, c0 + j] - m
+                d3 = x[p, a + 3, c0 + j] - m
                 acc[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
                 acc_d[j] += (d0 + d1) + (d2 + d3)
         else:
-            w0, w1, w2, w3 = wb[a], wb[a + 1], wb[a + 2], wb[a + 3]
+            w0, w1, w2, w3 = w[a], w[a + 1], w[a + 2], w[a + 3]
             for j in range(cols):
                 m = mean[j]
-                d0 = xb[a, j] - m
-                d1 = xb[a + 1, j] - m
-                d2 = xb[a + 2, j] - m
-                d3 = xb[a + 3, j] - m
+                d0 = x[p, a, c0 + j] - m
+                d1 = x[p, a + 1, c0 + j] - m
+                d2 = x[p, a + 2, c0 + j] - m
+                d3 = x[p, a + 3, c0 + j] - m
                 acc[j] += (w0 * (d0 * d0) + w1 * (d1 * d1)) + (w2 * (d2 * d2) + w3 * (d3 * d3))
                 acc_d[j] += (w0 * d0 + w1 * d1) + (w2 * d2 + w3 * d3)
         a += 4
-    while a < rows:
-        w0 = 1.0 if wb is None else wb[a]
+    while a < r1:
+        w0 = 1.0 if w is None else w[a]
         for j in range(cols):
-            d = xb[a, j] - mean[j]
+            d = x[p, a, c0 + j] - mean[j]
             acc[j] += w0 * (d * d)
             acc_d[j] += w0 * d
         a += 1
@@ -114,16 +122,17 @@ def _all_finite(v):
 
 
 @njit(**ORDERED_KERNEL)
-def _block_moments_nan(xb, wb, cnt, mean, mean_lo, m2):
+def _block_moments_nan(x, w, p, r0, r1, c0, cnt, mean, mean_lo, m2):
     """NaN-skipping moments of a block; returns True when a weighted sum is not finite."""
-    rows, cols = xb.shape
+    cols = cnt.shape[0]
+    c0 = max(c0, 0)
     cnt[:] = 0.0
     mean[:] = 0.0
     m2[:] = 0.0
-    for a in range(rows):
-        w0 = 1.0 if wb is None else wb[a]
+    for a in range(r0, r1):
+        w0 = 1.0 if w is None else w[a]
         for j in range(cols):
-            v = xb[a, j]
+            v = x[p, a, c0 + j]
             ok = v == v
             cnt[j] += w0 if ok else 0.0
             mean[j] += w0 * v if ok else 0.0
@@ -132,10 +141,10 @@ def _block_moments_nan(xb, wb, cnt, mean, mean_lo, m2):
         # NaN marks "no data": merge_moments never reads the mean of an empty set
         mean[j] = mean[j] / cnt[j] if cnt[j] > 0.0 else np.nan
     s_d = np.zeros(cols)
-    for a in range(rows):
-        w0 = 1.0 if wb is None else wb[a]
+    for a in range(r0, r1):
+        w0 = 1.0 if w is None else w[a]
         for j in range(cols):
-            d = xb[a, j] - mean[j]
+            d = x[p, a, c0 + j] - mean[j]
             m2[j] += w0 * (d * d) if d == d else 0.0
             s_d[j] += w0 * d if d == d else 0.0
     mean_lo[:] = 0.0
@@ -146,17 +155,18 @@ def _block_moments_nan(xb, wb, cnt, mean, mean_lo, m2):
 
 
 @njit(**KERNEL)
-def block_moments(xb, wb, skip_nan, cnt, mean, mean_lo, m2):
-    """Moments of the block ``xb`` (rows, cols) into cnt, mean + mean_lo (double-double), m2
-    (each of length cols).
+def block_moments(x, w, skip_nan, p, r0, r1, c0, cnt, mean, mean_lo, m2):
+    """Moments of the block x[p, r0:r1, c0:c0 + len(cnt)] of ``x`` (P, A, B), row weights
+    ``w[r0:r1]`` (or None), into cnt, mean + mean_lo (double-double), m2.
 
-    Fast path first: plain sums, which vectorize best. With ``skip_nan``, a NaN or infinity makes
-    some sum non-finite and the block (still in cache) is redone with the NaN-skipping loops;
-    returns True when a weighted sum is not finite even with NaN skipped (an infinite value, or
-    overflow). Without ``skip_nan`` non-finite values propagate and the result is False."""
-    total = _block_sum(xb, wb, mean)
-    if skip_nan and not _all_finite(mean):
-        return _block_moments_nan(xb, wb, cnt, mean, mean_lo, m2)
+    Fast path first: plain sums, which vectorize best. With ``skip_nan`` True, a NaN or infinity
+    makes some sum non-finite and the block (still in cache) is redone with the NaN-skipping
+    loops; returns True when a weighted sum is not finite even with NaN skipped (an infinite
+    value, or overflow). With ``skip_nan`` None non-finite values propagate and the result is
+    False."""
+    total = _block_sum(x, w, p, r0, r1, c0, mean)
+    if skip_nan is not None and not _all_finite(mean):
+        return _block_moments_nan(x, w, p, r0, r1, c0, cnt, mean, mean_lo, m2)
     if total == 0.0:  # only zero weights: no data
         cnt[:] = total
         mean[:] = np.nan
@@ -165,35 +175,30 @@ def block_moments(xb, wb, skip_nan, cnt, mean, mean_lo, m2):
         return False
     for j in range(mean.shape[0]):
         mean[j] = mean[j] / total
-    _block_sq_dev(xb, wb, mean, m2, cnt)  # cnt holds the sums of deviations for a moment
+    _block_sq_dev(x, w, p, r0, r1, c0, mean, m2, cnt)  # cnt holds the sums of deviations for now
     for j in range(mean.shape[0]):
         mean[j], mean_lo[j], m2[j] = corrected_split(mean[j], m2[j], cnt[j], total)
     cnt[:] = total
     return False
 
 
-@njit(**KERNEL)
+# inlined: the prange index of a parallel twin is typed int64, then uint64 in its gufunc; a call
+# taking it would compile twice
+@njit(inline="always", **KERNEL)
 def task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, parts):
     """Task t of the column schedule over x (P, A, B): the moments of one block into the
     partials ``parts`` (4, P, n_rb, B): count, mean, mean_lo, M2; returns the ``nonfinite``
     flag of ``block_moments``."""
     P, A, B = x.shape
     p, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
-    wb = None if w is None else w[r0:r1]
-    if n_cb == 1:  # whole rows: a C-contiguous block, which the inner loops vectorize best
-        return block_moments(
-            x[p, r0:r1],
-            wb,
-            skip_nan,
-            parts[0, p, i],
-            parts[1, p, i],
-            parts[2, p, i],
-            parts[3, p, i],
-        )
     return block_moments(
-        x[p, r0:r1, c0:c1],
-        wb,
+        x,
+        w,
         skip_nan,
+        p,
+        r0,
+        r1,
+        c0,
         parts[0, p, i, c0:c1],
         parts[1, p, i, c0:c1],
         parts[2, p, i, c0:c1],
@@ -242,8 +247,8 @@ def column_moments(x, w, skip_nan, row_block, col_block):
     """Moments of each column of ``x`` (P, A, B), C-contiguous float32/float64, over axis 1.
 
     ``w`` is None or a float64 array of A non-negative weights (Numba compiles the two cases apart,
-    so the unweighted loops carry no weight code). ``row_block``/``col_block`` must depend on the
-    shape only.
+    so the unweighted loops carry no weight code); ``skip_nan`` None or True.
+    ``row_block``/``col_block`` must depend on the shape only.
 
     Returns ``(sum_w, mean, m2, nonfinite)``: float64 arrays of shape (P, B) with the sum of the
     weights of the (non-NaN) values, their weighted mean (NaN where ``sum_w == 0``) and weighted

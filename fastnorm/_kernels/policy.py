@@ -73,6 +73,18 @@ def kernel_threshold(min_elements):
         _local.min_elements = previous
 
 
+@contextlib.contextmanager
+def forced_threads():
+    """Every kernel threaded in this Python thread whatever the input size, so that small inputs
+    compile the parallel twins (``python -m fastnorm compile``); results are the same bits."""
+    previous = min_parallel_elements()
+    _local.min_elements = 0
+    try:
+        yield
+    finally:
+        _local.min_elements = previous
+
+
 def serial_kernels():
     """Run fastnorm's kernels without threads in this Python thread (results are bitwise the
     same). For loops that interleave them with multithreaded BLAS: a parallel region right after

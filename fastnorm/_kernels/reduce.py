@@ -9,12 +9,10 @@ order. Column moments have their own module, ``moments``.
 import numpy as np
 from numba import njit, prange
 
-from ._flags import KERNEL, parallel_kernel
+from ._flags import EXACT, KERNEL, parallel_kernel
 from ._loops import (
     corrected_moments,
     run_add,
-    run_add_grad_sums,
-    run_add_grad_sums4,
     run_centred_sums,
     run_grad_sums,
     run_sum,
@@ -76,27 +74,35 @@ def row_grad_sums(dy, x, centre, chunk):
 
 @njit(**KERNEL)
 def block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, dy_out, dyx_out):
+    """Over rows r0:r1 of x[p] (P, A, B), columns c0:c1: sum(dy) into ``dy_out`` and
+    sum(dy * (x - centre[p])) into ``dyx_out``. Four rows per pass over the float64 accumulators
+    (a quarter of their loads and stores); each value widened to float64 (``* 1.0``) before any
+    addition. Indexed in 3-D like ``moments.block_moments``: one compile for every block."""
+    cols = c1 - c0
+    c0 = max(c0, 0)  # a provably non-negative index: no wraparound select, the loops vectorize
     dy_out[:] = 0.0
     dyx_out[:] = 0.0
-    m = centre[p, c0:c1]
     a = r0
     while a + 4 <= r1:
-        run_add_grad_sums4(
-            dy_out,
-            dyx_out,
-            dy[p, a, c0:c1],
-            dy[p, a + 1, c0:c1],
-            dy[p, a + 2, c0:c1],
-            dy[p, a + 3, c0:c1],
-            x[p, a, c0:c1],
-            x[p, a + 1, c0:c1],
-            x[p, a + 2, c0:c1],
-            x[p, a + 3, c0:c1],
-            m,
-        )
+        for j in range(cols):
+            c = c0 + j
+            m = centre[p, c]
+            g0 = dy[p, a, c] * 1.0
+            g1 = dy[p, a + 1, c] * 1.0
+            g2 = dy[p, a + 2, c] * 1.0
+            g3 = dy[p, a + 3, c] * 1.0
+            dy_out[j] += (g0 + g1) + (g2 + g3)
+            dyx_out[j] += (g0 * (x[p, a, c] - m) + g1 * (x[p, a + 1, c] - m)) + (
+                g2 * (x[p, a + 2, c] - m) + g3 * (x[p, a + 3, c] - m)
+            )
         a += 4
-    for r in range(a, r1):
-        run_add_grad_sums(dy_out, dyx_out, dy[p, r, c0:c1], x[p, r, c0:c1], m)
+    while a < r1:
+        for j in range(cols):
+            c = c0 + j
+            g = dy[p, a, c] * 1.0
+            dy_out[j] += g
+            dyx_out[j] += g * (x[p, a, c] - centre[p, c])
+        a += 1
 
 
 @parallel_kernel
@@ -119,3 +125,52 @@ def column_grad_sums(dy, x, centre, row_block, col_block):
             run_add(sum_dy[p], part_dy[p, i])
             run_add(sum_dyx[p], part_dyx[p, i])
     return sum_dy, sum_dyx
+
+
+@njit(**EXACT)
+def _numpy_sum(v, n):
+    """The sum of v[:n] (n <= 128) in NumPy's order for a contiguous run (``np.sum`` over the last
+    axis: eight partial sums, then the rest), so that ``runs_grad_sums`` keeps the bits of the
+    NumPy reduction it replaced. No fast-math: the order is the result."""
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += v[i]
+        return res
+    r0, r1, r2, r3, r4, r5, r6, r7 = v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
+    i = 8
+    while i < n - n % 8:
+        r0 += v[i]
+        r1 += v[i + 1]
+        r2 += v[i + 2]
+        r3 += v[i + 3]
+        r4 += v[i + 4]
+        r5 += v[i + 5]
+        r6 += v[i + 6]
+        r7 += v[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += v[i]
+        i += 1
+    return res
+
+
+@parallel_kernel
+def runs_grad_sums(dy, x, centre):
+    """Over each run x[n, c, :] of (N, C, D) arrays, D <= 128: sum(dy) and
+    sum(dy * (x - centre[n, c])), each (N, C), without per-position temporaries."""
+    N, C, D = x.shape
+    s_dy = np.empty((N, C))
+    s_dyx = np.empty((N, C))
+    for n in prange(N):
+        g = np.empty(D)
+        gx = np.empty(D)
+        for c in range(C):
+            m = centre[n, c]
+            for k in range(D):
+                g[k] = dy[n, c, k] * 1.0
+                gx[k] = g[k] * (x[n, c, k] - m)
+            s_dy[n, c] = _numpy_sum(g, D)
+            s_dyx[n, c] = _numpy_sum(gx, D)
+    return s_dy, s_dyx

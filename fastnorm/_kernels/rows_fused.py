@@ -4,7 +4,7 @@ each row in one task, so a row is read from memory once. ``subtract_mean=False``
 import numpy as np
 from numba import njit, prange
 
-from ._flags import KERNEL, parallel_kernel
+from ._flags import KERNEL, ORDERED_KERNEL, parallel_kernel
 from ._loops import corrected_moments, run_add, run_centred_sums, run_sum
 
 
@@ -25,7 +25,10 @@ def _run_weighted_grad_sums(dy, x, mean, weight):
     return s_g, s_gx
 
 
-@njit(**KERNEL)
+# No reassociation: LLVM does not always inline this loop, and re-optimizing it in the caller's
+# module with reassociation allowed regrouped its terms, so a process that had compiled it ran
+# other bits than one that loaded the caller from the cache.
+@njit(**ORDERED_KERNEL)
 def _run_grad_input(dy, x, mean, rstd, weight, c_mean, c_x, out):
     for i in range(dy.shape[0]):
         out[i] = rstd * (dy[i] * weight[i] - c_mean - (x[i] - mean) * c_x)

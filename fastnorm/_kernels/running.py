@@ -8,7 +8,7 @@ from numba import njit
 from ._flags import EXACT
 
 
-@njit(**EXACT)
+@njit(inline="always", **EXACT)
 def ema_update(running, value, momentum):
     """In place over 1-D arrays: running[i] = (1 - momentum) * running[i] + momentum * value[i]."""
     keep = 1.0 - momentum

@@ -24,7 +24,7 @@ def column_blocks(n_rows, n_cols):
     return min(rows, max(n_rows, 1)), cols
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def rows_per_task(n_cols):
     """Rows per task of the column element-wise passes: about BLOCK_ELEMENTS values."""
     return max(1, BLOCK_ELEMENTS // max(n_cols, 1))
@@ -35,14 +35,14 @@ def rows_per_block(n_rows, length):
     return max(-(-n_rows // 64), -(-(1 << 14) // max(length, 1)), 1)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def row_task(t, per_row, chunk, length):
     """Task t of a row schedule: (row, first, end) of its contiguous run."""
     lo = (t % per_row) * chunk
     return t // per_row, lo, min(lo + chunk, length)
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def column_task(t, n_rb, n_cb, row_block, col_block, n_rows, n_cols):
     """Task t of a column schedule: (p, row block i, first row, end row, first col, end col)."""
     p = t // (n_rb * n_cb)

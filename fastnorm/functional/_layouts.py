@@ -36,7 +36,7 @@ def merge_equal_counts(mean, m2, count, axis):
 def _column_moments(x3, row_block, col_block):
     """(mean, M2) over axis 1 of (P, A, B): ``moments.column_moments`` without NaN skipping, so a
     NaN gives NaN statistics as in PyTorch."""
-    _, mean, m2, _ = moments.column_moments(x3, None, False, row_block, col_block)
+    _, mean, m2, _ = moments.column_moments(x3, None, None, row_block, col_block)
     return mean, m2
 
 
@@ -114,7 +114,7 @@ class ChannelRuns:
             mean,
             rstd,
             weight,
-            batch_stats,
+            None if batch_stats else True,  # None: the constant-statistics pass is not compiled
             *schedule.column_blocks(self.n, self.c),
             self._columns(dx, 1),
         )
@@ -167,7 +167,9 @@ class ChannelRuns:
         """out = (x - centre) * scale + shift, parameters of shape (Np, C); ``source`` (an array
         of x's shape) replaces x when given."""
         src = self.x if source is None else source
-        if self.use_rows:
+        if self._per_sample_runs(centre):
+            elementwise.runs_affine(src, centre, scale, shift, out.reshape(self.x.shape))
+        elif self.use_rows:
             elementwise.rows_affine(
                 self._rows(src),
                 self._per_row(centre),
@@ -185,6 +187,11 @@ class ChannelRuns:
                 self._per_column(shift),
                 self._columns(out, n_p),
             )
+
+    def _per_sample_runs(self, param):
+        """Parameters per (sample, channel) over short runs: the column passes would need a copy
+        of them per position (``_per_column``), the ``runs_*`` kernels take them as they are."""
+        return not self.use_rows and self.d > 1 and param.shape[0] > 1
 
     def scale(self, dy, scale, out):
         """out = dy * scale, parameters of shape (Np, C): the input gradient when the statistics
@@ -207,6 +214,8 @@ class ChannelRuns:
             if n_p == 1:
                 return s_dy.sum(axis=0, keepdims=True), s_dyx.sum(axis=0, keepdims=True)
             return s_dy, s_dyx
+        if self._per_sample_runs(centre):  # short runs (< ROW_MIN): NumPy's order, see the kernel
+            return reduce.runs_grad_sums(dy, self.x, centre)
         s_dy, s_dyx = reduce.column_grad_sums(
             self._columns(dy, n_p),
             self._columns(self.x, n_p),
@@ -220,7 +229,11 @@ class ChannelRuns:
 
     def grad_input(self, dy, centre, alpha, beta, gamma, out):
         """out = alpha * dy + beta * (x - centre) + gamma, parameters of shape (Np, C)."""
-        if self.use_rows:
+        if self._per_sample_runs(centre):
+            elementwise.runs_grad_input(
+                dy, self.x, centre, alpha, beta, gamma, out.reshape(self.x.shape)
+            )
+        elif self.use_rows:
             elementwise.rows_grad_input(
                 self._rows(dy),
                 self._rows(self.x),

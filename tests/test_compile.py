@@ -1,0 +1,64 @@
+"""``python -m fastnorm compile``: the warm-up calls run, and a filled cache serves a fresh process
+without compiling."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastnorm import _compile
+from fastnorm.functional import _warmup
+
+
+@pytest.mark.parametrize("family", sorted(_warmup.FAMILIES))
+def test_every_functional_warmup_family_runs(family):
+    job, compiled, seconds = _compile.run_job((family, "float64", False))
+    assert job == (family, "float64", False) and compiled >= 0 and seconds >= 0
+
+
+def test_forced_threads_restores_the_threshold():
+    from fastnorm._kernels import policy  # the test reads the policy it checks
+
+    before = policy.min_parallel_elements()
+    with _warmup.forced_threads():
+        assert policy.use_threads(1)
+    assert policy.min_parallel_elements() == before
+
+
+def test_jobs_cover_every_family_dtype_and_twin():
+    todo = _compile.jobs()
+    assert len(todo) == len(_compile._families()) * 2 * 2
+    assert {dtype for _, dtype, _ in todo} == {"float32", "float64"}
+
+
+_FIRST_CALLS = """
+import json, numpy as np
+from numba.core import event
+import fastnorm
+from fastnorm import functional as F
+x = np.random.default_rng(0).standard_normal((64, 64))
+with event.install_recorder("numba:compile") as rec:
+    y, ctx = F.batch_norm_forward(x, np.zeros(64), np.ones(64), training=True)
+    ctx.backward(np.ones_like(y))
+    y, ctx = F.layer_norm_forward(x, 64)
+    ctx.backward(np.ones_like(y))
+    fastnorm.group_norm(x.reshape(4, 16, 8, 8), 4)
+print(json.dumps(sum(1 for _, e in rec.buffer if e.is_start)))
+"""
+
+
+@pytest.mark.slow
+def test_a_precompiled_cache_serves_a_fresh_process_without_compiling(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    code = (
+        "from fastnorm._compile import precompile\n"
+        "r = precompile(('float64',), processes=1, threaded=(False,))\n"
+        "assert r['missed'] == 0, r"
+    )
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _FIRST_CALLS], env=env, check=True, capture_output=True, text=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == 0
