@@ -118,10 +118,39 @@ def run_job(job, lock_path=None):
 def precompile(dtypes=DTYPES, processes=None, threaded=(False, True), log=None):
     """Compile every kernel for ``dtypes`` into Numba's cache.
 
-    ``processes``: worker processes (default: the CPU count); 0 runs every job in this process.
-    ``log``: None, or a function given one line per finished job. Returns
-    ``{"seconds", "compiled", "missed"}``: wall time, functions compiled, and functions this
-    process still had to compile after the workers (0 when their cache is complete)."""
+    Later processes load the kernels from the cache instead of compiling them on first call.
+    ``python -m fastnorm compile`` runs this from the shell.
+
+    Parameters
+    ----------
+    dtypes : tuple of str, default ("float32", "float64")
+        The floating dtypes to compile for.
+    processes : int or None, default None
+        Worker processes (started with ``spawn``); None uses the CPU count and 0 runs every job
+        in this process.
+    threaded : tuple of bool, default (False, True)
+        Which twins to compile: the serial one (small inputs, ``serial_kernels``) and the
+        threaded one.
+    log : callable or None, default None
+        Called with one line of text per finished job.
+
+    Returns
+    -------
+    dict
+        ``"seconds"`` (wall time), ``"compiled"`` (functions compiled) and ``"missed"``
+        (functions this process still had to compile after the workers: 0 when their cache is
+        complete).
+
+    Examples
+    --------
+    Filling the cache takes about a minute on two cores, so this example is not run here
+    (``tests/test_compile.py`` runs it):
+
+    >>> import fastnorm
+    >>> report = fastnorm.precompile(dtypes=("float64",))  # doctest: +SKIP
+    >>> report["missed"]  # doctest: +SKIP
+    0
+    """
     todo = jobs(dtypes, threaded)
     start = time.perf_counter()
     compiled = 0
