@@ -282,6 +282,32 @@ def test_output_dtype(rng, est, dtype):
         assert est.inverse_transform(Y).dtype == expected
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_streamed_ill_conditioned_features_stay_exact(rng, weighted):
+    """Spreads far below the mean (timestamps in seconds), streamed in batches of many rows: a
+    batch's rounded mean would enter the merge and cost the variance eps * |mean| / std."""
+    n = 4000
+    X = np.column_stack(
+        [
+            1.7e9 + rng.normal(0.0, 10.0, n),
+            -1000.0 + 1e-3 * rng.random(n),
+            3e6 + rng.normal(0.0, 1.0, n),
+            rng.normal(5.0, 2.0, n),
+        ]
+    )
+    X[rng.random(X.shape) < 0.05] = np.nan
+    w = rng.uniform(0.0, 2.0, n) if weighted else np.ones(n)
+    streamed = BatchNormalizer()
+    for start in range(0, n, 250):
+        rows = slice(start, start + 250)
+        streamed.partial_fit(X[rows], sample_weight=w[rows] if weighted else None)
+    ld, wl = X.astype(np.longdouble), w.astype(np.longdouble)[:, None] * ~np.isnan(X)
+    mean = np.nansum(wl * ld, axis=0) / wl.sum(axis=0)
+    var = np.nansum(wl * (ld - mean) ** 2, axis=0) / wl.sum(axis=0)
+    assert_allclose(streamed.var_, var.astype(np.float64), rtol=1e-14)
+    assert_allclose(streamed.mean_, mean.astype(np.float64), rtol=1e-15)
+
+
 def test_float32_accuracy_at_large_offset(rng):
     X = rng.normal(1e4, 1.0, (4000, 5)).astype(np.float32)
     bn = BatchNormalizer().fit(X)

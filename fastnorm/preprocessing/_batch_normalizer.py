@@ -18,9 +18,9 @@ from ._state import (
     _StreamedState,
 )
 from ._stats import (
-    batch_moments,
     check_sample_weight,
     columns_affine,
+    exact_batch_moments,
     exact_merge,
     fold_batch,
     per_feature,
@@ -209,11 +209,8 @@ class BatchNormalizer(
         # (a first such chunk fixes the features and leaves their statistics NaN, as fit does
         # for a feature that has no value); fit keeps scikit-learn's rule against zero weight
         w = check_sample_weight(sample_weight, X.shape[0], allow_all_zero=stream)
-        weight_b, mean_b, m2_b = batch_moments(X, w)
-        zeros = np.zeros(n_features)
         rows = X.shape[0] if w is None else np.count_nonzero(w)
-        batch = (weight_b, mean_b, zeros, m2_b, zeros)
-        self._add_batch(batch, rows, w is not None, reset, momentum)
+        self._add_batch(exact_batch_moments(X, w), rows, w is not None, reset, momentum)
 
     def _add_batch(self, batch, rows, weighted, reset, momentum):
         """Fold a batch's exact moments ``(sum_w, mean, mean_lo, m2, m2_lo)`` of ``rows`` rows of

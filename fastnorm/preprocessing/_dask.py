@@ -1,8 +1,8 @@
 """The transformers on Dask arrays and DataFrames. Dask is optional: it is imported inside the
 functions, which run only when a Dask collection was passed.
 
-Statistics: each chunk's (sum of weights, mean, M2) comes from fastnorm's kernels in the worker
-that holds the chunk (``_stats.batch_moments``), and the chunks' states are combined by the one
+Statistics: each chunk's exact moments come from fastnorm's kernels in the worker that holds
+the chunk (``_stats.exact_batch_moments``), and the chunks' states are combined by the one
 compensated merge of ``partial_fit`` and ``merge`` (``_stats.exact_merge``) in the tree of
 ``dask.array.reduction``. Only states travel between workers and back to the client: six float64
 per feature of a chunk of columns, whatever the number of rows. Chunks of columns reduce on their
@@ -19,7 +19,13 @@ from sklearn.utils.validation import validate_data
 
 from .. import _validation as rules
 from .. import functional as F
-from ._stats import batch_moments, check_sample_weight, columns_affine, exact_merge, per_feature
+from ._stats import (
+    check_sample_weight,
+    columns_affine,
+    exact_batch_moments,
+    exact_merge,
+    per_feature,
+)
 
 # the state of a chunk of rows, per feature: the exact moments (``EXACT_ARRAYS``) and the rows of
 # positive weight (the same for every feature)
@@ -27,7 +33,6 @@ STATE_FIELDS = ("sum_weights", "mean", "mean_lo", "m2", "m2_lo", "rows")
 STATE = np.dtype([(name, np.float64) for name in STATE_FIELDS])
 STATE_BYTES_PER_FEATURE = STATE.itemsize
 FLOAT_DTYPES = (np.float64, np.float32, np.float16)
-ILL_CONDITIONED = 1e-3  # a chunk's standard deviation below this fraction of its |mean|
 WEIGHTS_ACCEPTED = "sample_weight must be an array of finite non-negative reals, one per sample"
 UNKNOWN_CHUNKS = (
     "X has unknown chunk sizes, which sample_weight cannot be aligned with: call "
@@ -82,8 +87,7 @@ def _chunk_state(x, weights=None, axis=None, keepdims=None):
         w = check_sample_weight(weights[:, 0], x.shape[0], allow_all_zero=True)
     x = np.ascontiguousarray(x, dtype=None if x.dtype in FLOAT_DTYPES else np.float64)
     with F.serial_kernels():
-        sum_w, mean, m2 = batch_moments(x, w)
-        mean, mean_lo = _compensated_mean(x, w, sum_w, mean, m2)
+        sum_w, mean, mean_lo, m2, _ = exact_batch_moments(x, w)
     out["sum_weights"][0], out["mean"][0], out["mean_lo"][0], out["m2"][0] = (
         sum_w,
         mean,
@@ -92,24 +96,6 @@ def _chunk_state(x, weights=None, axis=None, keepdims=None):
     )
     out["rows"] = x.shape[0] if w is None else np.count_nonzero(w)
     return out
-
-
-def _compensated_mean(x, w, sum_w, mean, m2):
-    """The chunk's mean as hi + lo. Merged with other chunks, the rounding of a float64 mean
-    enters their difference and costs the variance about eps * |mean| / std of its value (1e-10
-    for timestamps in seconds with a spread of 10 s): where the spread is below 1e-3 of the mean,
-    the low part is the mean of the residuals x - mean, from the same kernel."""
-    lo = np.zeros_like(mean)
-    with np.errstate(invalid="ignore", over="ignore"):
-        ill = np.flatnonzero((sum_w > 0) & (m2 < (ILL_CONDITIONED * mean) ** 2 * sum_w))
-    if ill.size == 0:
-        return mean, lo
-    residuals = np.ascontiguousarray(x[:, ill] - mean[ill])  # float64, NaN kept
-    residual_mean = batch_moments(residuals, w)[1]
-    hi = mean.copy()
-    hi[ill] = mean[ill] + residual_mean
-    lo[ill] = residual_mean - (hi[ill] - mean[ill])  # normalized: at most half an ulp of hi
-    return hi, lo
 
 
 def _exact(state, i):

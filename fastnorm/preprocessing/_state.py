@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .. import _validation as rules
 from .._collections import is_dask_collection
 from .._version import __version__
-from ._stats import batch_moments, biased_var, check_sample_weight, standard_scale
+from ._stats import biased_var, check_sample_weight, exact_batch_moments, standard_scale
 
 FLOAT_DTYPES = (np.float64, np.float32, np.float16)
 X_ACCEPTED = "X must be a non-empty 2-D array of real numbers of shape (n_samples, n_features)"
@@ -176,13 +176,14 @@ class _StreamedState:
         with self._all_or_nothing():
             X = self._validate_batch(X, reset=False)
             w = check_sample_weight(sample_weight, X.shape[0])
-            sum_w, mean, m2 = batch_moments(X, w)
+            batch = exact_batch_moments(X, w)
             rows = X.shape[0] if w is None else np.count_nonzero(w)
             if self._is_exact():
-                zeros = np.zeros_like(mean)
-                moments = dict(zip(EXACT_ARRAYS, (sum_w, mean, zeros, m2, zeros)))
+                moments = dict(zip(EXACT_ARRAYS, batch))
             else:
-                moments = {"sum_weights": sum_w, "mean": mean, "var": biased_var(m2, sum_w)}
+                sum_w, mean, mean_lo, m2, _ = batch
+                var = biased_var(m2, sum_w)
+                moments = {"sum_weights": sum_w, "mean": mean + mean_lo, "var": var}
             self._set_state(moments, w is not None, rows)
         return self
 
