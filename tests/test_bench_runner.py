@@ -134,3 +134,27 @@ def test_preallocated_calls_compute_the_operation(op, shape, axis):
         y, dx = (np.moveaxis(a.reshape(nchw), 1, axis) for a in (y, dx))
     np.testing.assert_allclose(y, expected_y, atol=2e-5)
     np.testing.assert_allclose(dx, expected_dx, atol=2e-5)
+
+
+def test_every_compiled_case_runs_its_own_graph(monkeypatch):
+    """torch.compile's peer must stay compiled past Dynamo's recompile limit (8 per function
+    code): the cases share one forward function."""
+    torch = pytest.importorskip("torch")
+    from torch._dynamo.utils import counters
+
+    from fastnorm._bench import kernel_cases
+
+    monkeypatch.setattr(kernel_cases, "COMPILE_BACKEND", "eager")  # Dynamo's part only: fast
+    cases = [("batch", (8, 4), 1), ("layer", (8, 4), None), ("group", (2, 32, 3), 1)]
+    cases += [("instance", (2, 4, 3), 1), ("rms", (8, 4), None)]
+    rng = np.random.default_rng(0)
+    before = counters["stats"]["unique_graphs"]
+    runs = 0
+    for dtype in (np.float32, np.float64):
+        for op, shape, axis in cases:
+            x = rng.standard_normal(shape).astype(dtype)
+            for dy in (None, np.ones_like(x)):
+                kernel_cases._torch_impl(op, x, dy, axis, compiled=True)()
+                runs += 1
+    torch._dynamo.reset()
+    assert counters["stats"]["unique_graphs"] - before == runs

@@ -105,6 +105,9 @@ def numpy_forward_backward(op, x, dy, axis):
     return back((g - term) * rstd)
 
 
+COMPILE_BACKEND = "inductor"
+
+
 def compile_peer_available():
     """torch.compile (Inductor) is a peer when asked for (``FASTNORM_BENCH_COMPILE=1``: compiling
     every shape takes minutes) and a C++ compiler is present."""
@@ -147,7 +150,10 @@ def _torch_impl(op, x, dy, axis, compiled=False):
         return tf.rms_norm(inp, (width,), weight, eps=1e-5)
 
     if compiled:
-        forward = torch.compile(forward)
+        # a case's own graphs: Dynamo counts recompilations per function code, and past its
+        # limit (8) would silently run the later cases eagerly
+        torch._dynamo.reset()
+        forward = torch.compile(forward, backend=COMPILE_BACKEND)
     if dy is None:
 
         def run():
