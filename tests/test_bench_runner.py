@@ -81,6 +81,15 @@ def test_readme_table_is_generated_from_a_record(tmp_path):
         record.update_readme(loaded, readme)
 
 
+def test_record_command_says_when_torch_compile_was_timed(monkeypatch):
+    from fastnorm._bench import record
+
+    monkeypatch.delenv("FASTNORM_BENCH_COMPILE", raising=False)
+    assert record.new_record(["bench"])["command"] == "python -m fastnorm bench"
+    monkeypatch.setenv("FASTNORM_BENCH_COMPILE", "1")
+    assert record.new_record(["bench"])["command"].startswith("FASTNORM_BENCH_COMPILE=1 python")
+
+
 def test_preallocated_ratio_compares_the_out_calls():
     stats = runner.summarize(
         {

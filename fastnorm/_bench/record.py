@@ -40,8 +40,12 @@ def versions():
 
 
 def new_record(argv=None):
+    # the opt-in torch.compile column is part of how the run was made
+    env = "FASTNORM_BENCH_COMPILE=1 " if os.environ.get("FASTNORM_BENCH_COMPILE") == "1" else ""
     return {
-        "command": "python -m fastnorm " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": env
+        + "python -m fastnorm "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "versions": versions(),
     }
