@@ -85,6 +85,8 @@ def vector_param(value, name, length, shape_text="(num_features,)"):
     """A per-channel parameter as a float64 vector of ``length``, or None."""
     if value is None:
         return None
+    if type(value) is np.ndarray and value.shape == (length,) and value.dtype in FLOAT_DTYPES:
+        return np.ascontiguousarray(value, dtype=np.float64)  # the common case, checked cheaply
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
         raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
@@ -97,6 +99,8 @@ def shaped_param(value, name, shape):
     """A per-element parameter of exactly ``shape``, flattened to float64, or None."""
     if value is None:
         return None
+    if type(value) is np.ndarray and value.shape == shape and value.dtype in FLOAT_DTYPES:
+        return np.ascontiguousarray(value, dtype=np.float64).reshape(-1)  # checked cheaply
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
@@ -138,7 +142,11 @@ def normalized_shape_of(normalized_shape, x_shape):
     def is_int(v):
         return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
-    if is_int(normalized_shape):
+    if type(normalized_shape) is int:  # the common cases first: the checks below cost a call
+        shape = (normalized_shape,)
+    elif type(normalized_shape) is tuple and all(type(s) is int for s in normalized_shape):
+        shape = normalized_shape
+    elif is_int(normalized_shape):
         shape = (int(normalized_shape),)
     elif isinstance(normalized_shape, (tuple, list, np.ndarray)) and all(
         is_int(s) for s in normalized_shape

@@ -1,5 +1,7 @@
 """Layer and RMS norm: statistics per sample over the trailing ``normalized_shape`` dimensions."""
 
+import math
+
 import numpy as np
 
 from .._kernels import rows_fused, schedule
@@ -46,7 +48,7 @@ def _rows_forward(x, normalized_shape, weight, bias, eps, out, subtract_mean, sa
     b = checks.shaped_param(bias, "bias", shape) if subtract_mean else None
     x = checks.saved_input(x, out, save)
     out = checks.output_array(out, x.shape, x.dtype)
-    length = int(np.prod(shape, dtype=np.int64))
+    length = math.prod(shape)
     rows = x.size // length if length else 0
     x2 = x.reshape(rows, length)
     w = np.ones(length) if w is None else w
