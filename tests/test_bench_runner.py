@@ -13,8 +13,22 @@ def test_libraries_are_timed_in_turn():
     impls = {lib: (lambda lib=lib: calls.append(lib)) for lib in ("fastnorm", "torch", "numpy")}
     samples = runner.interleaved_samples(impls, repeat=3, min_sample=0.0, warm_up=0.0)
     assert {lib: len(v) for lib, v in samples.items()} == {"fastnorm": 3, "torch": 3, "numpy": 3}
-    timed = calls[3:]  # after one calibration call each
+    timed = calls[6:]  # after a first call and one calibration call each
     assert timed == ["fastnorm", "torch", "numpy"] * 3
+
+
+def test_a_slow_first_call_does_not_set_the_calls_per_sample():
+    """A first call that compiles (Numba, torch.compile) must not make every sample one call."""
+    import time
+
+    calls = []
+
+    def fn():
+        if not calls:
+            time.sleep(0.2)
+        calls.append(1)
+
+    assert runner._calibrate(fn, min_sample=0.01, warm_up=0.05) > 100
 
 
 def test_noisy_library_gives_no_ratio():

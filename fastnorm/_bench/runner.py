@@ -51,7 +51,9 @@ def import_peers_first():
 
 def _calibrate(fn, min_sample, warm_up):
     """Calls per sample so that one sample lasts ``min_sample`` seconds, after ``warm_up``
-    seconds of calls (compilation, page faults, caches, a CPU that clocked down while idle)."""
+    seconds of calls (compilation, page faults, caches, a CPU that clocked down while idle).
+    The first call, which may compile for seconds, is not part of the estimate."""
+    fn()
     calls, start = 0, time.perf_counter()
     while calls == 0 or time.perf_counter() - start < warm_up:
         fn()
