@@ -5,10 +5,10 @@ transformers' statistics (NaN skipped, optional weights).
 
 The rows are cut into blocks whose size depends only on the shape (``schedule.column_blocks``);
 each block computes its own partial moments with two passes over data that sits in cache (sum,
-then centred squares), and the partials are merged serially in block order with
+then centred squares), and the partials are merged in block order with
 ``merge.merge_compensated`` (Chan's formula in double-double, each block's mean carrying its
-low part). Results are therefore bitwise identical for any number of threads, and for the serial
-twin used on small inputs.
+low part), each column on its own (``merge_block_columns``). Results are therefore bitwise
+identical for any number of threads, and for the serial twin used on small inputs.
 
 With ``skip_nan`` True, NaN values are skipped (``v == v`` is false only for NaN). Infinite
 values are not skipped: they make a block's weighted sum non-finite, which is reported in the
@@ -31,8 +31,8 @@ when it is None, so batch norm never compiles the NaN-skipping loops.
 import numpy as np
 from numba import njit, prange
 
-from ._flags import KERNEL, ORDERED_KERNEL, parallel_kernel
-from .merge import corrected_split, merge_compensated
+from ._flags import EXACT, KERNEL, ORDERED_KERNEL, parallel_kernel
+from .merge import add_compensated, corrected_split, merge_compensated, two_sum
 from .schedule import column_task
 
 
@@ -206,40 +206,105 @@ def task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, parts):
     )
 
 
-@njit(**KERNEL)
-def merge_blocks(parts):
-    """Merge the block partials ``parts`` (4, P, n_rb, B) in block order; returns (cnt, mean,
-    m2), each (P, B).
+@njit(**EXACT)
+def _merge_block_into(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2_b, slow):
+    """One block merged into the running state of each column: ``merge_compensated``'s formula
+    for non-empty sets with finite means, the same operations in the same order (same bits), as
+    a branch-free loop that vectorizes across columns. Columns where that case does not hold are
+    flagged in ``slow`` and redone by the caller with ``merge_compensated``."""
+    for j in range(cnt.shape[0]):
+        n_a, n_b, mean_a, mb = cnt[j], cnt_b[j], mean[j], mean_b[j]
+        slow[j] |= not (n_a != 0 and n_b != 0 and abs(mean_a) < np.inf and abs(mb) < np.inf)
+        n = n_a + n_b
+        s, e = two_sum(mb, -mean_a)
+        delta = s + ((e + mean_lo_b[j]) - mean_lo[j])
+        frac_b = n_b / n
+        mean[j], mean_lo[j] = add_compensated(mean_a, mean_lo[j], delta * frac_b)
+        hi, lo = add_compensated(m2[j], m2_lo[j], m2_b[j])
+        m2[j], m2_lo[j] = add_compensated(hi, lo + 0.0, delta * delta * n_a * frac_b)
+        cnt[j] = n
 
-    The merge is compensated (double-double, from the blocks' own low parts on): with a plain
-    merge, the rounding of each mean enters every later ``mean_b - mean`` and, for a spread far
-    below the mean (1 +- 1e-7), costs the variance about 1e-9 of its value."""
-    _, P, n_rb, B = parts.shape
-    # merged in place into block 0's slots, returned as views: no copies (group norm calls this
-    # on large P * B)
+
+@njit(**KERNEL)
+def merge_block_columns(parts, p, c0, c1):
+    """Merge the block partials ``parts[:, p, :, c0:c1]`` in block order, in place into block
+    0's slots (compensated: double-double, from the blocks' own low parts on; with a plain merge
+    the rounding of each mean enters every later ``mean_b - mean`` and, for a spread far below
+    the mean (1 +- 1e-7), costs the variance about 1e-9 of its value). Columns are independent:
+    a parallel caller splits them between threads without changing a bit."""
+    n_rb = parts.shape[2]
+    if n_rb == 1 or c1 <= c0:
+        return
+    first = parts[:, p, 0, c0:c1].copy()  # for columns that need the general merge
+    m2_lo = np.zeros(c1 - c0)
+    slow = np.zeros(c1 - c0, dtype=np.bool_)
     cnt, mean, mean_lo, m2 = (
-        parts[0, :, 0, :],
-        parts[1, :, 0, :],
-        parts[2, :, 0, :],
-        parts[3, :, 0, :],
+        parts[0, p, 0, c0:c1],
+        parts[1, p, 0, c0:c1],
+        parts[2, p, 0, c0:c1],
+        parts[3, p, 0, c0:c1],
     )
-    m2_lo = np.zeros((P, B)) if n_rb > 1 else np.zeros((0, 0))
-    for p in range(P):
-        for i in range(1, n_rb):
-            for j in range(B):
-                cnt[p, j], mean[p, j], mean_lo[p, j], m2[p, j], m2_lo[p, j] = merge_compensated(
-                    cnt[p, j],
-                    mean[p, j],
-                    mean_lo[p, j],
-                    m2[p, j],
-                    m2_lo[p, j],
+    for i in range(1, n_rb):
+        _merge_block_into(
+            cnt,
+            mean,
+            mean_lo,
+            m2,
+            m2_lo,
+            parts[0, p, i, c0:c1],
+            parts[1, p, i, c0:c1],
+            parts[2, p, i, c0:c1],
+            parts[3, p, i, c0:c1],
+            slow,
+        )
+    for k in range(c1 - c0):
+        if slow[k]:
+            j = c0 + k
+            n, mu, mu_lo, sq, sq_lo = first[0, k], first[1, k], first[2, k], first[3, k], 0.0
+            for i in range(1, n_rb):
+                n, mu, mu_lo, sq, sq_lo = merge_compensated(
+                    n,
+                    mu,
+                    mu_lo,
+                    sq,
+                    sq_lo,
                     parts[0, p, i, j],
                     parts[1, p, i, j],
                     parts[2, p, i, j],
                     parts[3, p, i, j],
                     0.0,
                 )
-    return cnt, mean, m2
+            parts[0, p, 0, j], parts[1, p, 0, j], parts[2, p, 0, j], parts[3, p, 0, j] = (
+                n,
+                mu,
+                mu_lo,
+                sq,
+            )
+
+
+MERGE_COLUMNS = 128  # columns per task of a threaded merge
+
+
+@njit(inline="always", **KERNEL)
+def merge_all_blocks(parts):
+    """``merge_blocks`` in tasks of MERGE_COLUMNS columns, threaded when inlined in a parallel
+    twin (inlined: a call would compile its task index twice, as for ``task_moments``)."""
+    _, P, n_rb, B = parts.shape
+    n_chunks = (B + MERGE_COLUMNS - 1) // MERGE_COLUMNS
+    if n_rb > 1:
+        for t in prange(P * n_chunks):
+            c0 = (t % n_chunks) * MERGE_COLUMNS
+            merge_block_columns(parts, t // n_chunks, c0, min(B, c0 + MERGE_COLUMNS))
+
+
+@njit(**KERNEL)
+def merge_blocks(parts):
+    """Merge the block partials ``parts`` (4, P, n_rb, B) in block order
+    (``merge_block_columns``); returns views (cnt, mean, m2) of block 0's slots, each (P, B)."""
+    _, P, n_rb, B = parts.shape
+    for p in range(P):
+        merge_block_columns(parts, p, 0, B)
+    return parts[0, :, 0, :], parts[1, :, 0, :], parts[3, :, 0, :]
 
 
 @parallel_kernel
@@ -262,5 +327,5 @@ def column_moments(x, w, skip_nan, row_block, col_block):
     bad = np.zeros(P * n_rb * n_cb, dtype=np.bool_)
     for t in prange(P * n_rb * n_cb):
         bad[t] = task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, parts)
-    cnt, mean, m2 = merge_blocks(parts)
-    return cnt, mean, m2, bad.any()
+    merge_all_blocks(parts)
+    return parts[0, :, 0, :], parts[1, :, 0, :], parts[3, :, 0, :], bad.any()
