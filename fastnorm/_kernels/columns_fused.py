@@ -15,7 +15,7 @@ from .elementwise import (
 from .moments import merge_all_blocks, task_moments
 from .reduce import block_grad_sums
 from .running import update_running_stats
-from .schedule import column_task, rows_per_task
+from .schedule import column_task, rows_per_task, sum_row_block
 
 
 @parallel_kernel
@@ -109,6 +109,7 @@ def columns_normalize_backward(
     variance of row a are scaled by ``w[a] / W``: the gradient of the repeated rows, summed over
     copies."""
     _, A, B = x.shape
+    row_block = sum_row_block(A, row_block)
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
     part_dy = np.empty((n_rb, B))

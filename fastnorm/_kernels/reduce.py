@@ -18,7 +18,7 @@ from ._loops import (
     run_sum,
 )
 from .merge import merge_moments
-from .schedule import column_task, row_task
+from .schedule import column_task, row_task, sum_row_block
 
 
 @parallel_kernel
@@ -109,6 +109,7 @@ def block_grad_sums(dy, x, centre, p, r0, r1, c0, c1, dy_out, dyx_out):
 def column_grad_sums(dy, x, centre, row_block, col_block):
     """Over axis 1 of (P, A, B) arrays: sum(dy) and sum(dy * (x - centre[p, b])), each (P, B)."""
     P, A, B = x.shape
+    row_block = sum_row_block(A, row_block)
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
     part_dy = np.empty((P, n_rb, B))

@@ -24,6 +24,18 @@ def column_blocks(n_rows, n_cols):
     return min(rows, max(n_rows, 1)), cols
 
 
+# row blocks of a one-pass column sum (the gradient sums): its blocks need not fit in cache, and
+# fewer partials mean fewer fresh pages per call, which cost more than the sums (developer.rst)
+SUM_BLOCKS = 16
+
+
+@njit(inline="always", **KERNEL)
+def sum_row_block(n_rows, row_block):
+    """Rows per block of a one-pass column sum: at least ``row_block``, at most SUM_BLOCKS
+    blocks (enough tasks for 16 threads)."""
+    return max(row_block, (n_rows + SUM_BLOCKS - 1) // SUM_BLOCKS)
+
+
 @njit(inline="always", **KERNEL)
 def rows_per_task(n_cols):
     """Rows per task of the column element-wise passes: about BLOCK_ELEMENTS values."""
