@@ -103,7 +103,7 @@ def paired_cases(before_kernels, before_mlp):
     return pairs
 
 
-def time_pair(make_after, make_before, repeat):
+def measure_pair(make_after, make_before, repeat):
     after, before = make_after(), make_before()
     impls = {
         "before": before.get("fastnorm"),
@@ -192,12 +192,12 @@ def main(argv=None):
     print(f"before: {commit}; times in ms, min (median) of interleaved repetitions")
     record = {"before": commit, "rows": {}}
     if pairs:  # untimed: the allocator settles (see runner.run)
-        time_pair(pairs[0][1], pairs[0][2], 1)
+        measure_pair(pairs[0][1], pairs[0][2], 1)
     for n in args.threads or [1, 2]:
         print(f"\n{n} thread{'s' if n > 1 else ''}\n{HEADER}")
         with runner.thread_count(n, torch):
             for name, make_after, make_before in pairs:
-                stats = time_pair(make_after, make_before, args.repeat)
+                stats = measure_pair(make_after, make_before, args.repeat)
                 record["rows"].setdefault(str(n), {})[name] = stats
                 print(format_row(name, stats), flush=True)
     if args.cold_start:

@@ -38,7 +38,7 @@ def test_rows_pair_both_versions_and_are_timed_in_turn(before_after):
     assert "layer_norm fwd (32, 64), per call" in names
     assert any(name.startswith("MLP epoch") for name in names)
     name, make_after, make_before = pairs[names.index("layer_norm fwd (32, 64), per call")]
-    stats = module.time_pair(make_after, make_before, repeat=2)
+    stats = module.measure_pair(make_after, make_before, repeat=2)
     assert {"before", "after"} <= set(stats)
     assert all(len(s) == 4 and s["min"] > 0 for s in stats.values())
     assert name in module.format_row(name, stats)
