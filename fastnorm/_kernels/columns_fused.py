@@ -12,7 +12,7 @@ from .elementwise import (
     block_column_grad_input,
     block_column_grad_input_weighted,
 )
-from .moments import merge_all_blocks, task_moments
+from .moments import merge_blocks, task_moments
 from .reduce import block_grad_sums
 from .running import update_running_stats
 from .schedule import column_task, rows_per_task, sum_row_block
@@ -53,7 +53,7 @@ def columns_normalize(
     # the blocks of moments.column_moments, NaN not skipped: a NaN gives NaN statistics (torch)
     for t in prange(n_rb * n_cb):
         task_moments(x, w, None, t, n_rb, n_cb, row_block, col_block, parts)
-    merge_all_blocks(parts)  # into block 0's slots
+    merge_blocks(parts)  # into block 0's slots
     mean = parts[1, 0, 0].copy()
     m2 = parts[3, 0, 0].copy()
     total = float(A) if w is None else (parts[0, 0, 0, 0] if B > 0 else 0.0)

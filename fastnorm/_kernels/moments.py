@@ -286,24 +286,17 @@ MERGE_COLUMNS = 128  # columns per task of a threaded merge
 
 
 @njit(inline="always", **KERNEL)
-def merge_all_blocks(parts):
-    """``merge_blocks`` in tasks of MERGE_COLUMNS columns, threaded when inlined in a parallel
-    twin (inlined: a call would compile its task index twice, as for ``task_moments``)."""
+def merge_blocks(parts):
+    """Merge the block partials ``parts`` (4, P, n_rb, B) in block order, in tasks of
+    MERGE_COLUMNS columns (``merge_block_columns``), threaded when inlined in a parallel twin
+    (inlined: a call would compile its task index twice, as for ``task_moments``); returns views
+    (cnt, mean, m2) of block 0's slots, each (P, B)."""
     _, P, n_rb, B = parts.shape
     n_chunks = (B + MERGE_COLUMNS - 1) // MERGE_COLUMNS
     if n_rb > 1:
         for t in prange(P * n_chunks):
             c0 = (t % n_chunks) * MERGE_COLUMNS
             merge_block_columns(parts, t // n_chunks, c0, min(B, c0 + MERGE_COLUMNS))
-
-
-@njit(**KERNEL)
-def merge_blocks(parts):
-    """Merge the block partials ``parts`` (4, P, n_rb, B) in block order
-    (``merge_block_columns``); returns views (cnt, mean, m2) of block 0's slots, each (P, B)."""
-    _, P, n_rb, B = parts.shape
-    for p in range(P):
-        merge_block_columns(parts, p, 0, B)
     return parts[0, :, 0, :], parts[1, :, 0, :], parts[3, :, 0, :]
 
 
@@ -327,5 +320,5 @@ def column_moments(x, w, skip_nan, row_block, col_block):
     bad = np.zeros(P * n_rb * n_cb, dtype=np.bool_)
     for t in prange(P * n_rb * n_cb):
         bad[t] = task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, parts)
-    merge_all_blocks(parts)
-    return parts[0, :, 0, :], parts[1, :, 0, :], parts[3, :, 0, :], bad.any()
+    cnt, mean, m2 = merge_blocks(parts)
+    return cnt, mean, m2, bad.any()
