@@ -4,15 +4,23 @@ import argparse
 import sys
 
 
-def positive_int(text):
-    """argparse ``type=``: an integer >= 1 (the message names the option through argparse)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _int_from(minimum, accepted):
+    """argparse ``type=``: an integer >= ``minimum`` (argparse names the option)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {accepted}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {accepted}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _int_from(1, "a positive integer")
+non_negative_int = _int_from(0, "an integer >= 0")
 
 
 def main(argv=None):
@@ -81,7 +89,10 @@ def main(argv=None):
         "compile", help="compile every kernel into Numba's cache, so first calls load it"
     )
     compile_.add_argument(
-        "--processes", type=int, default=None, help="worker processes (default: CPU count)"
+        "--processes",
+        type=non_negative_int,
+        default=None,
+        help="worker processes (default: CPU count; 0: compile in this process)",
     )
     compile_.add_argument(
         "--dtype", action="append", choices=["float32", "float64"], help="default: both"

@@ -115,6 +115,30 @@ def run_job(job, lock_path=None):
     return job, compiled, time.perf_counter() - start
 
 
+def _checked(dtypes, processes, threaded, log):
+    """``precompile``'s arguments through fastnorm's parameter rules, before any work."""
+    from . import _validation as rules
+
+    if isinstance(dtypes, (str, type, np.dtype)):  # one dtype
+        dtypes = (dtypes,)
+    try:
+        dtypes = tuple(dtypes)
+        threaded = (threaded,) if isinstance(threaded, (bool, np.bool_)) else tuple(threaded)
+    except TypeError:
+        raise TypeError(
+            "dtypes must be float32/float64 dtypes and threaded bools (a value or a sequence), "
+            f"got dtypes={dtypes!r}, threaded={threaded!r}"
+        ) from None
+    dtypes = tuple(dict.fromkeys(rules.check(d, "dtypes", rules.FLOAT_DTYPE).name for d in dtypes))
+    threaded = tuple(dict.fromkeys(rules.check(t, "threaded", rules.Boolean()) for t in threaded))
+    if not dtypes or not threaded:
+        raise ValueError("dtypes and threaded must not be empty")
+    processes = rules.check(processes, "processes", rules.NoneOr(rules.NON_NEGATIVE_INT))
+    if log is not None and not callable(log):
+        raise TypeError(f"log must be None or a function of one line of text, got {log!r}")
+    return dtypes, processes, threaded
+
+
 def precompile(dtypes=DTYPES, processes=None, threaded=(False, True), log=None):
     """Compile every kernel for ``dtypes`` into Numba's cache.
 
@@ -123,12 +147,12 @@ def precompile(dtypes=DTYPES, processes=None, threaded=(False, True), log=None):
 
     Parameters
     ----------
-    dtypes : tuple of str, default ("float32", "float64")
-        The floating dtypes to compile for.
+    dtypes : dtype or sequence of dtypes, default ("float32", "float64")
+        The floating dtypes to compile for: float32 and/or float64.
     processes : int or None, default None
         Worker processes (started with ``spawn``); None uses the CPU count and 0 runs every job
         in this process.
-    threaded : tuple of bool, default (False, True)
+    threaded : bool or sequence of bool, default (False, True)
         Which twins to compile: the serial one (small inputs, ``serial_kernels``) and the
         threaded one.
     log : callable or None, default None
@@ -151,6 +175,7 @@ def precompile(dtypes=DTYPES, processes=None, threaded=(False, True), log=None):
     >>> report["missed"]  # doctest: +SKIP
     0
     """
+    dtypes, processes, threaded = _checked(dtypes, processes, threaded, log)
     todo = jobs(dtypes, threaded)
     start = time.perf_counter()
     compiled = 0

@@ -1347,6 +1347,19 @@ case(
     r"argument --group: invalid choice",
 )
 case("cli/demo --seed abc", lambda: cli("demo", "--seed", "abc"), CommandLineError, r"--seed")
+for bad in ("-1", "x", "1.5"):
+    case(
+        f"cli/compile --processes {bad}",
+        lambda bad=bad: cli("compile", "--processes", bad),
+        CommandLineError,
+        r"argument --processes: must be an integer >= 0",
+    )
+case(
+    "cli/compile --dtype float16",
+    lambda: cli("compile", "--dtype", "float16"),
+    CommandLineError,
+    r"argument --dtype: invalid choice",
+)
 case("cli/no command", lambda: cli(), CommandLineError, r"required: command")
 case("cli/unknown command", lambda: cli("train"), CommandLineError, r"invalid choice: 'train'")
 

@@ -62,3 +62,29 @@ def test_a_precompiled_cache_serves_a_fresh_process_without_compiling(tmp_path):
         [sys.executable, "-c", _FIRST_CALLS], env=env, check=True, capture_output=True, text=True
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"dtypes": ("float16",)}, TypeError, "dtypes must be float32 or float64"),
+        ({"dtypes": ()}, ValueError, "must not be empty"),
+        ({"dtypes": 3}, TypeError, "dtypes must be"),
+        ({"processes": -1}, ValueError, "processes must be None or an integer >= 0"),
+        ({"processes": "2"}, TypeError, "processes must be"),
+        ({"threaded": (2,)}, TypeError, "threaded must be a bool"),
+        ({"log": 5}, TypeError, "log must be None or a function"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(monkeypatch, kwargs, error, match):
+    monkeypatch.setattr(_compile, "run_job", lambda *a, **k: pytest.fail("work was started"))
+    with pytest.raises(error, match=match):
+        _compile.precompile(**{"processes": 0, **kwargs})
+
+
+def test_one_dtype_and_one_twin_may_be_given_alone(monkeypatch):
+    done = []
+    monkeypatch.setattr(_compile, "run_job", lambda job, *a: done.append(job) or (job, 0, 0.0))
+    result = _compile.precompile("float32", processes=0, threaded=False)
+    assert result["missed"] == 0
+    assert {(d, t) for _, d, t in done} == {("float32", False)}
