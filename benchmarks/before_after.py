@@ -185,6 +185,8 @@ def main(argv=None):
     parser.add_argument("--cold-start", action="store_true")
     parser.add_argument("--json", help="write every row's statistics to this file")
     args = parser.parse_args(argv)
+    if not os.path.isfile(os.path.join(args.before, "fastnorm", "__init__.py")):
+        parser.error(f"argument --before: {args.before!r} is not a checkout of fastnorm")
     torch = runner.import_peers_first()
     cache_root = os.path.join(tempfile.gettempdir(), "fastnorm-before")
     commit, root, before_kernels, before_mlp = import_before(args.before, cache_root)

@@ -42,3 +42,11 @@ def test_rows_pair_both_versions_and_are_timed_in_turn(before_after):
     assert {"before", "after"} <= set(stats)
     assert all(len(s) == 4 and s["min"] > 0 for s in stats.values())
     assert name in module.format_row(name, stats)
+
+
+def test_a_path_that_is_not_a_checkout_is_refused(before_after, tmp_path, capsys):
+    module = before_after[0]
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--before", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "is not a checkout of fastnorm" in capsys.readouterr().err
