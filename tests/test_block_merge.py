@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
-from fastnorm._kernels import moments
+from reference_preprocessing import weighted_moments
+
+from fastnorm import functional as F
+from fastnorm._kernels import moments, schedule
 from fastnorm._kernels.merge import merge_compensated_arrays
 
 
@@ -48,3 +51,39 @@ def test_block_merge_equals_the_scalar_merge_bitwise(shape, special):
     want = _merged_one_by_one(parts)
     got = np.array(moments.merge_blocks(parts.copy()))  # in tasks of MERGE_COLUMNS columns
     assert_array_equal(got.view(np.int64), want.view(np.int64))
+
+
+@pytest.mark.parametrize("special", [False, True], ids=["finite", "empty-inf-nan"])
+def test_merge_step_equals_the_scalar_merge_bitwise(special):
+    """``merge_block_step``, the in-task merge of each new block into its group's running state,
+    takes the vectorized path only when every column allows it: the scalar merge's bits."""
+    rng = np.random.default_rng(7)
+    parts = _partials(rng, 1, 9, 130, special)
+    want = _merged_one_by_one(parts)
+    state = [parts[k, 0, 0].copy() for k in range(4)] + [np.zeros(130)]
+    slow = np.zeros(130, dtype=bool)
+    for i in range(1, 9):
+        moments.merge_block_step(*state, *(parts[k, 0, i].copy() for k in range(4)), slow)
+    got = np.array([state[0], state[1], state[3]])[:, None, :]
+    assert_array_equal(got.view(np.int64), want.view(np.int64))
+
+
+def test_row_groups_with_empty_blocks_match_the_reference():
+    """Many row blocks in 16 groups (``schedule.row_groups``), where whole blocks and whole groups
+    of a column hold no data (NaN, or zero weights): the merged statistics are the float64
+    reference's."""
+    rng = np.random.default_rng(3)
+    x = 1e3 + rng.standard_normal((20000, 64))
+    row_block, col_block = schedule.column_blocks(*x.shape)
+    assert (x.shape[0] + row_block - 1) // row_block > 2 * schedule.ROW_GROUPS
+    x[:3000, 3] = np.nan  # the first groups of column 3 are empty
+    x[:-1, 5] = np.nan  # column 5: one value, in the last block
+    x[7000:9000:3, 9] = np.nan
+    w = rng.uniform(0.5, 2.0, x.shape[0])
+    w[4000:11000] = 0.0  # whole groups without weight
+    for weights in (None, w):
+        got = F.column_moments(x, weights)
+        want = weighted_moments(x, weights)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-13)
+        np.testing.assert_allclose(got[2], want[2] * want[0], rtol=1e-11, atol=1e-12)

@@ -12,7 +12,7 @@ from .elementwise import (
     block_column_grad_input,
     block_column_grad_input_weighted,
 )
-from .moments import merge_blocks, task_moments
+from .moments import grouped_moments
 from .reduce import block_grad_sums
 from .running import update_running_stats
 from .schedule import column_task, rows_per_task, sum_row_block
@@ -47,16 +47,11 @@ def columns_normalize(
     ``d = clip((mean_B - running_mean) / sigma, -d_max, d_max)``, the output
     ``(xhat * r + d) * weight + bias``; r and d are written into ``rd`` (2, B)."""
     _, A, B = x.shape
-    n_rb = (A + row_block - 1) // row_block
-    n_cb = (B + col_block - 1) // col_block
-    parts = np.empty((4, 1, n_rb, B))
-    # the blocks of moments.column_moments, NaN not skipped: a NaN gives NaN statistics (torch)
-    for t in prange(n_rb * n_cb):
-        task_moments(x, w, None, t, n_rb, n_cb, row_block, col_block, parts)
-    merge_blocks(parts)  # into block 0's slots
-    mean = parts[1, 0, 0].copy()
-    m2 = parts[3, 0, 0].copy()
-    total = float(A) if w is None else (parts[0, 0, 0, 0] if B > 0 else 0.0)
+    # the moments of moments.column_moments, NaN not skipped: a NaN gives NaN statistics (torch)
+    cnt, mean2, m22, _ = grouped_moments(x, w, None, row_block, col_block)
+    mean = mean2[0].copy()
+    m2 = m22[0].copy()
+    total = float(A) if w is None else (cnt[0, 0] if B > 0 else 0.0)
     # loops, not array expressions: a parallel twin would compile each array expression as a
     # subroutine of its own (and warn that it found nothing to parallelize in it)
     rstd = np.empty(B)

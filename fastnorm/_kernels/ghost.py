@@ -1,8 +1,8 @@
 """Ghost batch norm (Hoffer et al. 2017) over (G, k, B) data: G virtual sub-batches of k rows,
 each normalized with its own statistics, in one kernel call forward and one backward.
 
-The moments reuse the column-moments blocks (``moments.task_moments`` with P = G, so a block
-never spans two sub-batches) and their merge in block order; the running statistics are then
+The moments reuse the column-moments schedule (``moments.grouped_moments`` with P = G, so a
+block never spans two sub-batches) and its merges in block order; the running statistics are then
 updated once per sub-batch, serially in sub-batch order, exactly as G calls of
 ``columns_fused.columns_normalize`` would. The element-wise passes see the rows flat, (G * k, B),
 in tasks of ``schedule.rows_per_task`` rows, so small sub-batches do not each cost a task. Tasks
@@ -14,7 +14,7 @@ from numba import njit, prange
 
 from ._flags import KERNEL, parallel_kernel
 from ._loops import run_add
-from .moments import block_moments, merge_blocks, task_moments
+from .moments import block_moments, grouped_moments
 from .reduce import block_grad_sums
 from .running import update_running_stats
 from .schedule import BLOCK_ELEMENTS, column_task, rows_per_task
@@ -114,13 +114,8 @@ def ghost_normalize(
         return mean, m2, rstd
     # sub-batches of several blocks: the blocks' moments, merged in block order, then the affine
     # pass over the flat rows
-    n_blocks = G * n_rb * n_cb
-    parts = np.empty((4, G, n_rb, B))
     # NaN not skipped: a NaN gives NaN statistics, as plain batch norm (torch)
-    for t in prange((n_blocks + per - 1) // per):
-        for s in range(t * per, min(n_blocks, (t + 1) * per)):
-            task_moments(x, None, None, s, n_rb, n_cb, row_block, col_block, parts)
-    _, mean2, m22 = merge_blocks(parts)
+    _, mean2, m22, _ = grouped_moments(x, None, None, row_block, col_block)
     mean = np.ascontiguousarray(mean2)  # views into the partials: C-contiguous copies
     m2 = np.ascontiguousarray(m22)
     rstd = np.empty((G, B))

@@ -5,7 +5,9 @@ transformers' statistics (NaN skipped, optional weights).
 
 The rows are cut into blocks whose size depends only on the shape (``schedule.column_blocks``);
 each block computes its own partial moments with two passes over data that sits in cache (sum,
-then centred squares), and the partials are merged in block order with
+then centred squares). Consecutive blocks form at most ``schedule.ROW_GROUPS`` groups (again by
+shape only); a task merges its group's blocks in order as it computes them, so one block's
+partials exist at a time, and the groups are then merged in order. Merges use
 ``merge.merge_compensated`` (Chan's formula in double-double, each block's mean carrying its
 low part), each column on its own (``merge_block_columns``). Results are therefore bitwise
 identical for any number of threads, and for the serial twin used on small inputs.
@@ -33,7 +35,7 @@ from numba import njit, prange
 
 from ._flags import EXACT, KERNEL, ORDERED_KERNEL, parallel_kernel
 from .merge import add_compensated, corrected_split, merge_compensated, two_sum
-from .schedule import column_task
+from .schedule import row_groups
 
 
 @njit(**KERNEL)
@@ -182,30 +184,6 @@ def block_moments(x, w, skip_nan, p, r0, r1, c0, cnt, mean, mean_lo, m2):
     return False
 
 
-# inlined: the prange index of a parallel twin is typed int64, then uint64 in its gufunc; a call
-# taking it would compile twice
-@njit(inline="always", **KERNEL)
-def task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, parts):
-    """Task t of the column schedule over x (P, A, B): the moments of one block into the
-    partials ``parts`` (4, P, n_rb, B): count, mean, mean_lo, M2; returns the ``nonfinite``
-    flag of ``block_moments``."""
-    P, A, B = x.shape
-    p, i, r0, r1, c0, c1 = column_task(t, n_rb, n_cb, row_block, col_block, A, B)
-    return block_moments(
-        x,
-        w,
-        skip_nan,
-        p,
-        r0,
-        r1,
-        c0,
-        parts[0, p, i, c0:c1],
-        parts[1, p, i, c0:c1],
-        parts[2, p, i, c0:c1],
-        parts[3, p, i, c0:c1],
-    )
-
-
 @njit(**EXACT)
 def _merge_block_into(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2_b, slow):
     """One block merged into the running state of each column: ``merge_compensated``'s formula
@@ -282,6 +260,71 @@ def merge_block_columns(parts, p, c0, c1):
             )
 
 
+@njit(**KERNEL)
+def merge_block_step(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2_b, slow):
+    """One block merged into the running state of each column, in place: the branch-free
+    ``_merge_block_into`` when every column is the common case (both sets non-empty, finite
+    means), else ``merge_compensated`` column by column. The same bits either way."""
+    common = True
+    for j in range(cnt.shape[0]):
+        common &= (
+            (cnt[j] != 0) & (cnt_b[j] != 0) & (abs(mean[j]) < np.inf) & (abs(mean_b[j]) < np.inf)
+        )
+    if common:
+        _merge_block_into(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2_b, slow)
+        return
+    for j in range(cnt.shape[0]):
+        cnt[j], mean[j], mean_lo[j], m2[j], m2_lo[j] = merge_compensated(
+            cnt[j], mean[j], mean_lo[j], m2[j], m2_lo[j], cnt_b[j], mean_b[j], mean_lo_b[j],
+            m2_b[j], 0.0,
+        )
+
+
+@njit(**KERNEL)
+def group_moments(x, w, skip_nan, p, g, i0, i1, row_block, c0, c1, parts):
+    """Row blocks i0:i1 (``row_block`` rows each) of the columns c0:c1 of ``x[p]``: each block's
+    moments (``block_moments``), merged in block order into ``parts[:, p, g, c0:c1]`` while the
+    block is still in cache; returns the ``nonfinite`` flag. Only one block's partials exist at a
+    time, so the scratch does not grow with the rows."""
+    A = x.shape[1]
+    bad = block_moments(
+        x,
+        w,
+        skip_nan,
+        p,
+        i0 * row_block,
+        min(A, (i0 + 1) * row_block),
+        c0,
+        parts[0, p, g, c0:c1],
+        parts[1, p, g, c0:c1],
+        parts[2, p, g, c0:c1],
+        parts[3, p, g, c0:c1],
+    )
+    if i1 - i0 > 1:
+        block = np.empty((4, c1 - c0))
+        m2_lo = np.zeros(c1 - c0)
+        slow = np.zeros(c1 - c0, dtype=np.bool_)
+        for i in range(i0 + 1, i1):
+            r0 = i * row_block
+            bad |= block_moments(
+                x, w, skip_nan, p, r0, min(A, r0 + row_block), c0, block[0], block[1], block[2],
+                block[3],
+            )
+            merge_block_step(
+                parts[0, p, g, c0:c1],
+                parts[1, p, g, c0:c1],
+                parts[2, p, g, c0:c1],
+                parts[3, p, g, c0:c1],
+                m2_lo,
+                block[0],
+                block[1],
+                block[2],
+                block[3],
+                slow,
+            )
+    return bad
+
+
 MERGE_COLUMNS = 128  # columns per task of a threaded merge
 
 
@@ -289,7 +332,7 @@ MERGE_COLUMNS = 128  # columns per task of a threaded merge
 def merge_blocks(parts):
     """Merge the block partials ``parts`` (4, P, n_rb, B) in block order, in tasks of
     MERGE_COLUMNS columns (``merge_block_columns``), threaded when inlined in a parallel twin
-    (inlined: a call would compile its task index twice, as for ``task_moments``); returns views
+    (inlined: a call would compile its task index twice, as for ``grouped_moments``); returns views
     (cnt, mean, m2) of block 0's slots, each (P, B)."""
     _, P, n_rb, B = parts.shape
     n_chunks = (B + MERGE_COLUMNS - 1) // MERGE_COLUMNS
@@ -298,6 +341,34 @@ def merge_blocks(parts):
             c0 = (t % n_chunks) * MERGE_COLUMNS
             merge_block_columns(parts, t // n_chunks, c0, min(B, c0 + MERGE_COLUMNS))
     return parts[0, :, 0, :], parts[1, :, 0, :], parts[3, :, 0, :]
+
+
+# inlined: the prange index of a parallel twin is typed int64, then uint64 in its gufunc; a call
+# taking it would compile its callees twice
+@njit(inline="always", **KERNEL)
+def grouped_moments(x, w, skip_nan, row_block, col_block):
+    """Moments of each column of ``x`` (P, A, B) over axis 1: the rows cut into blocks of
+    ``row_block`` rows, the blocks into ``schedule.row_groups`` consecutive groups, one task per
+    (p, group, column block) merging its blocks in order (``group_moments``), then the groups
+    merged in order (``merge_blocks``), threaded when inlined in a parallel twin. Returns
+    ``(sum_w, mean, m2, nonfinite)``, the first three views (P, B) into the partials."""
+    P, A, B = x.shape
+    n_rb = (A + row_block - 1) // row_block
+    n_cb = (B + col_block - 1) // col_block
+    n_g = row_groups(n_rb, n_cb)
+    parts = np.empty((4, P, n_g, B))
+    bad = np.zeros(P * n_g * n_cb, dtype=np.bool_)
+    for t in prange(P * n_g * n_cb):
+        p = t // (n_g * n_cb)
+        g = (t // n_cb) % n_g
+        c0 = (t % n_cb) * col_block
+        i0 = g * n_rb // n_g
+        i1 = (g + 1) * n_rb // n_g
+        bad[t] = group_moments(
+            x, w, skip_nan, p, g, i0, i1, row_block, c0, min(B, c0 + col_block), parts
+        )
+    cnt, mean, m2 = merge_blocks(parts)
+    return cnt, mean, m2, bad.any()
 
 
 @parallel_kernel
@@ -313,12 +384,4 @@ def column_moments(x, w, skip_nan, row_block, col_block):
     centred sum of squares, and a flag set when ``skip_nan`` met an infinite value (or an
     overflowing sum).
     """
-    P, A, B = x.shape
-    n_rb = (A + row_block - 1) // row_block
-    n_cb = (B + col_block - 1) // col_block
-    parts = np.empty((4, P, n_rb, B))
-    bad = np.zeros(P * n_rb * n_cb, dtype=np.bool_)
-    for t in prange(P * n_rb * n_cb):
-        bad[t] = task_moments(x, w, skip_nan, t, n_rb, n_cb, row_block, col_block, parts)
-    cnt, mean, m2 = merge_blocks(parts)
-    return cnt, mean, m2, bad.any()
+    return grouped_moments(x, w, skip_nan, row_block, col_block)

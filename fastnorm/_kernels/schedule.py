@@ -24,6 +24,19 @@ def column_blocks(n_rows, n_cols):
     return min(rows, max(n_rows, 1)), cols
 
 
+# groups of consecutive row blocks in the column moments: enough tasks for 16 threads, and
+# partials that do not grow with the rows (each group merges its blocks as it computes them)
+ROW_GROUPS = 16
+
+
+@njit(inline="always", **KERNEL)
+def row_groups(n_row_blocks, n_col_blocks):
+    """Groups of consecutive row blocks in a column-moments schedule: at most ROW_GROUPS tasks
+    per column block row, never more groups than blocks, at least one."""
+    per_column_block = (ROW_GROUPS + n_col_blocks - 1) // max(n_col_blocks, 1)
+    return max(1, min(n_row_blocks, per_column_block))
+
+
 # row blocks of a one-pass column sum (the gradient sums): its blocks need not fit in cache, and
 # fewer partials mean fewer fresh pages per call, which cost more than the sums (developer.rst)
 SUM_BLOCKS = 16
