@@ -66,7 +66,11 @@ class ParallelKernel:
         if policy.use_threads(args[0].size):
             with policy.parallel_guard():
                 return _call_held(self.parallel, args)
-        return _call_held(self.serial, args)
+        held = policy.hold_interrupts()  # _call_held, written out: this is the per-call path
+        try:
+            return self.serial(*args)
+        finally:
+            policy.release_interrupts(held)
 
 
 def parallel_kernel(py_func):

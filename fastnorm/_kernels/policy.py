@@ -29,7 +29,14 @@ def min_parallel_elements():
 
 
 def use_threads(n_elements):
+    if n_elements < PARALLEL_MIN_ELEMENTS and not _forcing:  # the per-call cost of small inputs
+        return False
     return not _forked_after_threads and n_elements >= min_parallel_elements()
+
+
+# Python threads inside forced_threads(), the only context that lowers the threshold
+_forcing = 0
+_forcing_lock = threading.Lock()
 
 
 # A child made by fork() after the parent started Numba's thread pool inherits a pool that is not
@@ -77,12 +84,17 @@ def kernel_threshold(min_elements):
 def forced_threads():
     """Every kernel threaded in this Python thread whatever the input size, so that small inputs
     compile the parallel twins (``python -m fastnorm compile``); results are the same bits."""
+    global _forcing
     previous = min_parallel_elements()
     _local.min_elements = 0
+    with _forcing_lock:
+        _forcing += 1
     try:
         yield
     finally:
         _local.min_elements = previous
+        with _forcing_lock:
+            _forcing -= 1
 
 
 def serial_kernels():

@@ -2,6 +2,8 @@
 thread count, and partial results are merged in block order: results are bitwise independent of
 threads."""
 
+import functools
+
 from numba import njit
 
 from ._flags import KERNEL
@@ -17,6 +19,7 @@ def row_chunk(length):
     return max(1, -(-length // max(n_chunks, 1)))
 
 
+@functools.lru_cache(maxsize=1024)  # called on every batch-norm call, with few distinct shapes
 def column_blocks(n_rows, n_cols):
     """(rows per block, columns per block) for reducing a (n_rows, n_cols) array over rows."""
     cols = min(max(n_cols, 1), COLUMN_BLOCK)

@@ -12,6 +12,7 @@ import numpy as np
 from .. import _validation as rules
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES
 
 
 def as_float_array(x, name="input"):
@@ -85,8 +86,11 @@ def vector_param(value, name, length, shape_text="(num_features,)"):
     """A per-channel parameter as a float64 vector of ``length``, or None."""
     if value is None:
         return None
-    if type(value) is np.ndarray and value.shape == (length,) and value.dtype in FLOAT_DTYPES:
-        return np.ascontiguousarray(value, dtype=np.float64)  # the common case, checked cheaply
+    if type(value) is np.ndarray and value.shape == (length,):  # the common cases, cheaply
+        if value.dtype == _FLOAT64:
+            return value if value.flags.c_contiguous else np.ascontiguousarray(value)
+        if value.dtype == _FLOAT32:
+            return value.astype(np.float64)
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
         raise TypeError(f"{name} must be a real-valued array, got dtype {arr.dtype}")
@@ -116,6 +120,13 @@ def running_stat(value, name, length, updated=False):
     (checked before anything is computed, so a failed call changes neither buffer)."""
     if value is None:
         return None
+    if (
+        type(value) is np.ndarray
+        and value.shape == (length,)
+        and value.dtype in FLOAT_DTYPES
+        and (value.flags.writeable or not updated)
+    ):
+        return value  # the common case, checked cheaply
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a NumPy array (it is updated in place), got {type(value)}")
     if value.dtype not in FLOAT_DTYPES:
@@ -169,6 +180,13 @@ def normalized_shape_of(normalized_shape, x_shape):
 def grad_output(grad_out, shape, dtype):
     """``grad_out`` of a backward pass: real numbers of the forward input's ``shape``, as a
     C-contiguous array of ``dtype``."""
+    if (
+        type(grad_out) is np.ndarray
+        and grad_out.shape == shape
+        and (grad_out.dtype == dtype if dtype is not None else grad_out.dtype in FLOAT_DTYPES)
+        and grad_out.flags.c_contiguous
+    ):
+        return grad_out  # the common case, checked cheaply
     if grad_out is None or isinstance(grad_out, (str, bytes)):
         raise TypeError(f"grad_out must be {_expected_grad(shape)}, got {grad_out!r}")
     arr = np.asarray(grad_out)

@@ -294,4 +294,6 @@ class SampleColumns:
 def channel_runs_view(x, axis):
     """x (C-contiguous) as (outer, C, inner) around the channel axis, for ``ChannelRuns``."""
     shape = x.shape
+    if len(shape) == 2 and axis == 1:  # (N, C) features, the per-step case of an MLP
+        return x.reshape(shape[0], shape[1], 1)
     return x.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))

@@ -110,10 +110,11 @@ class _RunningStats(_Norm):
 
     def _count_batch(self):
         if self.training and self.track_running_stats:
-            self.num_batches_tracked += 1  # a 0-d array: in place
+            # a 0-d array, in place; through its scalar (a ufunc on a 0-d array costs ~10x more)
+            self.num_batches_tracked[()] += 1
 
     def _check_channels(self, x):
-        shape = np.shape(x)
+        shape = x.shape if type(x) is np.ndarray else np.shape(x)
         axis = self.axis if len(shape) > 1 else 0
         if (
             len(shape) >= 2
@@ -227,7 +228,7 @@ virtual_batch_size, dtype
             virtual_batch_size=self.virtual_batch_size if self.training else None,
         )
         self._count_batch()
-        self.last_input_ndim = np.ndim(x)
+        self.last_input_ndim = y.ndim
         return y
 
     def extra_repr(self):
