@@ -202,6 +202,7 @@ MOMENTUM_OR_NONE = NoneOr(
 POSITIVE_INT = Interval(numbers.Integral, 1, None)
 NON_NEGATIVE_INT = Interval(numbers.Integral, 0, None)
 FLOAT_DTYPE = FloatDtype()
+FUSED_ACTIVATION = Options(None, "relu")  # applied in batch norm's own pass
 
 
 def check(value, name, rule):

@@ -4,7 +4,6 @@ column's blocks merged in order with the scalar ``merge_compensated``."""
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
-
 from reference_preprocessing import weighted_moments
 
 from fastnorm import functional as F

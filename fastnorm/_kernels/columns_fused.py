@@ -11,6 +11,8 @@ from .elementwise import (
     block_column_affine,
     block_column_grad_input,
     block_column_grad_input_weighted,
+    block_relu,
+    block_relu_mask,
 )
 from .moments import grouped_moments
 from .reduce import block_grad_sums
@@ -33,6 +35,7 @@ def columns_normalize(
     out,
     renorm=None,
     rd=None,
+    relu=None,
 ):
     """Normalize each column of ``x`` (1, A, B) with its own statistics, then scale by ``weight``
     and shift by ``bias``; returns the (mean, M2, rstd) of each column. Non-empty running
@@ -45,7 +48,9 @@ def columns_normalize(
     ``renorm`` (r_max, d_max) turns on batch renormalization (Ioffe 2017), with the running
     statistics as they were before this batch: ``r = clip(sigma_B / sigma, 1 / r_max, r_max)``,
     ``d = clip((mean_B - running_mean) / sigma, -d_max, d_max)``, the output
-    ``(xhat * r + d) * weight + bias``; r and d are written into ``rd`` (2, B)."""
+    ``(xhat * r + d) * weight + bias``; r and d are written into ``rd`` (2, B).
+
+    ``relu`` True: the output goes through ReLU in the same pass (None: not compiled)."""
     _, A, B = x.shape
     # the moments of moments.column_moments, NaN not skipped: a NaN gives NaN statistics (torch)
     cnt, mean2, m22, _ = grouped_moments(x, w, None, row_block, col_block)
@@ -90,20 +95,30 @@ def columns_normalize(
             shifts.reshape((1, B)),
             out,
         )
+        if relu is not None:
+            block_relu(out, t * rows, min(A, (t + 1) * rows))
     return mean, m2, rstd
 
 
 @parallel_kernel
 def columns_normalize_backward(
-    dy, x, w, mean, rstd, weight, constant_stats, row_block, col_block, dx
+    dy, x, w, mean, rstd, weight, constant_stats, row_block, col_block, dx, relu_out=None
 ):
     """Input gradient of ``columns_normalize`` into ``dx``; returns the weight and bias gradients.
     With ``constant_stats`` True the statistics were constants (running averages); None when
     they were the batch's (training), which Numba compiles without the constant-statistics pass.
     With row weights ``w`` (those of the forward pass), the terms through the batch mean and
     variance of row a are scaled by ``w[a] / W``: the gradient of the repeated rows, summed over
-    copies."""
+    copies. With ``relu_out``, the output of a ReLU that followed (``columns_normalize`` with
+    ``relu``), ``dy`` is the gradient with respect to that output: ``dy * (relu_out > 0)`` is
+    written into a scratch array of dy's size first and read from there (None: not compiled)."""
     _, A, B = x.shape
+    if relu_out is not None:
+        masked = np.empty_like(dy)  # not dx: loops reading and writing one array run scalar
+        rows = rows_per_task(B)
+        for t in prange((A + rows - 1) // rows):
+            block_relu_mask(dy, relu_out, t * rows, min(A, (t + 1) * rows), masked)
+        dy = masked
     row_block = sum_row_block(A, row_block)
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block

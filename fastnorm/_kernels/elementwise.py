@@ -7,7 +7,7 @@ is exact.
 
 from numba import njit, prange
 
-from ._flags import KERNEL, parallel_kernel
+from ._flags import EXACT, KERNEL, parallel_kernel
 from ._loops import run_affine, run_grad_input
 from .schedule import row_task, rows_per_task
 
@@ -41,6 +41,25 @@ def block_column_affine(x, p, r0, r1, centre, scale, shift, out):
     for a in range(r0, r1):
         for b in range(x.shape[2]):
             out[p, a, b] = (x[p, a, b] - centre[p, b]) * scale[p, b] + shift[p, b]
+
+
+# without fast-math: NumPy's maximum keeps a NaN and the sign of a zero, which "nsz" would not
+@njit(**EXACT)
+def block_relu(out, r0, r1):
+    """Rows r0:r1 of (1, A, B) ``out`` through ReLU in place, as ``np.maximum(out, 0)``."""
+    for a in range(r0, r1):
+        for b in range(out.shape[2]):
+            v = out[0, a, b]
+            out[0, a, b] = v if (v >= 0.0 or v != v) else 0.0
+
+
+@njit(**EXACT)
+def block_relu_mask(dy, y, r0, r1, out):
+    """Rows r0:r1 of (1, A, B): ``dy * (y > 0)``, the gradient through a ReLU whose output is
+    ``y``, with NumPy's products (a NaN or infinite dy times 0 is NaN; a negative one, -0)."""
+    for a in range(r0, r1):
+        for b in range(dy.shape[2]):
+            out[0, a, b] = dy[0, a, b] * (1.0 if y[0, a, b] > 0.0 else 0.0)
 
 
 @njit(**KERNEL)

@@ -275,8 +275,16 @@ def merge_block_step(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2
         return
     for j in range(cnt.shape[0]):
         cnt[j], mean[j], mean_lo[j], m2[j], m2_lo[j] = merge_compensated(
-            cnt[j], mean[j], mean_lo[j], m2[j], m2_lo[j], cnt_b[j], mean_b[j], mean_lo_b[j],
-            m2_b[j], 0.0,
+            cnt[j],
+            mean[j],
+            mean_lo[j],
+            m2[j],
+            m2_lo[j],
+            cnt_b[j],
+            mean_b[j],
+            mean_lo_b[j],
+            m2_b[j],
+            0.0,
         )
 
 
@@ -307,7 +315,16 @@ def group_moments(x, w, skip_nan, p, g, i0, i1, row_block, c0, c1, parts):
         for i in range(i0 + 1, i1):
             r0 = i * row_block
             bad |= block_moments(
-                x, w, skip_nan, p, r0, min(A, r0 + row_block), c0, block[0], block[1], block[2],
+                x,
+                w,
+                skip_nan,
+                p,
+                r0,
+                min(A, r0 + row_block),
+                c0,
+                block[0],
+                block[1],
+                block[2],
                 block[3],
             )
             merge_block_step(

@@ -40,14 +40,17 @@ class _Context:
 class ColumnsContext(_Context):
     """Batch norm whose channels are columns (one value per (sample, channel)): fused kernels."""
 
-    __slots__ = ("mean", "rstd", "batch_stats", "sample_weight")
+    __slots__ = ("mean", "rstd", "batch_stats", "sample_weight", "relu_out")
 
-    def __init__(self, layout, shape, weight, mean, rstd, batch_stats, sample_weight=None):
+    def __init__(
+        self, layout, shape, weight, mean, rstd, batch_stats, sample_weight=None, relu_out=None
+    ):
         super().__init__(layout, shape, weight)
         self.mean = mean  # (C,) centre subtracted from each channel
         self.rstd = rstd  # (C,) 1 / sqrt(var + eps)
         self.batch_stats = batch_stats  # True when mean/rstd came from the input itself
         self.sample_weight = sample_weight  # the row weights of the statistics, or None
+        self.relu_out = relu_out  # the output of a fused ReLU (grad_out is its gradient), or None
 
     def backward(self, grad_out, out=None):
         dy, dx = self._grad_arrays(grad_out, out)
@@ -62,8 +65,26 @@ class ColumnsContext(_Context):
             self.batch_stats,
             dx.reshape(shape3),
             self.sample_weight,
+            None if self.relu_out is None else self.relu_out.reshape(shape3),
         )
         return dx, grad_weight, grad_bias
+
+
+class ReluContext:
+    """A forward whose output went through ReLU (``activation="relu"``) outside the fused
+    kernels: the gradient ``grad_out * (out > 0)``, as ``nn.ReLU`` computes it, reaches the
+    context ``inner``."""
+
+    __slots__ = ("inner", "out")
+
+    def __init__(self, inner, out):
+        self.inner, self.out = inner, out
+
+    def backward(self, grad_out, out=None):
+        grad = grad_output(grad_out, self.out.shape, self.out.dtype)
+        with np.errstate(invalid="ignore"):  # inf * 0: NaN, as the fused kernels give it
+            masked = grad * (self.out > 0)
+        return self.inner.backward(masked, out)
 
 
 class RenormContext:
@@ -182,7 +203,7 @@ def channel_norm_backward(ctx, grad_out, *, out=None):
     (array([[0.],
            [0.]]), array([0.]), array([2.]))
     """
-    if not isinstance(ctx, (_Context, RenormContext)):
+    if not isinstance(ctx, (_Context, RenormContext, ReluContext)):
         raise TypeError(
             "ctx must be a context returned by batch_norm_forward, group_norm_forward or "
             f"instance_norm_forward, got {type(ctx).__name__}"

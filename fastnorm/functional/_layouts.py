@@ -79,11 +79,13 @@ class ChannelRuns:
         out,
         sample_weight=None,
         renorm=None,
+        relu=None,
     ):
         """Batch norm with batch statistics in one kernel call, running statistics (if not None)
         updated in place; returns (mean, M2, rstd, rd). ``sample_weight``: None or one float64
         weight per row; ``renorm``: None or the (r_max, d_max) of batch renormalization, whose
-        (2, C) factors r, d are returned as ``rd`` (None without renorm)."""
+        (2, C) factors r, d are returned as ``rd`` (None without renorm); ``relu`` True: ReLU
+        applied in the same pass."""
         if running_mean is None:
             running_mean = running_var = _NO_RUNNING_STATS
         args = (
@@ -99,14 +101,15 @@ class ChannelRuns:
             self._columns(out, 1),
         )
         if renorm is None:
-            return *columns_fused.columns_normalize(*args), None
+            return *columns_fused.columns_normalize(*args, None, None, relu), None
         rd = np.empty((2, self.c))
-        return *columns_fused.columns_normalize(*args, renorm, rd), rd
+        return *columns_fused.columns_normalize(*args, renorm, rd, relu), rd
 
     def batch_norm_columns_backward(
-        self, dy, mean, rstd, weight, batch_stats, dx, sample_weight=None
+        self, dy, mean, rstd, weight, batch_stats, dx, sample_weight=None, relu_out=None
     ):
-        """Gradients of ``batch_norm_columns`` (or of its eval form); returns (dweight, dbias)."""
+        """Gradients of ``batch_norm_columns`` (or of its eval form); returns (dweight, dbias).
+        ``relu_out``: the output of a fused ReLU, whose gradient ``dy`` is."""
         return columns_fused.columns_normalize_backward(
             self._columns(dy, 1),
             self._columns(self.x, 1),
@@ -117,6 +120,7 @@ class ChannelRuns:
             None if batch_stats else True,  # None: the constant-statistics pass is not compiled
             *schedule.column_blocks(self.n, self.c),
             self._columns(dx, 1),
+            None if relu_out is None else self._columns(relu_out, 1),
         )
 
     @property

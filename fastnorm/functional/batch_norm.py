@@ -2,8 +2,9 @@
 
 import numpy as np
 
+from .. import _validation as rules
 from . import _checks as checks
-from ._contexts import ChannelRunsContext, ColumnsContext, RenormContext
+from ._contexts import ChannelRunsContext, ColumnsContext, ReluContext, RenormContext
 from ._ghost import ghost_batch_norm
 from ._layouts import ChannelRuns, channel_runs_view
 from .moments import update_running_stats
@@ -24,6 +25,7 @@ def batch_norm_forward(
     sample_weight=None,
     renorm=None,
     virtual_batch_size=None,
+    activation=None,
 ):
     """``batch_norm`` that also returns the context its backward pass needs.
 
@@ -32,6 +34,12 @@ def batch_norm_forward(
     x, running_mean, running_var, weight, bias, training, momentum, eps, axis, out, \
 sample_weight, renorm, virtual_batch_size
         As for :func:`fastnorm.batch_norm`.
+    activation : {None, "relu"}, default None
+        ``"relu"``: the output goes through ReLU (``np.maximum(y, 0)``), in the same pass over
+        the data where the fused kernels serve the call (training on (N, C) features); the
+        context's backward then takes the gradient with respect to the ReLU's output and applies
+        its mask ``grad_out * (out > 0)`` first. The bits are those of batch norm followed by
+        :class:`fastnorm.nn.ReLU`, in a pass less over the data each way.
 
     Returns
     -------
@@ -67,6 +75,7 @@ sample_weight, renorm, virtual_batch_size
         sample_weight,
         renorm,
         virtual_batch_size,
+        activation,
     )
 
 
@@ -85,8 +94,12 @@ def _batch_norm(
     sample_weight=None,
     renorm=None,
     virtual_batch_size=None,
+    activation=None,
 ):
     """Batch norm and its context; ``save``: a backward pass may follow, so keep the input."""
+    relu = activation is not None and (
+        rules.check(activation, "activation", rules.FUSED_ACTIVATION) == "relu"
+    )
     if virtual_batch_size is not None and renorm is not None:
         raise ValueError("renorm and virtual_batch_size cannot be combined; pass one of them")
     if virtual_batch_size is not None:  # ghost batch norm; None back when it is plain batch norm
@@ -106,7 +119,7 @@ def _batch_norm(
             virtual_batch_size,
         )
         if ghost is not None:
-            return ghost
+            return _relu_after(*ghost, relu)
     x = checks.as_float_array(x)
     checks.check_ndim(x, 2)
     axis = checks.check_axis(axis, x.ndim)
@@ -149,11 +162,15 @@ def _batch_norm(
             channel_runs_view(target, axis),
             sample_weight,
             renorm,
+            True if relu else None,
         )
         checks.finish(target, out)
+        relu_out = out if relu else None
         if rd is None:
-            return out, ColumnsContext(layout, x.shape, w, mean, rstd, True, sample_weight)
-        ctx = ColumnsContext(layout, x.shape, w * rd[0], mean, rstd, True, sample_weight)
+            return out, ColumnsContext(
+                layout, x.shape, w, mean, rstd, True, sample_weight, relu_out
+            )
+        ctx = ColumnsContext(layout, x.shape, w * rd[0], mean, rstd, True, sample_weight, relu_out)
         return out, RenormContext(ctx, rd[0], rd[1])
 
     rd = None
@@ -189,7 +206,16 @@ def _batch_norm(
             channel_runs_view(target, axis),
         )
         checks.finish(target, out)
-    return out, (ctx if rd is None else RenormContext(ctx, rd[0], rd[1]))
+    return _relu_after(out, ctx if rd is None else RenormContext(ctx, rd[0], rd[1]), relu)
+
+
+def _relu_after(out, ctx, relu):
+    """``activation="relu"`` where the kernels did not fuse it: ``np.maximum`` in place (an
+    empty output stays empty), and the mask in the backward pass."""
+    if not relu:
+        return out, ctx
+    np.maximum(out, out.dtype.type(0), out=out)
+    return out, ReluContext(ctx, out)
 
 
 def renorm_factors(mean, var, running_mean, running_var, eps, limits):

@@ -110,8 +110,7 @@ class _RunningStats(_Norm):
 
     def _count_batch(self):
         if self.training and self.track_running_stats:
-            # a 0-d array, in place; through its scalar (a ufunc on a 0-d array costs ~10x more)
-            self.num_batches_tracked[()] += 1
+            self.num_batches_tracked[()] += 1  # in place, through the scalar: a 0-d ufunc is slow
 
     def _check_channels(self, x):
         shape = x.shape if type(x) is np.ndarray else np.shape(x)
@@ -207,10 +206,10 @@ virtual_batch_size, dtype
         """Row weights reach the batch statistics, except in ghost batch norm (unweighted)."""
         return self.virtual_batch_size is None
 
-    def forward(self, x, sample_weight=None):
-        """Normalize ``x``; in training, ``sample_weight`` (one non-negative weight per row of a
-        2-D ``x``) weights the batch statistics, as repeated rows would (see
-        :func:`fastnorm.batch_norm`)."""
+    def forward(self, x, sample_weight=None, activation=None):
+        """Normalize ``x``; in training, ``sample_weight`` (one weight >= 0 per row of a 2-D ``x``)
+        weights the batch statistics as repeated rows would (:func:`fastnorm.batch_norm`);
+        ``activation="relu"`` fuses a ReLU (:func:`fastnorm.functional.batch_norm_forward`)."""
         self._check_channels(x)
         use_batch_stats = self.training or not self.track_running_stats
         y, self._saved["ctx"] = F.batch_norm_forward(
@@ -226,6 +225,7 @@ virtual_batch_size, dtype
             sample_weight=sample_weight if use_batch_stats else None,
             renorm=(self.r_max, self.d_max) if self.renorm and self.training else None,
             virtual_batch_size=self.virtual_batch_size if self.training else None,
+            activation=activation,
         )
         self._count_batch()
         self.last_input_ndim = y.ndim
