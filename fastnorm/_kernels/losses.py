@@ -8,9 +8,13 @@ from ._flags import serial_kernel
 
 @serial_kernel
 def softmax_cross_entropy(logits, labels, weights, inv_sw, grad):
-    """``sum_i w_i * -log softmax(logits_i)[labels_i]``; ``grad`` receives
-    ``w_i * (softmax(logits_i) - onehot_i) * inv_sw``. ``weights`` empty: all ones."""
+    """``(sum_i w_i * -log softmax(logits_i)[labels_i], True)``; ``grad`` receives
+    ``w_i * (softmax(logits_i) - onehot_i) * inv_sw``. ``weights`` empty: all ones. A label
+    outside ``[0, K)``: ``(0.0, False)``, nothing computed."""
     n, k = logits.shape
+    for i in range(n):
+        if labels[i] < 0 or labels[i] >= k:
+            return 0.0, False
     total = 0.0
     for i in range(n):
         top = -math.inf
@@ -25,4 +29,4 @@ def softmax_cross_entropy(logits, labels, weights, inv_sw, grad):
         for j in range(k):
             grad[i, j] = math.exp(float(logits[i, j]) - top) * scale
         grad[i, labels[i]] -= w * inv_sw
-    return total
+    return total, True

@@ -44,10 +44,6 @@ def softmax_cross_entropy(logits, labels, sample_weight=None):
     labels = np.ascontiguousarray(labels, dtype=np.intp)
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
-    if n and (labels.min() < 0 or labels.max() >= k):
-        raise ValueError(
-            f"labels must be class indices in [0, {k}), got {labels.min()}..{labels.max()}"
-        )
     if sample_weight is None:
         weights, sw = _NO_WEIGHTS, float(n)
     else:
@@ -56,5 +52,9 @@ def softmax_cross_entropy(logits, labels, sample_weight=None):
             raise ValueError(f"sample_weight must have shape ({n},), got {weights.shape}")
         sw = float(np.sum(weights))
     grad = np.empty_like(logits)
-    total = kernels.softmax_cross_entropy(logits, labels, weights, 1.0 / sw, grad)
+    total, labels_ok = kernels.softmax_cross_entropy(logits, labels, weights, 1.0 / sw, grad)
+    if not labels_ok:  # checked by the kernel: two NumPy reductions cost more than the loss
+        raise ValueError(
+            f"labels must be class indices in [0, {k}), got {labels.min()}..{labels.max()}"
+        )
     return total / sw, grad
