@@ -260,7 +260,9 @@ def merge_block_columns(parts, p, c0, c1):
             )
 
 
-@njit(**KERNEL)
+# merge_block_step and group_moments are inlined into the kernels: as calls of their own they
+# added 0.5-0.9 s to a first batch-norm call on an empty cache (developer.rst, Cold start)
+@njit(inline="always", **KERNEL)
 def merge_block_step(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2_b, slow):
     """One block merged into the running state of each column, in place: the branch-free
     ``_merge_block_into`` when every column is the common case (both sets non-empty, finite
@@ -288,7 +290,7 @@ def merge_block_step(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2
         )
 
 
-@njit(**KERNEL)
+@njit(inline="always", **KERNEL)
 def group_moments(x, w, skip_nan, p, g, i0, i1, row_block, c0, c1, parts):
     """Row blocks i0:i1 (``row_block`` rows each) of the columns c0:c1 of ``x[p]``: each block's
     moments (``block_moments``), merged in block order into ``parts[:, p, g, c0:c1]`` while the
@@ -368,7 +370,8 @@ def grouped_moments(x, w, skip_nan, row_block, col_block):
     ``row_block`` rows, the blocks into ``schedule.row_groups`` consecutive groups, one task per
     (p, group, column block) merging its blocks in order (``group_moments``), then the groups
     merged in order (``merge_blocks``), threaded when inlined in a parallel twin. Returns
-    ``(sum_w, mean, m2, nonfinite)``, the first three views (P, B) into the partials."""
+    ``(sum_w, mean, m2, nonfinite)``: views (P, B) into the partials, and a flag per task (its
+    ``any()`` is a compile of its own, which batch norm does not need)."""
     P, A, B = x.shape
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
@@ -385,7 +388,7 @@ def grouped_moments(x, w, skip_nan, row_block, col_block):
             x, w, skip_nan, p, g, i0, i1, row_block, c0, min(B, c0 + col_block), parts
         )
     cnt, mean, m2 = merge_blocks(parts)
-    return cnt, mean, m2, bad.any()
+    return cnt, mean, m2, bad
 
 
 @parallel_kernel
@@ -401,4 +404,5 @@ def column_moments(x, w, skip_nan, row_block, col_block):
     centred sum of squares, and a flag set when ``skip_nan`` met an infinite value (or an
     overflowing sum).
     """
-    return grouped_moments(x, w, skip_nan, row_block, col_block)
+    cnt, mean, m2, bad = grouped_moments(x, w, skip_nan, row_block, col_block)
+    return cnt, mean, m2, bad.any()
