@@ -22,7 +22,7 @@ def _same(a, b):
 def _params(rng, c, dtype):
     w = rng.standard_normal(c).astype(dtype)
     b = rng.standard_normal(c).astype(dtype)
-    b[0] = -0.0  # a zero shift with a negative sign: -0.0 outputs, kept by np.maximum
+    b[0] = -0.0  # a zero shift with a negative sign
     return w, b
 
 
@@ -158,3 +158,74 @@ def test_sequential_fuses_batch_norm_and_relu_with_the_same_bits(dtype, training
         fused[2].backward(g[:, :1].repeat(16, axis=1)),
         one_by_one[2].backward(g[:, :1].repeat(16, axis=1)),
     )
+
+
+def test_the_relu_kernel_is_numpys_maximum_bitwise():
+    """-0.0 becomes +0.0 and a NaN keeps its sign, as in ``np.maximum(v, 0)``."""
+    from fastnorm._kernels.elementwise import block_relu
+
+    for dtype in (np.float32, np.float64):
+        values = np.array(
+            [-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf, 1e-40, -1e-40, 2.5, -2.5], dtype
+        )
+        got = values.reshape(1, 2, 5).copy()
+        block_relu(got, 0, 2)
+        _same(got.reshape(-1), np.maximum(values, dtype(0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_negative_zero_output_becomes_positive_as_in_nn_relu(dtype):
+    """A constant column (x - mean = 0), a negative weight and a -0.0 bias give batch norm the
+    output -0.0; the fused ReLU returns +0.0 like ``nn.ReLU``."""
+    x = np.ones((16, 3), dtype)
+    x[:, 1] = np.arange(16)
+    w = np.array([-2.0, 1.0, -1.0], dtype)
+    b = np.array([-0.0, -0.0, 0.5], dtype)
+    y, _ = F.batch_norm_forward(x, None, None, w, b, True, activation="relu")
+    plain, _ = F.batch_norm_forward(x, None, None, w, b, True)
+    assert np.signbit(plain[:, 0]).all()  # the case under test does arise
+    _same(y, nn.ReLU().forward(plain))
+
+
+def test_fused_relu_is_the_same_for_one_and_two_threads(rng):
+    x = rng.standard_normal((300_000, 2)).astype(np.float32)  # threaded kernels
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        previous = F.set_num_threads(threads)
+        try:
+            y, ctx = F.batch_norm_forward(x, training=True, activation="relu")
+            results.append((y, *ctx.backward(g)))
+        finally:
+            F.set_num_threads(previous)
+    for one, two in zip(*results):
+        _same(one, two)
+
+
+def test_a_wider_gradient_is_masked_in_its_own_dtype(rng):
+    """A float64 gradient beyond float32's range where the ReLU output is 0: times 0 in float64
+    (as ``nn.ReLU`` does), not inf * 0 after the cast."""
+    x = rng.standard_normal((32, 4)).astype(np.float32)
+    g = np.full(x.shape, 1e300)
+    y, ctx = F.batch_norm_forward(x, training=True, activation="relu")
+    plain, plain_ctx = F.batch_norm_forward(x, training=True)
+    relu = nn.ReLU()
+    relu.forward(plain)
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = plain_ctx.backward(relu.backward(g))
+        got = ctx.backward(g)
+    for got_part, want_part in zip(got, want):
+        _same(got_part, want_part)
+
+
+def test_sequential_passes_row_weights_to_a_fused_pair(rng):
+    fused, one_by_one = _net(np.float32, 5), _net(np.float32, 5)
+    x = rng.standard_normal((32, 6)).astype(np.float32)
+    w = rng.uniform(0.0, 2.0, 32)
+    y = fused.forward(x, sample_weight=w)
+    h = x
+    for layer in one_by_one:
+        h = layer.forward(h, sample_weight=w) if layer.takes_sample_weight else layer.forward(h)
+    _same(y, h)
+    for key, value in one_by_one.state_dict().items():
+        _same(fused.state_dict()[key], value)

@@ -67,6 +67,8 @@ def test_large_logits_do_not_overflow_and_nan_propagates():
 def test_bad_labels_and_shapes_are_rejected_by_name():
     with pytest.raises(ValueError, match="labels must be class indices"):
         softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 3]))
+    with pytest.raises(ValueError, match="labels must be class indices"):  # before the weights
+        softmax_cross_entropy(np.zeros((2, 3)), np.array([-1, 0]), np.zeros(2))
     with pytest.raises(ValueError, match="labels must have shape"):
         softmax_cross_entropy(np.zeros((2, 3)), np.array([0]))
     with pytest.raises(ValueError, match="logits must be 2-D"):

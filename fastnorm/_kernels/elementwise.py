@@ -43,14 +43,15 @@ def block_column_affine(x, p, r0, r1, centre, scale, shift, out):
             out[p, a, b] = (x[p, a, b] - centre[p, b]) * scale[p, b] + shift[p, b]
 
 
-# without fast-math: NumPy's maximum keeps a NaN and the sign of a zero, which "nsz" would not
+# without fast-math: NumPy's maximum keeps a NaN (its sign too) and turns -0.0 into +0.0, which
+# "nnan"/"nsz" would not guarantee
 @njit(**EXACT)
 def block_relu(out, r0, r1):
     """Rows r0:r1 of (1, A, B) ``out`` through ReLU in place, as ``np.maximum(out, 0)``."""
     for a in range(r0, r1):
         for b in range(out.shape[2]):
             v = out[0, a, b]
-            out[0, a, b] = v if (v >= 0.0 or v != v) else 0.0
+            out[0, a, b] = v if (v > 0.0 or v != v) else 0.0
 
 
 @njit(**EXACT)

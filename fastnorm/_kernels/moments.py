@@ -260,34 +260,46 @@ def merge_block_columns(parts, p, c0, c1):
             )
 
 
-# merge_block_step and group_moments are inlined into the kernels: as calls of their own they
-# added 0.5-0.9 s to a first batch-norm call on an empty cache (developer.rst, Cold start)
+# inlined, as group_moments: as calls they cost a first batch-norm call 0.5-0.9 s of compiling
 @njit(inline="always", **KERNEL)
 def merge_block_step(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2_b, slow):
-    """One block merged into the running state of each column, in place: the branch-free
-    ``_merge_block_into`` when every column is the common case (both sets non-empty, finite
-    means), else ``merge_compensated`` column by column. The same bits either way."""
-    common = True
+    """One block merged into each column's running state, in place, with the bits of
+    ``merge_compensated``: branch-free (``_merge_block_into``) where both sets are non-empty with
+    finite means, ``merge_compensated`` from the state before the step elsewhere."""
+    n_slow = 0
     for j in range(cnt.shape[0]):
-        common &= (
+        slow[j] = not (
             (cnt[j] != 0) & (cnt_b[j] != 0) & (abs(mean[j]) < np.inf) & (abs(mean_b[j]) < np.inf)
         )
-    if common:
-        _merge_block_into(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2_b, slow)
-        return
-    for j in range(cnt.shape[0]):
-        cnt[j], mean[j], mean_lo[j], m2[j], m2_lo[j] = merge_compensated(
-            cnt[j],
-            mean[j],
-            mean_lo[j],
-            m2[j],
-            m2_lo[j],
-            cnt_b[j],
-            mean_b[j],
-            mean_lo_b[j],
-            m2_b[j],
-            0.0,
-        )
+        n_slow += slow[j]
+    if n_slow:
+        merged = np.empty((5, n_slow))
+        k = 0
+        for j in range(cnt.shape[0]):
+            if slow[j]:
+                n, mu, mu_lo, sq, sq_lo = merge_compensated(
+                    cnt[j],
+                    mean[j],
+                    mean_lo[j],
+                    m2[j],
+                    m2_lo[j],
+                    cnt_b[j],
+                    mean_b[j],
+                    mean_lo_b[j],
+                    m2_b[j],
+                    0.0,
+                )
+                merged[0, k], merged[1, k], merged[2, k] = n, mu, mu_lo
+                merged[3, k], merged[4, k] = sq, sq_lo
+                k += 1
+    _merge_block_into(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2_b, slow)
+    if n_slow:
+        k = 0
+        for j in range(cnt.shape[0]):
+            if slow[j]:
+                cnt[j], mean[j], mean_lo[j] = merged[0, k], merged[1, k], merged[2, k]
+                m2[j], m2_lo[j] = merged[3, k], merged[4, k]
+                k += 1
 
 
 @njit(inline="always", **KERNEL)

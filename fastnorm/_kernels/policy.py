@@ -55,7 +55,8 @@ def _threads_started():
 
 
 def _after_fork_in_child():
-    global _forked_after_threads, _main_ident, _holding
+    global _forked_after_threads, _main_ident, _holding, _forcing, _forcing_lock
+    _forcing, _forcing_lock = 0, threading.Lock()  # the forcing threads are not in the child
     _main_ident = threading.main_thread().ident  # the forking thread is the child's main thread
     if _holding is not None:  # forked during a hold: nobody in the child would release it
         _sig.signal(_SIGINT, _holding.handler)

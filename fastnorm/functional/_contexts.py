@@ -53,6 +53,9 @@ class ColumnsContext(_Context):
         self.relu_out = relu_out  # the output of a fused ReLU (grad_out is its gradient), or None
 
     def backward(self, grad_out, out=None):
+        relu_out = self.relu_out
+        if relu_out is not None and getattr(grad_out, "dtype", None) != relu_out.dtype:
+            grad_out, relu_out = relu_mask(grad_out, relu_out), None  # in its own dtype first
         dy, dx = self._grad_arrays(grad_out, out)
         if dy.size == 0:
             return self._zeros(dx)
@@ -65,7 +68,7 @@ class ColumnsContext(_Context):
             self.batch_stats,
             dx.reshape(shape3),
             self.sample_weight,
-            None if self.relu_out is None else self.relu_out.reshape(shape3),
+            None if relu_out is None else relu_out.reshape(shape3),
         )
         return dx, grad_weight, grad_bias
 
@@ -81,10 +84,15 @@ class ReluContext:
         self.inner, self.out = inner, out
 
     def backward(self, grad_out, out=None):
-        grad = grad_output(grad_out, self.out.shape, self.out.dtype)
-        with np.errstate(invalid="ignore"):  # inf * 0: NaN, as the fused kernels give it
-            masked = grad * (self.out > 0)
-        return self.inner.backward(masked, out)
+        return self.inner.backward(relu_mask(grad_out, self.out), out)
+
+
+def relu_mask(grad_out, relu_out):
+    """``grad_out * (relu_out > 0)`` in the gradient's own dtype, as ``nn.ReLU.backward``
+    computes it (a float64 gradient beyond float32's range times 0 is 0, not inf * 0)."""
+    grad = grad_output(grad_out, relu_out.shape, None)
+    with np.errstate(invalid="ignore"):  # inf * 0: NaN, as the fused kernels give it
+        return grad * (relu_out > 0)
 
 
 class RenormContext:

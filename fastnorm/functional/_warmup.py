@@ -31,12 +31,20 @@ def _batch(dtype):
         for stats in (dtype, None):  # running statistics of x's dtype, or none
             rm = None if stats is None else np.zeros(c, stats)
             rv = None if stats is None else np.ones(c, stats)
-            _fwd_bwd(batch_norm_forward, x, rm, rv, training=True, axis=axis)
+            for activation in (None, "relu"):  # the fused ReLU is a specialization of its own
+                _fwd_bwd(
+                    batch_norm_forward, x, rm, rv, training=True, axis=axis, activation=activation
+                )
         rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
         _fwd_bwd(batch_norm_forward, x, rm, rv, np.ones(c), np.zeros(c), axis=axis)  # eval
         if len(shape) == 2:
-            _fwd_bwd(batch_norm_forward, x, rm, rv, training=True, sample_weight=np.ones(16))
-            _fwd_bwd(batch_norm_forward, x, rm, rv, training=True, renorm=(3.0, 5.0))
+            for activation in (None, "relu"):
+                weights = np.ones(16)
+                relu = {"activation": activation}
+                _fwd_bwd(
+                    batch_norm_forward, x, rm, rv, training=True, sample_weight=weights, **relu
+                )
+                _fwd_bwd(batch_norm_forward, x, rm, rv, training=True, renorm=(3.0, 5.0), **relu)
             _fwd_bwd(batch_norm_forward, x, rm, rv, training=True, virtual_batch_size=4)
             feature_moments(x)
 

@@ -52,7 +52,8 @@ def softmax_cross_entropy(logits, labels, sample_weight=None):
             raise ValueError(f"sample_weight must have shape ({n},), got {weights.shape}")
         sw = float(np.sum(weights))
     grad = np.empty_like(logits)
-    total, labels_ok = kernels.softmax_cross_entropy(logits, labels, weights, 1.0 / sw, grad)
+    inv_sw = 1.0 / sw if sw else 0.0  # no weight: the division below raises, after the labels
+    total, labels_ok = kernels.softmax_cross_entropy(logits, labels, weights, inv_sw, grad)
     if not labels_ok:  # checked by the kernel: two NumPy reductions cost more than the loss
         raise ValueError(
             f"labels must be class indices in [0, {k}), got {labels.min()}..{labels.max()}"
