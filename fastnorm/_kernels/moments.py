@@ -213,21 +213,14 @@ def merge_block_columns(parts, p, c0, c1):
     n_rb = parts.shape[2]
     if n_rb == 1 or c1 <= c0:
         return
-    first = parts[:, p, 0, c0:c1].copy()  # for columns that need the general merge
     m2_lo = np.zeros(c1 - c0)
     slow = np.zeros(c1 - c0, dtype=np.bool_)
-    cnt, mean, mean_lo, m2 = (
-        parts[0, p, 0, c0:c1],
-        parts[1, p, 0, c0:c1],
-        parts[2, p, 0, c0:c1],
-        parts[3, p, 0, c0:c1],
-    )
     for i in range(1, n_rb):
-        _merge_block_into(
-            cnt,
-            mean,
-            mean_lo,
-            m2,
+        merge_block_step(
+            parts[0, p, 0, c0:c1],
+            parts[1, p, 0, c0:c1],
+            parts[2, p, 0, c0:c1],
+            parts[3, p, 0, c0:c1],
             m2_lo,
             parts[0, p, i, c0:c1],
             parts[1, p, i, c0:c1],
@@ -235,33 +228,10 @@ def merge_block_columns(parts, p, c0, c1):
             parts[3, p, i, c0:c1],
             slow,
         )
-    for k in range(c1 - c0):
-        if slow[k]:
-            j = c0 + k
-            n, mu, mu_lo, sq, sq_lo = first[0, k], first[1, k], first[2, k], first[3, k], 0.0
-            for i in range(1, n_rb):
-                n, mu, mu_lo, sq, sq_lo = merge_compensated(
-                    n,
-                    mu,
-                    mu_lo,
-                    sq,
-                    sq_lo,
-                    parts[0, p, i, j],
-                    parts[1, p, i, j],
-                    parts[2, p, i, j],
-                    parts[3, p, i, j],
-                    0.0,
-                )
-            parts[0, p, 0, j], parts[1, p, 0, j], parts[2, p, 0, j], parts[3, p, 0, j] = (
-                n,
-                mu,
-                mu_lo,
-                sq,
-            )
 
 
-# inlined, as group_moments: as calls they cost a first batch-norm call 0.5-0.9 s of compiling
-@njit(inline="always", **KERNEL)
+# one compile shared by the group tasks and merge_block_columns
+@njit(**KERNEL)
 def merge_block_step(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2_b, slow):
     """One block merged into each column's running state, in place, with the bits of
     ``merge_compensated``: branch-free (``_merge_block_into``) where both sets are non-empty with
@@ -302,6 +272,7 @@ def merge_block_step(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2
                 k += 1
 
 
+# inlined into the kernels: as a call it cost a first batch-norm call ~0.2 s more compiling
 @njit(inline="always", **KERNEL)
 def group_moments(x, w, skip_nan, p, g, i0, i1, row_block, c0, c1, parts):
     """Row blocks i0:i1 (``row_block`` rows each) of the columns c0:c1 of ``x[p]``: each block's
