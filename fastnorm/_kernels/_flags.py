@@ -66,6 +66,8 @@ class ParallelKernel:
         if policy.use_threads(args[0].size):
             with policy.parallel_guard():
                 return _call_held(self.parallel, args)
+        if policy._holding is not None:  # inside a hold (a training epoch): nothing to add
+            return self.serial(*args)
         held = policy.hold_interrupts()  # _call_held, written out: this is the per-call path
         try:
             return self.serial(*args)

@@ -1,9 +1,10 @@
 """Optimizer updates (PyTorch's formulas), in place, over contiguous 1-D parameter arrays.
 
-Every scalar arrives in the arrays' dtype and no literal is a float64, so float32 parameters are
-updated in float32 arithmetic, as PyTorch does (a float64 square root and division per element
-took most of the step). ``l2_count`` leading elements get ``l2 * p`` added to their gradient:
-the estimators' penalty on the weights, which lie first in their flat buffer.
+The real coefficients arrive as one small array of the parameters' dtype (``coefs``: a dozen
+scalar arguments cost the call more than a microsecond to type) and no literal is a float64, so
+float32 parameters are updated in float32 arithmetic, as PyTorch does (a float64 square root and
+division per element took most of the step). ``l2_count`` leading elements get ``l2 * p`` added
+to their gradient: the estimators' penalty on the weights, which lie first in their flat buffer.
 
 Serial on purpose: the update runs between BLAS calls, and a parallel region there waits on
 BLAS's spinning threads (figures: ``docs/developer.rst``)."""
@@ -16,11 +17,12 @@ from ._flags import KERNEL
 
 
 @njit(**KERNEL)
-def adam_update(
-    p, g, m, v, one_m_b1, beta2, one_m_b2, eps, step_size, inv_bc2, shrink, wd, decoupled, l2_count,
-    l2,
-):  # fmt: skip
-    """Adam (``decoupled=False``, L2 penalty in the gradient) or AdamW step on flat arrays."""
+def adam_update(p, g, m, v, coefs, decoupled, l2_count):
+    """Adam (``decoupled=False``, L2 penalty in the gradient) or AdamW step on flat arrays;
+    ``coefs``: (1 - beta1, beta2, 1 - beta2, eps, step size, 1 / sqrt(bias correction 2),
+    shrink, weight decay, l2)."""
+    one_m_b1, beta2, one_m_b2, eps = coefs[0], coefs[1], coefs[2], coefs[3]
+    step_size, inv_bc2, shrink, wd, l2 = coefs[4], coefs[5], coefs[6], coefs[7], coefs[8]
     for i in range(p.shape[0]):
         gi = g[i]
         pi = p[i]
@@ -38,8 +40,10 @@ def adam_update(
 
 
 @njit(**KERNEL)
-def sgd_update(p, g, buf, lr, momentum, one_m_dampening, wd, nesterov, first, l2_count, l2):
-    """SGD step with optional momentum, dampening, Nesterov and L2 weight decay."""
+def sgd_update(p, g, buf, coefs, nesterov, first, l2_count):
+    """SGD step with optional momentum, dampening, Nesterov and L2 weight decay; ``coefs``:
+    (lr, momentum, 1 - dampening, weight decay, l2)."""
+    lr, momentum, one_m_dampening, wd, l2 = coefs[0], coefs[1], coefs[2], coefs[3], coefs[4]
     for i in range(p.shape[0]):
         gi = g[i]
         if i < l2_count:

@@ -45,7 +45,7 @@ class ColumnsContext(_Context):
     def __init__(
         self, layout, shape, weight, mean, rstd, batch_stats, sample_weight=None, relu_out=None
     ):
-        super().__init__(layout, shape, weight)
+        self.layout, self.shape, self.weight = layout, shape, weight  # _Context's, built per step
         self.mean = mean  # (C,) centre subtracted from each channel
         self.rstd = rstd  # (C,) 1 / sqrt(var + eps)
         self.batch_stats = batch_stats  # True when mean/rstd came from the input itself
@@ -54,21 +54,30 @@ class ColumnsContext(_Context):
 
     def backward(self, grad_out, out=None):
         relu_out = self.relu_out
-        if relu_out is not None and getattr(grad_out, "dtype", None) != relu_out.dtype:
-            grad_out, relu_out = relu_mask(grad_out, relu_out), None  # in its own dtype first
-        dy, dx = self._grad_arrays(grad_out, out)
+        x = self.layout.x
+        if (
+            out is None
+            and type(grad_out) is np.ndarray
+            and grad_out.dtype == x.dtype
+            and grad_out.shape == self.shape
+            and grad_out.flags.c_contiguous
+        ):  # the per-step case, checked cheaply (a fused ReLU's output has x's dtype too)
+            dy, dx = grad_out, np.empty_like(grad_out)
+        else:
+            if relu_out is not None and getattr(grad_out, "dtype", None) != relu_out.dtype:
+                grad_out, relu_out = relu_mask(grad_out, relu_out), None  # in its own dtype
+            dy, dx = self._grad_arrays(grad_out, out)
         if dy.size == 0:
             return self._zeros(dx)
-        shape3 = self.layout.x.shape
         grad_weight, grad_bias = self.layout.batch_norm_columns_backward(
-            dy.reshape(shape3),
+            dy,
             self.mean,
             self.rstd,
             self.weight,
             self.batch_stats,
-            dx.reshape(shape3),
+            dx,
             self.sample_weight,
-            None if relu_out is None else relu_out.reshape(shape3),
+            relu_out,
         )
         return dx, grad_weight, grad_bias
 

@@ -15,9 +15,7 @@ import numpy as np
 from .._kernels import ghost, schedule
 from . import _checks as checks
 from ._contexts import _Context
-from ._layouts import ChannelRuns
-
-_NO_RUNNING_STATS = np.empty(0)
+from ._layouts import NO_RUNNING_STATS, ChannelRuns
 
 
 def check_virtual_batch_size(value):
@@ -102,7 +100,7 @@ def ghost_batch_norm(
     rows = g * k
     x3 = x[:rows].reshape(g, k, channels)
     blocks = schedule.column_blocks(k, channels)
-    rm, rv = (_NO_RUNNING_STATS,) * 2 if running_mean is None else (running_mean, running_var)
+    rm, rv = (NO_RUNNING_STATS,) * 2 if running_mean is None else (running_mean, running_var)
     mean, _, rstd = ghost.ghost_normalize(
         x3, w, b, eps, rm, rv, momenta[:g], *blocks, target[:rows].reshape(x3.shape)
     )

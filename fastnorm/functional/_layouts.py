@@ -14,7 +14,7 @@ import numpy as np
 
 from .._kernels import columns_fused, elementwise, groups_fused, merge, moments, reduce, schedule
 
-_NO_RUNNING_STATS = np.empty(0)
+NO_RUNNING_STATS = np.empty(0)  # running statistics not kept: the kernels skip their update
 
 # Runs shorter than this are reduced as columns (vectorized across channels) instead of as rows.
 ROW_MIN = 64
@@ -87,7 +87,7 @@ class ChannelRuns:
         (2, C) factors r, d are returned as ``rd`` (None without renorm); ``relu`` True: ReLU
         applied in the same pass."""
         if running_mean is None:
-            running_mean = running_var = _NO_RUNNING_STATS
+            running_mean = running_var = NO_RUNNING_STATS
         args = (
             self._columns(self.x, 1),
             sample_weight,
@@ -109,7 +109,8 @@ class ChannelRuns:
         self, dy, mean, rstd, weight, batch_stats, dx, sample_weight=None, relu_out=None
     ):
         """Gradients of ``batch_norm_columns`` (or of its eval form); returns (dweight, dbias).
-        ``relu_out``: the output of a fused ReLU, whose gradient ``dy`` is."""
+        ``dy``, ``dx`` (C-contiguous) and ``relu_out`` (the output of a fused ReLU, whose gradient
+        ``dy`` is) have the input's size, in any shape."""
         return columns_fused.columns_normalize_backward(
             self._columns(dy, 1),
             self._columns(self.x, 1),

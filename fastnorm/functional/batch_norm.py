@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import _validation as rules
 from . import _checks as checks
+from ._columns_step import columns_step, plain_columns_step
 from ._contexts import ChannelRunsContext, ColumnsContext, ReluContext, RenormContext
 from ._ghost import ghost_batch_norm
 from ._layouts import ChannelRuns, channel_runs_view
@@ -100,6 +101,16 @@ def _batch_norm(
     relu = activation is not None and (
         rules.check(activation, "activation", rules.FUSED_ACTIVATION) == "relu"
     )
+    if (
+        out is None
+        and sample_weight is None
+        and renorm is None
+        and virtual_batch_size is None
+        and plain_columns_step(
+            x, running_mean, running_var, weight, bias, training, momentum, eps, axis
+        )
+    ):
+        return columns_step(x, running_mean, running_var, weight, bias, momentum, eps, relu)
     if virtual_batch_size is not None and renorm is not None:
         raise ValueError("renorm and virtual_batch_size cannot be combined; pass one of them")
     if virtual_batch_size is not None:  # ghost batch norm; None back when it is plain batch norm

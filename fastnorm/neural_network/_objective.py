@@ -80,18 +80,21 @@ class Objective:
         self.linears = [layer for layer in net if isinstance(layer, Linear)]
         self.target_affine = target_affine
 
-    def __call__(self, out, y, w):
-        """(loss, gradient w.r.t. ``out``) of the batch, the penalty included in the loss."""
+    def __call__(self, out, y, w, weight_squares=None):
+        """(loss, gradient w.r.t. ``out``) of the batch, the penalty included in the loss;
+        ``weight_squares``: ``sum(W ** 2)`` over the linear weights when the caller has it
+        (``Optimizer.l2_squares``), else it is computed here."""
         if self.target_affine is not None:
             scale, mean = self.target_affine
             y = ((y - mean) / scale).astype(out.dtype)
         loss, grad = self.loss(out, y, w)
         sw = out.shape[0] if w is None else float(np.sum(w, dtype=np.float64))
         if self.alpha:
-            squares = sum(
-                float(np.vdot(m.params["weight"], m.params["weight"])) for m in self.linears
-            )
-            loss += 0.5 * self.alpha * squares / sw
+            if weight_squares is None:
+                weight_squares = sum(
+                    float(np.vdot(m.params["weight"], m.params["weight"])) for m in self.linears
+                )
+            loss += 0.5 * self.alpha * weight_squares / sw
         self._sw = sw
         return loss, grad
 

@@ -106,20 +106,27 @@ class TrainingLoop:
         self.stop = False
         self.stop_message = ""
 
-    def _call(self, hook, *args):
+    def _hooks_of(self, hook):
+        """The bound ``hook`` of the callbacks that override it (some run per mini-batch)."""
         hooks = self._hooks.get(hook)
-        if hooks is None:  # only the callbacks that override the hook: it runs per mini-batch
+        if hooks is None:
             hooks = self._hooks[hook] = [
                 getattr(cb, hook)
                 for cb in self.callbacks
                 if getattr(type(cb), hook, None) is not getattr(Callback, hook, None)
             ]
-        for fn in hooks:
+        return hooks
+
+    def _call(self, hook, *args):
+        for fn in self._hooks_of(hook):
             fn(self, *args)
 
     def _run_batches(self, X, y, w, order):
         """One pass over the mini-batches; returns (sum of batch losses * sizes, rows seen)."""
         net, opt, objective, est = self.net, self.est._optimizer, self.objective, self.est
+        # the penalty's sum of squares in one dot product over the flat buffer of the weights
+        squares_of_weights = opt.l2_squares if opt.flat and objective.alpha else lambda: None
+        batch_begin, batch_end = self._hooks_of("on_batch_begin"), self._hooks_of("on_batch_end")
         total = 0.0
         seen = 0
         for j, (s, e) in enumerate(self.bounds):
@@ -132,9 +139,10 @@ class TrainingLoop:
             est.t_ += e - s  # samples seen, as scikit-learn counts them
             if wb is not None and not np.any(wb > 0):
                 continue  # a batch without weight carries no information
-            self._call("on_batch_begin", j)
+            for hook in batch_begin:
+                hook(self, j)
             out = net.forward(xb) if wb is None else net.forward(xb, sample_weight=wb)
-            loss, grad = objective(out, yb, wb)
+            loss, grad = objective(out, yb, wb, squares_of_weights())
             if math.isfinite(loss):
                 net.backward(grad)
                 if opt.flat:  # the L2 penalty is added inside the one fused update
@@ -144,7 +152,8 @@ class TrainingLoop:
                     opt.step()
                 total += loss * (e - s)
                 seen += e - s
-            self._call("on_batch_end", j, loss, total / max(seen, 1))
+            for hook in batch_end:
+                hook(self, j, loss, total / max(seen, 1))
             F.deliver_interrupts()  # a Ctrl-C held during the step arrives here
         return total, seen
 

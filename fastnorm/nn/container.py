@@ -93,14 +93,15 @@ class Sequential(Module):
         :class:`BatchNorm` followed by a :class:`ReLU` runs as one call
         (``activation="relu"``): the same bits, a pass less over the data each way."""
         layers = self.layers
+        n_layers = len(layers)
         fused = []
         i = 0
-        while i < len(layers):
+        while i < n_layers:
             layer = layers[i]
             kwargs = {}
             if sample_weight is not None and layer.takes_sample_weight:
                 kwargs["sample_weight"] = sample_weight
-            if i + 1 < len(layers) and _fuses_relu(layer, layers[i + 1]):
+            if type(layer) is BatchNorm and i + 1 < n_layers and type(layers[i + 1]) is ReLU:
                 x = layer.forward(x, activation="relu", **kwargs)
                 layers[i + 1]._saved["out"] = x  # what the ReLU's own backward would read
                 fused.append(i + 1)
@@ -132,11 +133,6 @@ class Sequential(Module):
     def __repr__(self):
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
         return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
-
-
-def _fuses_relu(layer, following):
-    """A batch norm that can apply the ReLU after it in its own call."""
-    return type(layer) is BatchNorm and type(following) is ReLU
 
 
 def _folds_into_linear(layer):

@@ -121,6 +121,18 @@ class Optimizer:
         self.params = dict(self.module.named_parameters())
         return self._group
 
+    def l2_squares(self):
+        """``sum(p ** 2)`` over the ``l2_names`` parameters (an L2 penalty's value), as one dot
+        product over the flat buffer where they lie first (built now if the next step would
+        build it); None when the optimizer is not flat, has no ``l2_names`` or no flat buffer."""
+        if not (self.flat and self.l2_names):
+            return None
+        group = self._flat_group()
+        if group is None or not group.l2_count:
+            return None
+        weights = group.p[: group.l2_count]
+        return float(np.vdot(weights, weights))
+
     def step(self, grads=None, l2=0.0):
         """One update from ``grads`` (default: the module's). ``l2`` (flat optimizers only):
         ``l2 * p`` is added to the gradients of the ``l2_names`` parameters."""
