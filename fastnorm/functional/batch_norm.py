@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import _validation as rules
 from . import _checks as checks
-from ._columns_step import columns_step, plain_columns_step
+from ._columns_step import columns_step
 from ._contexts import ChannelRunsContext, ColumnsContext, ReluContext, RenormContext
 from ._ghost import ghost_batch_norm
 from ._layouts import ChannelRuns, channel_runs_view
@@ -99,18 +99,15 @@ def _batch_norm(
 ):
     """Batch norm and its context; ``save``: a backward pass may follow, so keep the input."""
     relu = activation is not None and (
-        rules.check(activation, "activation", rules.FUSED_ACTIVATION) == "relu"
+        (type(activation) is str and activation == "relu")  # the common value, checked cheaply
+        or rules.check(activation, "activation", rules.FUSED_ACTIVATION) == "relu"
     )
-    if (
-        out is None
-        and sample_weight is None
-        and renorm is None
-        and virtual_batch_size is None
-        and plain_columns_step(
-            x, running_mean, running_var, weight, bias, training, momentum, eps, axis
+    if out is None and sample_weight is None and renorm is None and virtual_batch_size is None:
+        step = columns_step(
+            x, running_mean, running_var, weight, bias, training, momentum, eps, axis, relu
         )
-    ):
-        return columns_step(x, running_mean, running_var, weight, bias, momentum, eps, relu)
+        if step is not None:
+            return step
     if virtual_batch_size is not None and renorm is not None:
         raise ValueError("renorm and virtual_batch_size cannot be combined; pass one of them")
     if virtual_batch_size is not None:  # ghost batch norm; None back when it is plain batch norm
