@@ -81,7 +81,8 @@ GROUP_NORM = [
     GN((0, 4, 4, 6), 2, -1),  # zero-size batch, channels last
     GN((1, 8), 2, 1),  # N = 1, 2-D: per-sample statistics, not the batch's
     GN((1, 6, 1), 3, 1),  # N = 1, spatial size 1
-    GN((2, 6, 100), 3, 1),  # long runs: fused per-(sample, group) kernels
+    GN((2, 6, 100), 3, 1),  # long runs
+    GN((33, 96), 8, 1),  # (N, C) features: one value per channel, many rows
     GN((1, 4, 7, 10), 2, 1),  # long runs, N = 1
 ]
 

@@ -38,8 +38,9 @@ def _running(c):
 
 # name -> (shape, forward(x, out), slots). Slots: batch norm, one per channel (channels-first runs
 # shorter than 64 are reduced per (channel, position) column: C * D); group and instance norm, one
-# per (sample, channel); layer and RMS norm, one per row plus 64 per feature (the backward's
-# per-block weight and bias partials, at most 64 blocks).
+# per (sample, channel), on (N, C) features one per (sample, group) plus 16 per channel (the
+# backward's partials per block of samples); layer and RMS norm, one per row plus 64 per feature
+# (the backward's per-block weight and bias partials, at most 64 blocks).
 CASES = {
     "batch nchw": (
         (16, 32, 16, 16),
@@ -71,6 +72,11 @@ CASES = {
         (64, 32, 5, 5),
         lambda x, out: F.group_norm_forward(x, 8, out=out),
         64 * 32,
+    ),
+    "group features": (
+        (4096, 256),
+        lambda x, out: F.group_norm_forward(x, 4, out=out),
+        4096 * 4 + 16 * 256,
     ),
     "group nhwc": (
         (16, 8, 8, 32),

@@ -35,6 +35,7 @@ COMMON = textwrap.dedent("""
             ("layer", lambda: LayerNorm(512), (2048, 512), f32),
             ("layer-f64", lambda: LayerNorm((16, 32), dtype=f64), (512, 16, 32), f64),
             ("group", lambda: GroupNorm(8, 32), (32, 32, 20, 20), f32),
+            ("group-features", lambda: GroupNorm(8, 256), (4096, 256), f32),
             ("instance", lambda: InstanceNorm(32, affine=True, track_running_stats=True),
              (32, 32, 20, 20), f32),
             ("rms", lambda: RMSNorm(512), (2048, 512), f32),

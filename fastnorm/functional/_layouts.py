@@ -126,8 +126,9 @@ class ChannelRuns:
 
     @property
     def fuses_groups(self):
-        """Channel runs long enough for the fused per-(sample, group) kernels."""
-        return self.use_rows
+        """Channel runs long enough for the fused per-(sample, group) kernels, or of one value
+        ((N, C) features: the group's channels are then one run)."""
+        return self.use_rows or self.d == 1
 
     def group_norm_rows(self, groups, weight, bias, eps, out):
         """Group norm with the groups' own statistics in one kernel call; (mean, M2, rstd),
