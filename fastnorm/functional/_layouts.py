@@ -140,7 +140,8 @@ class ChannelRuns:
         return tuple(s.reshape(self.n, groups) for s in stats)
 
     def group_norm_rows_backward(self, dy, mean, rstd, weight, groups, dx):
-        """Gradients of ``group_norm_rows``: dx, and per-(sample, channel) weight and bias sums."""
+        """Gradients of ``group_norm_rows``: dx, and partial weight and bias sums per channel (per
+        sample, or per block of samples), to be summed over axis 0."""
         rows = self.x.reshape(self.n * groups, -1)
         return groups_fused.groups_normalize_backward(
             dy.reshape(rows.shape), rows, mean, rstd, weight, groups, self.d, dx.reshape(rows.shape)
