@@ -105,6 +105,11 @@ def test_plain_training_call_has_the_bits_of_the_general_path(
         "float16 bias",
         "running_mean alone",
         "training=1",
+        "numpy True training",
+        "momentum None",
+        "nan eps",
+        "float16 input",
+        "bool axis",
     ],
 )
 def test_other_calls_take_the_general_path(change, rng, count_fast_calls):
@@ -140,6 +145,16 @@ def test_other_calls_take_the_general_path(change, rng, count_fast_calls):
         kwargs["running_var"] = None
     elif change == "training=1":
         kwargs["training"] = 1
+    elif change == "numpy True training":
+        kwargs["training"] = np.True_
+    elif change == "momentum None":
+        kwargs["momentum"] = None
+    elif change == "nan eps":
+        kwargs["eps"] = float("nan")
+    elif change == "float16 input":
+        x = x.astype(np.float16)
+    elif change == "bool axis":
+        kwargs["axis"] = True
     before = rm.copy()
     try:
         F.batch_norm_forward(x, **kwargs)
@@ -202,9 +217,30 @@ def test_training_loss_with_flat_squares_matches_the_layer_sum():
     out = model.net_.forward(X[:32])
     labels = np.searchsorted(model.classes_, y[:32])
     objective = Objective("log_loss", 0.5, model.net_)
-    by_layers, grad = objective(out, labels, None)
-    flat, grad_flat = objective(out, labels, None, model._optimizer.l2_squares())
-    _same(grad, grad_flat)
+    by_layers = objective(out, labels, None)[0]
+    flat = objective(out, labels, None, model._optimizer.l2_squares())[0]
     assert flat == pytest.approx(by_layers, rel=1e-6)
     data_only = Objective("log_loss", 0.0, model.net_)(out, labels, None)[0]
     assert flat - data_only > 0.1 * (by_layers - data_only)  # the penalty is in it
+
+
+def test_training_loop_takes_the_penalty_from_the_flat_buffer(monkeypatch):
+    """One ``l2_squares`` per mini-batch, and the loss it gives is the one summed layer by layer
+    (with ``l2_squares`` answering None, the objective sums the layers itself)."""
+    calls = []
+    squares = nn.Adam.l2_squares
+
+    def counted(self):
+        calls.append(1)
+        return squares(self)
+
+    monkeypatch.setattr(nn.Adam, "l2_squares", counted)
+    flat, _, _ = _fitted(0.5)
+    assert len(calls) == 2 * 3  # 2 epochs of 3 mini-batches
+    monkeypatch.setattr(nn.Adam, "l2_squares", lambda self: None)
+    by_layers, _, _ = _fitted(0.5)
+    assert flat.loss_curve_ == pytest.approx(by_layers.loss_curve_, rel=1e-6)
+    monkeypatch.setattr(nn.Adam, "l2_squares", counted)
+    calls.clear()
+    _fitted(0.0)  # no penalty: nothing to sum
+    assert calls == []

@@ -29,6 +29,7 @@ def min_parallel_elements():
 
 
 def use_threads(n_elements):
+    # ParallelKernel.__call__ makes this first test itself before calling: keep the two alike
     if n_elements < PARALLEL_MIN_ELEMENTS and not _forcing:  # the per-call cost of small inputs
         return False
     return not _forked_after_threads and n_elements >= min_parallel_elements()

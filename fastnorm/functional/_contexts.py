@@ -16,6 +16,9 @@ from ._checks import grad_input_array, grad_output
 
 
 class _Context:
+    """What every context holds (``ColumnsContext`` sets it without calling this ``__init__``:
+    it is built once per training step)."""
+
     __slots__ = ("layout", "shape", "weight")
 
     def __init__(self, layout, shape, weight):
@@ -121,7 +124,7 @@ class RenormContext:
 
 class GroupRunsContext(_Context):
     """Group or instance norm with its own statistics, through the fused per-(sample, group)
-    kernels (channels first, long channel runs)."""
+    kernels (channels first: long channel runs, or one value per channel)."""
 
     __slots__ = ("mean", "rstd", "groups")
 

@@ -7,6 +7,7 @@ from .._kernels import losses as kernels
 __all__ = ["softmax_cross_entropy"]
 
 _NO_WEIGHTS = np.empty(0)
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def softmax_cross_entropy(logits, labels, sample_weight=None):
@@ -35,13 +36,17 @@ def softmax_cross_entropy(logits, labels, sample_weight=None):
     >>> round(loss, 4), grad[0]  # log(4); softmax 1/4 minus the one-hot, / 2 rows
     (1.3863, array([-0.375,  0.125,  0.125,  0.125]))
     """
-    logits = np.ascontiguousarray(logits)
-    if logits.dtype not in (np.float32, np.float64):
-        logits = logits.astype(np.float64)
+    if not (  # a training step's logits, checked cheaply
+        type(logits) is np.ndarray and logits.flags.c_contiguous and logits.dtype in _FLOAT_DTYPES
+    ):
+        logits = np.ascontiguousarray(logits)
+        if logits.dtype not in _FLOAT_DTYPES:
+            logits = logits.astype(np.float64)
     if logits.ndim != 2:
         raise ValueError(f"logits must be 2-D (samples, classes), got shape {logits.shape}")
     n, k = logits.shape
-    labels = np.ascontiguousarray(labels, dtype=np.intp)
+    if not (type(labels) is np.ndarray and labels.dtype == np.intp and labels.flags.c_contiguous):
+        labels = np.ascontiguousarray(labels, dtype=np.intp)
     if labels.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
     if sample_weight is None:

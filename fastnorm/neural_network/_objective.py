@@ -39,11 +39,6 @@ def _row_weights(w, n, dtype):
     return w.astype(dtype, copy=False)[:, None], float(np.sum(w, dtype=np.float64))
 
 
-def log_loss(logits, y, w):
-    """(loss, gradient w.r.t. the logits) for integer-encoded classes ``y``: one fused pass."""
-    return softmax_cross_entropy(logits, y, w)
-
-
 def squared_error(pred, y, w):
     diff = pred - y
     wcol, sw = _row_weights(w, diff.shape[0], diff.dtype)
@@ -67,7 +62,8 @@ def poisson(z, y, w):
     return float(np.sum(per_output)), grad * grad.dtype.type(1.0 / sw)
 
 
-LOSSES = {"log_loss": log_loss, "squared_error": squared_error, "poisson": poisson}
+# log_loss: integer-encoded classes, one fused pass (called directly: it runs per mini-batch)
+LOSSES = {"log_loss": softmax_cross_entropy, "squared_error": squared_error, "poisson": poisson}
 
 
 class Objective:

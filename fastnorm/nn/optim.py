@@ -249,15 +249,16 @@ class Adam(Optimizer):
         self.weight_decay = float(weight_decay)
 
     def _flat_update(self, group, l2):
-        steps = [st.get("step", 0) for st in self.state.values()]
-        t = max(steps, default=0) + 1
-        if min(steps, default=0) + 1 != t:
+        states = self.state.values()
+        steps = {st.get("step", 0) for st in states}
+        if len(steps) > 1:
             raise RuntimeError("flat Adam needs one step count for every parameter")
+        t = (steps.pop() if steps else 0) + 1
+        for st in states:
+            st["step"] = t
         if not group.started:
             group.started = True
             group.publish(self.state)
-        for st in self.state.values():
-            st["step"] = t
         b1, b2 = self.betas
         adam_step(
             group.p,
