@@ -88,8 +88,10 @@ class ChannelRuns:
         applied in the same pass."""
         if running_mean is None:
             running_mean = running_var = NO_RUNNING_STATS
-        args = (
-            self._columns(self.x, 1),
+        columns = (1, self.n, self.c * self.d)  # _columns(arr, 1), written out: a per-step call
+        rd = None if renorm is None else np.empty((2, self.c))
+        mean, m2, rstd = columns_fused.columns_normalize(
+            self.x.reshape(columns),
             sample_weight,
             weight,
             bias,
@@ -98,12 +100,12 @@ class ChannelRuns:
             running_var,
             momentum,
             *schedule.column_blocks(self.n, self.c),
-            self._columns(out, 1),
+            out.reshape(columns),
+            renorm,
+            rd,
+            relu,
         )
-        if renorm is None:
-            return *columns_fused.columns_normalize(*args, None, None, relu), None
-        rd = np.empty((2, self.c))
-        return *columns_fused.columns_normalize(*args, renorm, rd, relu), rd
+        return mean, m2, rstd, rd
 
     def batch_norm_columns_backward(
         self, dy, mean, rstd, weight, batch_stats, dx, sample_weight=None, relu_out=None

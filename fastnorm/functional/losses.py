@@ -3,11 +3,11 @@
 import numpy as np
 
 from .._kernels import losses as kernels
+from ._checks import FLOAT_DTYPES
 
 __all__ = ["softmax_cross_entropy"]
 
 _NO_WEIGHTS = np.empty(0)
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def softmax_cross_entropy(logits, labels, sample_weight=None):
@@ -37,10 +37,10 @@ def softmax_cross_entropy(logits, labels, sample_weight=None):
     (1.3863, array([-0.375,  0.125,  0.125,  0.125]))
     """
     if not (  # a training step's logits, checked cheaply
-        type(logits) is np.ndarray and logits.flags.c_contiguous and logits.dtype in _FLOAT_DTYPES
+        type(logits) is np.ndarray and logits.flags.c_contiguous and logits.dtype in FLOAT_DTYPES
     ):
         logits = np.ascontiguousarray(logits)
-        if logits.dtype not in _FLOAT_DTYPES:
+        if logits.dtype not in FLOAT_DTYPES:
             logits = logits.astype(np.float64)
     if logits.ndim != 2:
         raise ValueError(f"logits must be 2-D (samples, classes), got shape {logits.shape}")
