@@ -15,13 +15,18 @@ def _run_normalize(x, mean, rstd, weight, bias, out):
 
 
 @njit(**KERNEL)
-def _run_weighted_grad_sums(dy, x, mean, weight):
+def _run_grad_sums_and_affine(dy, x, mean, rstd, weight, acc_w, acc_b):
+    """The row's sums of dy * weight and of that times (x - mean), and its terms of the affine
+    gradients added to their partial sums: one pass for every reduction of the backward."""
     s_g = 0.0
     s_gx = 0.0
     for i in range(dy.shape[0]):
+        d = dy[i] * 1.0
         g = dy[i] * weight[i]
         s_g += g
         s_gx += g * (x[i] - mean)
+        acc_w[i] += d * ((x[i] - mean) * rstd)
+        acc_b[i] += d
     return s_g, s_gx
 
 
@@ -32,14 +37,6 @@ def _run_weighted_grad_sums(dy, x, mean, weight):
 def _run_grad_input(dy, x, mean, rstd, weight, c_mean, c_x, out):
     for i in range(dy.shape[0]):
         out[i] = rstd * (dy[i] * weight[i] - c_mean - (x[i] - mean) * c_x)
-
-
-@njit(**KERNEL)
-def _run_add_affine_grads(acc_w, acc_b, dy, x, mean, rstd):
-    for i in range(dy.shape[0]):
-        g = dy[i] * 1.0
-        acc_w[i] += g * ((x[i] - mean) * rstd)
-        acc_b[i] += g
 
 
 @parallel_kernel
@@ -70,11 +67,12 @@ def rows_normalize_backward(dy, x, mean, rstd, weight, subtract_mean, rows_per_b
     part_b = np.zeros((n_blocks, length))
     for k in prange(n_blocks):
         for r in range(k * rows_per_block, min(rows, (k + 1) * rows_per_block)):
-            s_g, s_gx = _run_weighted_grad_sums(dy[r], x[r], mean[r], weight)
+            s_g, s_gx = _run_grad_sums_and_affine(
+                dy[r], x[r], mean[r], rstd[r], weight, part_w[k], part_b[k]
+            )
             c_mean = s_g / length if subtract_mean else 0.0
             c_x = s_gx * rstd[r] * rstd[r] / length
             _run_grad_input(dy[r], x[r], mean[r], rstd[r], weight, c_mean, c_x, dx[r])
-            _run_add_affine_grads(part_w[k], part_b[k], dy[r], x[r], mean[r], rstd[r])
     grad_w = part_w[0].copy()
     grad_b = part_b[0].copy()
     for k in range(1, n_blocks):
