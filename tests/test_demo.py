@@ -1,6 +1,7 @@
 """``python -m fastnorm demo``: its options, its tables, and its compile-time report (no timing
 assertions: the machine decides those)."""
 
+import json
 import re
 
 import numba
@@ -129,3 +130,55 @@ def test_cli_rejects_too_many_threads(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--threads", str(numba.config.NUMBA_NUM_THREADS + 1)])
     assert "--threads" in capsys.readouterr().err
+
+
+def test_reported_compilation_is_all_of_it_on_an_empty_cache(tmp_path):
+    """In a fresh process with an empty Numba cache, the compile report counts every compilation
+    of the run (the scaler's fit before the tables included), and all of it happens before the
+    tables: none of them times a compilation."""
+    from subprocess_script import run_script
+
+    done = run_script(
+        """
+        import json
+        from fastnorm._demo import _CompileTimer, run_demo
+        whole_run = _CompileTimer()
+        with whole_run.listening():
+            result = run_demo(echo=lambda line: None, quick=True, torch=False, epochs=1)
+        print(json.dumps({
+            "reported": result["compiled_functions"],
+            "after_warm_up": result["compiled_after_warm_up"],
+            "whole_run": whole_run.functions,
+        }))
+        """,
+        timeout=600,
+        env={"NUMBA_CACHE_DIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts["whole_run"] > 0  # the cache was empty
+    assert counts["reported"] == counts["whole_run"]
+    assert counts["after_warm_up"] == 0
+
+
+def test_a_compilation_after_the_warm_up_is_reported(monkeypatch):
+    """A path the warm-up missed is counted and said, not hidden in a table's time."""
+    import fastnorm._demo as demo
+
+    calls = []
+    original = demo._timed_sections
+
+    def with_a_new_function(*args):
+        @numba.njit
+        def fresh(a):  # never compiled before: one compilation inside the timed sections
+            return a + 1
+
+        calls.append(fresh(1))
+        return original(*args)
+
+    monkeypatch.setattr(demo, "_timed_sections", with_a_new_function)
+    lines = []
+    result = demo.run_demo(echo=lines.append, quick=True, torch=False, epochs=1)
+    assert calls == [2]
+    assert result["compiled_after_warm_up"] >= 1
+    assert any("compiled after the warm-up" in line for line in lines)
