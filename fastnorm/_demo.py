@@ -382,10 +382,7 @@ def _report_compilation(echo, timer, warm_up):
             f"compilation: {timer.seconds:.1f} s, once (Numba compiled {timer.functions} functions "
             f"and cached them in {where}; the next run loads them)"
         )
-        echo(
-            f"warm-up (the first call of every path, compilation included): "
-            f"{warm_up:.1f} s\n"
-        )
+        echo(f"warm-up (the first call of every path, compilation included): {warm_up:.1f} s\n")
 
 
 def _table(echo, head, rows):
