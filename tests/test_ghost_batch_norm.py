@@ -153,7 +153,7 @@ def test_out_and_non_contiguous_input(rng):
 
 @pytest.mark.parametrize("k", [16, 256])  # one block per sub-batch, and two merged
 def test_bitwise_the_same_for_1_and_2_threads(rng, k):
-    """(2048, 256) takes the threaded kernels (policy.PARALLEL_MIN_ELEMENTS = 2 ** 18)."""
+    """(2048, 256) takes the threaded kernels (policy.PARALLEL_MIN_ELEMENTS = 2 ** 16)."""
     x, dy, w, b, rm, rv = _problem(rng, 2048 + k * 3 + 1, 256, np.float32)  # with a tail
     results = []
     for threads in (1, 2):

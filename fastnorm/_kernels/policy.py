@@ -12,9 +12,11 @@ import signal
 import threading
 import warnings
 
+from numba.np.ufunc import parallel as _numba_parallel
+
 # Below this many elements a parallel region costs more than it saves (and, on a busy machine,
-# waits for a descheduled thread).
-PARALLEL_MIN_ELEMENTS = 1 << 18
+# waits for a descheduled thread); measurements in docs/developer.rst.
+PARALLEL_MIN_ELEMENTS = 1 << 16
 # Streaming calls (many small batches): a stalled parallel region costs more than threads save.
 STREAMING_MIN_ELEMENTS = 1 << 22
 # Inside serial_kernels(): never threaded.
@@ -32,7 +34,22 @@ def use_threads(n_elements):
     # ParallelKernel.__call__ makes this first test itself before calling: keep the two alike
     if n_elements < PARALLEL_MIN_ELEMENTS and not _forcing:  # the per-call cost of small inputs
         return False
-    return not _forked_after_threads and n_elements >= min_parallel_elements()
+    minimum = min_parallel_elements()
+    if _forked_after_threads or n_elements < minimum:
+        return False
+    # one thread: a parallel region would only add its cost (forced_threads compiles the twin)
+    return minimum == 0 or _numba_threads() > 1
+
+
+def _numba_threads():
+    """This Python thread's Numba thread count, read without starting Numba's pool (which starts
+    in ``parallel_guard``, where the threading layer is chosen)."""
+    try:
+        if not _numba_parallel._is_initialized:
+            return _numba_parallel.config.NUMBA_NUM_THREADS  # nobody set a count: all of them
+        return _numba_parallel._get_num_threads()
+    except AttributeError:  # Numba moved them: threads, as before
+        return 2
 
 
 # Python threads inside forced_threads(), the only context that lowers the threshold
@@ -105,7 +122,7 @@ def serial_kernels():
     a matrix product waits on BLAS's spinning threads.
 
     A context manager; contexts nest, and other Python threads are not affected. Inputs under
-    2^18 elements run without threads anyway. The MLP estimators train and predict under it.
+    2^16 elements run without threads anyway, and so does everything at one Numba thread. The MLP estimators train and predict under it.
 
     Examples
     --------

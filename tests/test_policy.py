@@ -1,0 +1,97 @@
+"""Which twin of a threaded kernel runs (``_kernels/policy.py``): threads from 2^16 elements, never
+with one Numba thread (unless forced, as ``precompile`` does), and the same bits either way."""
+
+import numba
+import numpy as np
+import pytest
+
+import fastnorm.functional as F
+from fastnorm._kernels import policy, rows_fused
+
+needs_two_threads = pytest.mark.skipif(
+    numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine"
+)
+
+
+@pytest.fixture
+def twin_calls(monkeypatch):
+    """Counts of the layer-norm kernel's serial and threaded twin calls."""
+    kernel = rows_fused.rows_normalize
+    calls = {"serial": 0, "parallel": 0}
+
+    def counting(name):
+        compiled = getattr(kernel, name)
+
+        def call(*args):
+            calls[name] += 1
+            return compiled(*args)
+
+        return call
+
+    monkeypatch.setattr(kernel, "serial", counting("serial"))
+    monkeypatch.setattr(kernel, "parallel", counting("parallel"))
+    return calls
+
+
+@pytest.fixture
+def numba_threads():
+    """Set this Python thread's Numba thread count for the test; restored afterwards."""
+    previous = []
+
+    def set_to(n):
+        previous.append(F.set_num_threads(n))
+
+    yield set_to
+    if previous:
+        F.set_num_threads(previous[0])
+
+
+def _layer_norm(rows):
+    x = np.random.default_rng(rows).standard_normal((rows, 512)).astype(np.float32)
+    return F.layer_norm(x, 512)
+
+
+@needs_two_threads
+def test_threads_from_2_16_elements(twin_calls, numba_threads):
+    numba_threads(2)
+    assert policy.PARALLEL_MIN_ELEMENTS == 1 << 16
+    _layer_norm(127)  # 65,024 elements
+    assert twin_calls == {"serial": 1, "parallel": 0}
+    _layer_norm(128)  # 65,536
+    assert twin_calls == {"serial": 1, "parallel": 1}
+
+
+def test_one_numba_thread_runs_the_serial_twin(twin_calls, numba_threads):
+    numba_threads(1)
+    assert not policy.use_threads(1 << 22)
+    _layer_norm(4096)  # 2 ** 21 elements: threaded with more threads
+    assert twin_calls == {"serial": 1, "parallel": 0}
+
+
+def test_forced_threads_run_the_threaded_twin_with_one_thread(twin_calls, numba_threads):
+    """``precompile`` compiles the threaded twins under ``forced_threads`` at any thread count."""
+    numba_threads(1)
+    with policy.forced_threads():
+        _layer_norm(8)
+    assert twin_calls == {"serial": 0, "parallel": 1}
+
+
+@needs_two_threads
+def test_the_twins_give_the_same_bits_at_the_threshold(numba_threads):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((128, 512)) * 3 + 1e3).astype(np.float32)  # 2 ** 16 elements
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    results = []
+    for threads in (2, 1):
+        numba_threads(threads)
+        for forward in (
+            lambda: F.batch_norm_forward(x, np.zeros(512), np.ones(512), training=True),
+            lambda: F.layer_norm_forward(x, 512),
+            lambda: F.group_norm_forward(x, 32),
+        ):
+            y, ctx = forward()
+            results.append((y, *ctx.backward(dy)))
+    half = len(results) // 2
+    for threaded, serial in zip(results[:half], results[half:]):
+        for a, b in zip(threaded, serial):
+            np.testing.assert_array_equal(a, b)
