@@ -122,7 +122,8 @@ def serial_kernels():
     a matrix product waits on BLAS's spinning threads.
 
     A context manager; contexts nest, and other Python threads are not affected. Inputs under
-    2^16 elements run without threads anyway, and so does everything at one Numba thread. The MLP estimators train and predict under it.
+    2^16 elements run without threads anyway, and so does everything at one Numba thread. The
+    MLP estimators train and predict under it.
 
     Examples
     --------
