@@ -1,22 +1,21 @@
-"""Which twin of a threaded kernel runs (``_kernels/policy.py``): threads from 2^16 elements, never
-with one Numba thread (unless forced, as ``precompile`` does), and the same bits either way."""
+"""Which twin of a threaded kernel runs (``_kernels/policy.py``): threads from 2^16 elements (from
+2^18 for batch norm's fused column kernels, and at one Numba thread, unless forced as
+``precompile`` does), and the same bits either way."""
 
 import numba
 import numpy as np
 import pytest
 
 import fastnorm.functional as F
-from fastnorm._kernels import policy, rows_fused
+from fastnorm._kernels import columns_fused, policy, rows_fused
 
 needs_two_threads = pytest.mark.skipif(
     numba.config.NUMBA_NUM_THREADS < 2, reason="Numba has one thread on this machine"
 )
 
 
-@pytest.fixture
-def twin_calls(monkeypatch):
-    """Counts of the layer-norm kernel's serial and threaded twin calls."""
-    kernel = rows_fused.rows_normalize
+def _counted(monkeypatch, kernel):
+    """Counts of ``kernel``'s serial and threaded twin calls."""
     calls = {"serial": 0, "parallel": 0}
 
     def counting(name):
@@ -31,6 +30,12 @@ def twin_calls(monkeypatch):
     monkeypatch.setattr(kernel, "serial", counting("serial"))
     monkeypatch.setattr(kernel, "parallel", counting("parallel"))
     return calls
+
+
+@pytest.fixture
+def twin_calls(monkeypatch):
+    """Counts of the layer-norm kernel's twin calls."""
+    return _counted(monkeypatch, rows_fused.rows_normalize)
 
 
 @pytest.fixture
@@ -61,11 +66,25 @@ def test_threads_from_2_16_elements(twin_calls, numba_threads):
     assert twin_calls == {"serial": 1, "parallel": 1}
 
 
-def test_one_numba_thread_runs_the_serial_twin(twin_calls, numba_threads):
+def test_one_numba_thread_runs_the_threaded_twin_only_from_2_18(twin_calls, numba_threads):
+    """At one thread the threaded twin's region costs more than it saves on small inputs, but its
+    code is faster on large ones."""
     numba_threads(1)
-    assert not policy.use_threads(1 << 22)
-    _layer_norm(4096)  # 2 ** 21 elements: threaded with more threads
+    assert not policy.use_threads((1 << 18) - 1)
+    _layer_norm(511)  # 261,632 elements
     assert twin_calls == {"serial": 1, "parallel": 0}
+    _layer_norm(512)  # 2 ** 18
+    assert twin_calls == {"serial": 1, "parallel": 1}
+
+
+@needs_two_threads
+def test_batch_norm_columns_thread_from_2_18(monkeypatch, numba_threads):
+    calls = _counted(monkeypatch, columns_fused.columns_normalize)
+    numba_threads(2)
+    for rows in (128, 511, 512):  # 2 ** 16, 261,632 and 2 ** 18 elements
+        x = np.random.default_rng(rows).standard_normal((rows, 512)).astype(np.float32)
+        F.batch_norm(x, training=True)
+    assert calls == {"serial": 2, "parallel": 1}
 
 
 def test_forced_threads_run_the_threaded_twin_with_one_thread(twin_calls, numba_threads):

@@ -47,7 +47,9 @@ class ParallelKernel:
     argument (``policy.use_threads``). Blocks and merge order are the same in both, so the
     choice never changes a result."""
 
-    def __init__(self, py_func):
+    def __init__(self, py_func, min_elements=None):
+        # inputs smaller than this never run threaded (policy.PARALLEL_MIN_ELEMENTS by default)
+        self.min_elements = policy.PARALLEL_MIN_ELEMENTS if min_elements is None else min_elements
         self.parallel = njit(**parallel_kernel_flags())(py_func)
         serial = types.FunctionType(
             py_func.__code__,
@@ -64,8 +66,8 @@ class ParallelKernel:
 
     def __call__(self, *args):
         size = args[0].size
-        # use_threads' first test written out: small inputs are the per-step calls of training
-        if (size >= policy.PARALLEL_MIN_ELEMENTS or policy._forcing) and policy.use_threads(size):
+        # the size test before use_threads: small inputs are the per-step calls of training
+        if (size >= self.min_elements or policy._forcing) and policy.use_threads(size):
             with policy.parallel_guard():
                 return _call_held(self.parallel, args)
         if policy._holding is not None:  # inside a hold (a training epoch): nothing to add
@@ -77,8 +79,12 @@ class ParallelKernel:
             policy.release_interrupts(held)
 
 
-def parallel_kernel(py_func):
-    return ParallelKernel(py_func)
+def parallel_kernel(py_func=None, *, min_elements=None):
+    """``@parallel_kernel``, or ``@parallel_kernel(min_elements=n)`` for a kernel whose threads
+    pay only from n elements."""
+    if py_func is None:
+        return lambda f: ParallelKernel(f, min_elements)
+    return ParallelKernel(py_func, min_elements)
 
 
 class SerialKernel:

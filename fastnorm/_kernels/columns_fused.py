@@ -19,8 +19,12 @@ from .reduce import block_grad_sums
 from .running import update_running_stats
 from .schedule import column_task, rows_per_task, sum_row_block
 
+# Three parallel regions per call (moments, their merge, the element-wise pass): at 2^16 elements
+# the threads did not pay (developer.rst).
+THREADS_FROM = 1 << 18
 
-@parallel_kernel
+
+@parallel_kernel(min_elements=THREADS_FROM)
 def columns_normalize(
     x,
     w,
@@ -100,7 +104,7 @@ def columns_normalize(
     return mean, m2, rstd
 
 
-@parallel_kernel
+@parallel_kernel(min_elements=THREADS_FROM)
 def columns_normalize_backward(
     dy, x, w, mean, rstd, weight, constant_stats, row_block, col_block, dx, relu_out=None
 ):

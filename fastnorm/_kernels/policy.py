@@ -17,6 +17,9 @@ from numba.np.ufunc import parallel as _numba_parallel
 # Below this many elements a parallel region costs more than it saves (and, on a busy machine,
 # waits for a descheduled thread); measurements in docs/developer.rst.
 PARALLEL_MIN_ELEMENTS = 1 << 16
+# At one Numba thread the threaded twin only adds its region's cost below this, but above it its
+# code (prange bodies compiled as functions of their own) runs faster than the serial twin's.
+ONE_THREAD_MIN_ELEMENTS = 1 << 18
 # Streaming calls (many small batches): a stalled parallel region costs more than threads save.
 STREAMING_MIN_ELEMENTS = 1 << 22
 # Inside serial_kernels(): never threaded.
@@ -31,14 +34,14 @@ def min_parallel_elements():
 
 
 def use_threads(n_elements):
-    # ParallelKernel.__call__ makes this first test itself before calling: keep the two alike
+    # ParallelKernel.__call__ tests its own threshold (at least this one) before calling
     if n_elements < PARALLEL_MIN_ELEMENTS and not _forcing:  # the per-call cost of small inputs
         return False
     minimum = min_parallel_elements()
     if _forked_after_threads or n_elements < minimum:
         return False
-    # one thread: a parallel region would only add its cost (forced_threads compiles the twin)
-    return minimum == 0 or _numba_threads() > 1
+    # forced_threads (minimum 0) compiles the twin at any thread count
+    return minimum == 0 or n_elements >= ONE_THREAD_MIN_ELEMENTS or _numba_threads() > 1
 
 
 def _numba_threads():
@@ -122,8 +125,8 @@ def serial_kernels():
     a matrix product waits on BLAS's spinning threads.
 
     A context manager; contexts nest, and other Python threads are not affected. Inputs under
-    2^16 elements run without threads anyway, and so does everything at one Numba thread. The
-    MLP estimators train and predict under it.
+    2^16 elements (2^18 at one Numba thread) run without threads anyway. The MLP estimators train
+    and predict under it.
 
     Examples
     --------
