@@ -51,7 +51,7 @@ def test_forced_threads_stay_in_their_python_thread():
         release.set()
         worker.join()
     assert not policy.use_threads(1)
-    assert policy.use_threads(policy.PARALLEL_MIN_ELEMENTS)
+    assert policy.use_threads(policy.ONE_THREAD_MIN_ELEMENTS)  # threaded at any thread count
 
 
 def test_jobs_cover_every_family_dtype_and_twin():

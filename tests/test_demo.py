@@ -132,24 +132,30 @@ def test_cli_rejects_too_many_threads(capsys):
     assert "--threads" in capsys.readouterr().err
 
 
-def test_reported_compilation_is_all_of_it_on_an_empty_cache(tmp_path):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_reported_compilation_is_all_of_it_on_an_empty_cache(tmp_path, threads):
     """In a fresh process with an empty Numba cache, the compile report counts every compilation
     of the run (the scaler's fit before the tables included), and all of it happens before the
-    tables: none of them times a compilation."""
+    tables: none of them times a compilation (at 2 threads too, where sizes pick threaded
+    twins)."""
     from subprocess_script import run_script
 
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("Numba has fewer threads on this machine")
     done = run_script(
-        """
+        f"""
         import json
         from fastnorm._demo import _CompileTimer, run_demo
         whole_run = _CompileTimer()
         with whole_run.listening():
-            result = run_demo(echo=lambda line: None, quick=True, torch=False, epochs=1)
-        print(json.dumps({
+            result = run_demo(
+                echo=lambda line: None, quick=True, torch=False, epochs=1, threads={threads}
+            )
+        print(json.dumps({{
             "reported": result["compiled_functions"],
             "after_warm_up": result["compiled_after_warm_up"],
             "whole_run": whole_run.functions,
-        }))
+        }}))
         """,
         timeout=600,
         env={"NUMBA_CACHE_DIR": str(tmp_path)},

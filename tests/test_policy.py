@@ -95,22 +95,87 @@ def test_forced_threads_run_the_threaded_twin_with_one_thread(twin_calls, numba_
     assert twin_calls == {"serial": 0, "parallel": 1}
 
 
-@needs_two_threads
-def test_the_twins_give_the_same_bits_at_the_threshold(numba_threads):
+def test_the_twins_give_the_same_bits_at_the_threshold():
+    """The serial twin (by default below 2^18 at one thread, and for batch norm's columns) and the
+    threaded twin (``forced_threads``) on 2^16 elements."""
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((128, 512)) * 3 + 1e3).astype(np.float32)  # 2 ** 16 elements
     dy = rng.standard_normal(x.shape).astype(np.float32)
     results = []
-    for threads in (2, 1):
-        numba_threads(threads)
-        for forward in (
-            lambda: F.batch_norm_forward(x, np.zeros(512), np.ones(512), training=True),
-            lambda: F.layer_norm_forward(x, 512),
-            lambda: F.group_norm_forward(x, 32),
-        ):
-            y, ctx = forward()
-            results.append((y, *ctx.backward(dy)))
+    for forced in (True, False):
+        with policy.forced_threads() if forced else policy.kernel_threshold(1 << 17):
+            for forward in (
+                lambda: F.batch_norm_forward(x, np.zeros(512), np.ones(512), training=True),
+                lambda: F.layer_norm_forward(x, 512),
+                lambda: F.group_norm_forward(x, 32),
+            ):
+                y, ctx = forward()
+                results.append((y, *ctx.backward(dy)))
     half = len(results) // 2
     for threaded, serial in zip(results[:half], results[half:]):
         for a, b in zip(threaded, serial):
             np.testing.assert_array_equal(a, b)
+
+
+@needs_two_threads
+def test_another_threads_forcing_leaves_a_kernels_own_threshold(monkeypatch, numba_threads):
+    """While a worker is inside ``forced_threads`` (``precompile``), this thread's batch-norm
+    columns of 2^17 elements still run serially (their threads pay from 2^18)."""
+    import threading
+
+    calls = _counted(monkeypatch, columns_fused.columns_normalize)
+    numba_threads(2)
+    inside, release = threading.Event(), threading.Event()
+
+    def forcing():
+        with policy.forced_threads():
+            inside.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=forcing)
+    worker.start()
+    try:
+        assert inside.wait(10)
+        x = np.random.default_rng(1).standard_normal((256, 512)).astype(np.float32)
+        F.batch_norm(x, training=True)
+    finally:
+        release.set()
+        worker.join()
+    assert calls == {"serial": 1, "parallel": 0}
+
+
+def test_one_thread_is_read_without_starting_the_pool():
+    """With ``NUMBA_NUM_THREADS=1`` and no pool started, a 2^17 input runs serially and the
+    policy's reading of the count does not start Numba's pool."""
+    from subprocess_script import run_script
+
+    done = run_script(
+        """
+        import numpy as np
+        from numba.np.ufunc import parallel
+        import fastnorm.functional as F
+        from fastnorm._kernels import policy, rows_fused
+        assert policy._numba_threads() == 1
+        ran = []
+        serial = rows_fused.rows_normalize.serial
+        rows_fused.rows_normalize.serial = lambda *a: ran.append(1) or serial(*a)
+        F.layer_norm(np.ones((256, 512), np.float32), 512)
+        assert ran == [1] and not parallel._is_initialized
+        print("ok")
+        """,
+        env={"NUMBA_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
+
+
+def test_threads_as_before_where_numba_moved_its_count(monkeypatch):
+    """No ``_get_num_threads`` in a future Numba: the count is taken as more than one."""
+    import sys
+    import types
+
+    import numba.np.ufunc
+
+    moved = types.SimpleNamespace(_is_initialized=True)
+    monkeypatch.setattr(numba.np.ufunc, "parallel", moved)
+    monkeypatch.setitem(sys.modules, "numba.np.ufunc.parallel", moved)
+    assert policy._numba_threads() == 2

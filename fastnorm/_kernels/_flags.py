@@ -67,7 +67,9 @@ class ParallelKernel:
     def __call__(self, *args):
         size = args[0].size
         # the size test before use_threads: small inputs are the per-step calls of training
-        if (size >= self.min_elements or policy._forcing) and policy.use_threads(size):
+        if (size >= self.min_elements or policy._forcing) and policy.use_threads(
+            size, self.min_elements
+        ):
             with policy.parallel_guard():
                 return _call_held(self.parallel, args)
         if policy._holding is not None:  # inside a hold (a training epoch): nothing to add

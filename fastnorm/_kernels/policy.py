@@ -12,8 +12,6 @@ import signal
 import threading
 import warnings
 
-from numba.np.ufunc import parallel as _numba_parallel
-
 # Below this many elements a parallel region costs more than it saves (and, on a busy machine,
 # waits for a descheduled thread); measurements in docs/developer.rst.
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -29,29 +27,37 @@ _local = threading.local()
 
 
 def min_parallel_elements():
-    """The smallest input, in elements, that runs threaded in this Python thread."""
+    """The threshold set in this Python thread by the contexts (``serial_kernels``, ...); a kernel
+    (``@parallel_kernel(min_elements=...)``) and the one-thread rule may ask for more."""
     return getattr(_local, "min_elements", PARALLEL_MIN_ELEMENTS)
 
 
-def use_threads(n_elements):
-    # ParallelKernel.__call__ tests its own threshold (at least this one) before calling
-    if n_elements < PARALLEL_MIN_ELEMENTS and not _forcing:  # the per-call cost of small inputs
+def use_threads(n_elements, floor=PARALLEL_MIN_ELEMENTS):
+    """Whether an input of ``n_elements`` runs the threaded twin of a kernel whose threads pay
+    from ``floor`` elements."""
+    if n_elements < floor and not _forcing:  # the per-call cost of small inputs, tested first
         return False
     minimum = min_parallel_elements()
     if _forked_after_threads or n_elements < minimum:
         return False
-    # forced_threads (minimum 0) compiles the twin at any thread count
-    return minimum == 0 or n_elements >= ONE_THREAD_MIN_ELEMENTS or _numba_threads() > 1
+    if minimum == 0:  # forced_threads in this Python thread: the twins are being compiled
+        return True
+    if n_elements < floor:  # another Python thread forces: not this one
+        return False
+    return n_elements >= ONE_THREAD_MIN_ELEMENTS or _numba_threads() > 1
 
 
 def _numba_threads():
     """This Python thread's Numba thread count, read without starting Numba's pool (which starts
     in ``parallel_guard``, where the threading layer is chosen)."""
     try:
-        if not _numba_parallel._is_initialized:
-            return _numba_parallel.config.NUMBA_NUM_THREADS  # nobody set a count: all of them
-        return _numba_parallel._get_num_threads()
-    except AttributeError:  # Numba moved them: threads, as before
+        import numba
+        from numba.np.ufunc import parallel
+
+        if not parallel._is_initialized:
+            return numba.config.NUMBA_NUM_THREADS  # nobody set a count: all of them
+        return parallel._get_num_threads()
+    except (ImportError, AttributeError):  # Numba moved them: threads, as before
         return 2
 
 
