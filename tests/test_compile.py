@@ -115,3 +115,38 @@ def test_one_dtype_and_one_twin_may_be_given_alone(monkeypatch):
     result = _compile.precompile("float32", processes=0, threaded=False)
     assert result["missed"] == 0
     assert {(d, t) for _, d, t in done} == {("float32", False)}
+
+
+_ROWS_BITS = """
+import sys, numpy as np
+import fastnorm.functional as F
+rng = np.random.default_rng(0)
+out = []
+for shape in [(64, 256), (300, 1000), (4096, 256)]:  # serial, and threaded from 2^18
+    x = (rng.standard_normal(shape) * 3 + 1e3).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(shape[1]).astype(np.float32)
+    b = rng.standard_normal(shape[1]).astype(np.float32)
+    for forward in (
+        lambda: F.layer_norm_forward(x, shape[1], w, b), lambda: F.rms_norm_forward(x, shape[1], w)
+    ):
+        y, ctx = forward()
+        out += [y, *F.rows_norm_backward(ctx, dy)]
+np.savez(sys.argv[1], *out)
+"""
+
+
+def test_a_process_that_compiles_and_one_that_loads_give_the_same_bits(tmp_path):
+    """Layer and RMS norm, whose backward loops LLVM may not inline (a process that loads the
+    caller from the cache runs the caller's own copy of them): the same bits either way."""
+    import numpy as np
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    for name in ("compiled", "loaded"):
+        subprocess.run(
+            [sys.executable, "-c", _ROWS_BITS, str(tmp_path / f"{name}.npz")], env=env, check=True
+        )
+    compiled, loaded = np.load(tmp_path / "compiled.npz"), np.load(tmp_path / "loaded.npz")
+    assert len(compiled.files) == 24
+    for key in compiled.files:
+        np.testing.assert_array_equal(compiled[key], loaded[key])
