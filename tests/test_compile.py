@@ -27,33 +27,6 @@ def test_forced_threads_restores_the_threshold():
     assert policy.min_parallel_elements() == before
 
 
-def test_forced_threads_stay_in_their_python_thread():
-    """Small inputs skip the thread-local lookup unless some thread forces threads; that shortcut
-    must neither leak one thread's forcing into another nor outlive it."""
-    import threading
-
-    from fastnorm._kernels import policy
-
-    inside, release = threading.Event(), threading.Event()
-
-    def forcing():
-        with _warmup.forced_threads():
-            assert policy.use_threads(1)
-            inside.set()
-            release.wait(10)
-
-    worker = threading.Thread(target=forcing)
-    worker.start()
-    try:
-        assert inside.wait(10)
-        assert not policy.use_threads(1)  # this thread's threshold is untouched
-    finally:
-        release.set()
-        worker.join()
-    assert not policy.use_threads(1)
-    assert policy.use_threads(policy.ONE_THREAD_MIN_ELEMENTS)  # threaded at any thread count
-
-
 def test_jobs_cover_every_family_dtype_and_twin():
     todo = _compile.jobs()
     assert len(todo) == len(_compile._families()) * 2 * 2

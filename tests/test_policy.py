@@ -2,6 +2,9 @@
 2^18 for batch norm's fused column kernels, and at one Numba thread, unless forced as
 ``precompile`` does), and the same bits either way."""
 
+import contextlib
+import threading
+
 import numba
 import numpy as np
 import pytest
@@ -117,18 +120,16 @@ def test_the_twins_give_the_same_bits_at_the_threshold():
             np.testing.assert_array_equal(a, b)
 
 
-@needs_two_threads
-def test_another_threads_forcing_leaves_a_kernels_own_threshold(monkeypatch, numba_threads):
-    """While a worker is inside ``forced_threads`` (``precompile``), this thread's batch-norm
-    columns of 2^17 elements still run serially (their threads pay from 2^18)."""
-    import threading
-
-    calls = _counted(monkeypatch, columns_fused.columns_normalize)
-    numba_threads(2)
+@contextlib.contextmanager
+def _forcing_in_another_thread(inside_check=None):
+    """A worker Python thread inside ``forced_threads`` (as ``precompile`` runs) for the block;
+    ``inside_check`` runs in the worker, inside the context."""
     inside, release = threading.Event(), threading.Event()
 
     def forcing():
         with policy.forced_threads():
+            if inside_check is not None:
+                inside_check()
             inside.set()
             release.wait(10)
 
@@ -136,11 +137,34 @@ def test_another_threads_forcing_leaves_a_kernels_own_threshold(monkeypatch, num
     worker.start()
     try:
         assert inside.wait(10)
-        x = np.random.default_rng(1).standard_normal((256, 512)).astype(np.float32)
-        F.batch_norm(x, training=True)
+        yield
     finally:
         release.set()
         worker.join()
+
+
+def test_forced_threads_stay_in_their_python_thread():
+    """Small inputs skip the thread-local lookup unless some thread forces threads; that shortcut
+    must neither leak one thread's forcing into another nor outlive it."""
+
+    def forced_there():
+        assert policy.use_threads(1)
+
+    with _forcing_in_another_thread(forced_there):
+        assert not policy.use_threads(1)  # this thread's threshold is untouched
+    assert not policy.use_threads(1)
+    assert policy.use_threads(policy.ONE_THREAD_MIN_ELEMENTS)  # threaded at any thread count
+
+
+@needs_two_threads
+def test_another_threads_forcing_leaves_a_kernels_own_threshold(monkeypatch, numba_threads):
+    """While a worker is inside ``forced_threads`` (``precompile``), this thread's batch-norm
+    columns of 2^17 elements still run serially (their threads pay from 2^18)."""
+    calls = _counted(monkeypatch, columns_fused.columns_normalize)
+    numba_threads(2)
+    with _forcing_in_another_thread():
+        x = np.random.default_rng(1).standard_normal((256, 512)).astype(np.float32)
+        F.batch_norm(x, training=True)
     assert calls == {"serial": 1, "parallel": 0}
 
 
