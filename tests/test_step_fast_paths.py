@@ -1,7 +1,7 @@
 """The per-step fast paths of MLP training give the bits of the general paths they skip.
 
-- ``batch_norm_forward`` on plain (N, C) training calls (``columns_step``) against the same call
-  made to take the general path (through ``out=``);
+- ``batch_norm_forward`` on plain (N, C) training and eval calls (``columns_step``) against the
+  same call made to take the general path (through ``out=``);
 - ``ColumnsContext.backward`` with a C-contiguous gradient of the input's dtype against the same
   gradient in Fortran order (checked and copied by the general path);
 - ``Optimizer.l2_squares`` (one dot product over the flat buffer) against the sum over the
@@ -88,6 +88,75 @@ def test_plain_training_call_has_the_bits_of_the_general_path(
         got, want = ctx.backward(g), ctx_general.backward(g)
     for got_part, want_part in zip(got, want):
         _same(got_part, want_part)
+
+
+@pytest.mark.parametrize("param_dtype", [None, np.float32, np.float64])
+@pytest.mark.parametrize("stats_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [1, -1])
+@pytest.mark.parametrize("rows", [1, 40])
+def test_plain_eval_call_has_the_bits_of_the_general_path(
+    rows, axis, dtype, stats_dtype, param_dtype, rng, count_fast_calls
+):
+    """Eval mode: the kernel's float64 mean, 1 / sqrt(var + eps) and scale round as the general
+    path's NumPy steps, including a zero variance with eps 0 (inf) and a negative one (NaN)."""
+    x = (rng.standard_normal((rows, 24)) * 3 + 100).astype(dtype)
+    x[0, 2] = np.nan
+    c = x.shape[1]
+    rm, rv = _stats(rng, c, stats_dtype)
+    rv[5] = 0.0
+    rv[6] = -1.0
+    w = b = None
+    if param_dtype is not None:
+        w, b = (
+            rng.standard_normal(c).astype(param_dtype),
+            rng.standard_normal(c).astype(param_dtype),
+        )
+    rm_before, rv_before = rm.copy(), rv.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y, ctx = F.batch_norm_forward(x, rm, rv, w, b, False, 0.1, 0.0, axis=axis)
+        assert len(count_fast_calls) == 1
+        y_general, ctx_general = F.batch_norm_forward(
+            x, rm, rv, w, b, False, 0.1, 0.0, axis=axis, out=np.empty_like(x)
+        )
+        assert len(count_fast_calls) == 1  # out= takes the general path
+        _same(y, y_general)
+        _same(rm, rm_before)  # eval mode reads the running statistics only
+        _same(rv, rv_before)
+        g = rng.standard_normal(x.shape).astype(dtype)
+        for got_part, want_part in zip(ctx.backward(g), ctx_general.backward(g)):
+            _same(got_part, want_part)
+
+
+@pytest.mark.parametrize(
+    "change", ["relu", "no running stats", "strided running_mean", "list running_var", "training=0"]
+)
+def test_other_eval_calls_take_the_general_path(change, rng, count_fast_calls):
+    x = rng.standard_normal((16, 8)).astype(np.float32)
+    rm, rv = _stats(rng, 8, np.float32)
+    kwargs = dict(running_mean=rm, running_var=rv, training=False)
+    if change == "relu":
+        kwargs["activation"] = "relu"
+    elif change == "no running stats":
+        kwargs["running_mean"] = kwargs["running_var"] = None
+    elif change == "strided running_mean":
+        kwargs["running_mean"] = np.repeat(rm, 2)[::2]
+    elif change == "list running_var":
+        kwargs["running_var"] = rv.tolist()
+    elif change == "training=0":
+        kwargs["training"] = 0
+    refused = ("no running stats", "list running_var", "training=0")  # the general path's errors
+    try:
+        y, _ = F.batch_norm_forward(x, **kwargs)
+    except (TypeError, ValueError):
+        assert change in refused
+    else:
+        assert change not in refused
+        want = F.batch_norm(x, rm, rv, training=False, axis=np.int64(1))  # the general path
+        if change == "relu":
+            want = np.maximum(want, 0)
+        _same(y, want)
+    assert count_fast_calls == []
 
 
 @pytest.mark.parametrize(

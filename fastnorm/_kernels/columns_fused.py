@@ -1,11 +1,12 @@
 """Fused batch norm over the columns of an (A, B) array, the layout of features (MLPs) and of
-channels-last data: statistics, merge and the element-wise pass in one call, because at MLP sizes
-the cost of several kernel calls and small NumPy steps exceeds the arithmetic."""
+channels-last data: statistics, merge and the element-wise pass in one call (in eval mode, the
+scale and the element-wise pass), because at MLP sizes the cost of several kernel calls and small
+NumPy steps exceeds the arithmetic."""
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
-from ._flags import parallel_kernel
+from ._flags import EXACT, parallel_kernel
 from ._loops import run_add
 from .elementwise import (
     block_column_affine,
@@ -177,3 +178,36 @@ def columns_normalize_backward(
         else:
             block_column_grad_input_weighted(dy, x, w, r0, r1, centre, alpha, beta, gamma, dx)
     return grad_weight, s_dy
+
+
+@parallel_kernel
+def columns_eval(x, running_mean, running_var, weight, bias, eps, out):
+    """Batch norm of the columns of ``x`` (1, A, B) with constant statistics (eval mode):
+    ``(x - running_mean) * (weight / sqrt(running_var + eps)) + bias``; returns the float64
+    (mean, rstd) of each column, with the bits of the general path's NumPy steps."""
+    _, A, B = x.shape
+    mean = np.empty(B)
+    rstd = np.empty(B)
+    scale = np.empty(B)
+    constant_scale(running_mean, running_var, weight, eps, mean, rstd, scale)
+    rows = rows_per_task(B)
+    for t in prange((A + rows - 1) // rows):
+        block_column_affine(
+            x,
+            0,
+            t * rows,
+            min(A, (t + 1) * rows),
+            mean.reshape((1, B)),
+            scale.reshape((1, B)),
+            bias.reshape((1, B)),
+            out,
+        )
+    return mean, rstd
+
+
+@njit(**EXACT)  # rounded as NumPy rounds 1.0 / np.sqrt(var + eps) and rstd * weight
+def constant_scale(running_mean, running_var, weight, eps, mean, rstd, scale):
+    for j in range(mean.shape[0]):
+        mean[j] = running_mean[j]
+        rstd[j] = 1.0 / np.sqrt(np.float64(running_var[j]) + eps)
+        scale[j] = rstd[j] * weight[j]

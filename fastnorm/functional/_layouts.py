@@ -107,6 +107,20 @@ class ChannelRuns:
         )
         return mean, m2, rstd, rd
 
+    def batch_norm_constant(self, running_mean, running_var, weight, bias, eps, out):
+        """Batch norm with constant statistics (eval mode) in one kernel call, with the bits of
+        ``affine`` after the general path's NumPy steps; returns the float64 (mean, rstd)."""
+        columns = (1, self.n, self.c * self.d)
+        return columns_fused.columns_eval(
+            self.x.reshape(columns),
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            eps,
+            out.reshape(columns),
+        )
+
     def batch_norm_columns_backward(
         self, dy, mean, rstd, weight, batch_stats, dx, sample_weight=None, relu_out=None
     ):
