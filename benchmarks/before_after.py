@@ -7,12 +7,14 @@ The earlier checkout's ``fastnorm`` package is copied as ``fastnorm_before`` (it
 relative) and imported next to the current one, so that both are timed in the same process,
 interleaved with PyTorch (A, B, C, A, B, C, ...): a slow spell of a shared machine lands on all
 of them. Rows: the bench's kernel table, the small shapes of the speed issue (fwd+bwd on
-(128, 512) and (64, 768), one forward on (32, 64) for the per-call overhead) and the MLP rows.
+(128, 512) and (64, 768), one forward on (32, 64) for the per-call overhead), batch norm at 2^17
+features, batch norm's eval-mode forward, and the MLP rows.
 ``--cold-start`` also times first calls on an empty compile cache in fresh processes, the two
 versions alternating.
 """
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -20,26 +22,38 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
+
+import fastnorm
 from fastnorm._bench import kernel_cases, mlp_cases, runner
 
-SMALL = [
-    (f"{name} fwd+bwd {shape}", op, shape, "fwd+bwd", axis)
-    for shape in ((128, 512), (64, 768))
-    for name, op, axis in (
-        ("batch_norm", "batch", 1),
-        ("layer_norm", "layer", None),
-        ("group_norm 32", "group", 1),
-        ("rms_norm", "rms", None),
-    )
-] + [
-    (f"{name} fwd (32, 64), per call", op, (32, 64), "fwd", axis)
-    for name, op, axis in (
-        ("batch_norm", "batch", 1),
-        ("layer_norm", "layer", None),
-        ("group_norm 32", "group", 1),
-        ("rms_norm", "rms", None),
-    )
-]
+SMALL = (
+    [
+        (f"{name} fwd+bwd {shape}", op, shape, "fwd+bwd", axis)
+        for shape in ((128, 512), (64, 768))
+        for name, op, axis in (
+            ("batch_norm", "batch", 1),
+            ("layer_norm", "layer", None),
+            ("group_norm 32", "group", 1),
+            ("rms_norm", "rms", None),
+        )
+    ]
+    + [
+        (f"{name} fwd (32, 64), per call", op, (32, 64), "fwd", axis)
+        for name, op, axis in (
+            ("batch_norm", "batch", 1),
+            ("layer_norm", "layer", None),
+            ("group_norm 32", "group", 1),
+            ("rms_norm", "rms", None),
+        )
+    ]
+    + [("batch_norm fwd+bwd (256, 512)", "batch", (256, 512), "fwd+bwd", 1)]
+)
+# batch norm in eval mode (running statistics from one training step), nn.BatchNorm.forward
+EVAL_ROWS = {
+    "batch_norm eval fwd (32, 64), per call": (32, 64),
+    "batch_norm eval fwd (4096, 1024)": (4096, 1024),
+}
 MLP_ROWS = (
     "MLP epoch 50k x 256, (512, 512) BN, Adam, batch 128",
     "MLP epoch 20k x 256, (128, 128) BN, batch 32",
@@ -96,11 +110,45 @@ def paired_cases(before_kernels, before_mlp):
         after = kernel_cases.make_case(name, op, shape, mode, axis)
         before = before_kernels.make_case(name, op, shape, mode, axis)
         pairs.append((name, after.make, before.make))
+    before_package = importlib.import_module(before_kernels.__name__.split(".")[0])
+    for name, shape in EVAL_ROWS.items():
+        pairs.append((name, _eval_make(fastnorm, shape, True), _eval_make(before_package, shape)))
     old = {c.name: c for c in before_mlp.CASES}
     for case in mlp_cases.CASES:
         if case.name in MLP_ROWS and case.name in old:
             pairs.append((case.name, case.make, old[case.name].make))
     return pairs
+
+
+def _eval_make(package, shape, with_torch=False):
+    """``make`` of an eval-mode batch-norm row: ``package``'s layer (and PyTorch's functional
+    call on the same running statistics)."""
+
+    def make():
+        x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        layer = package.nn.BatchNorm(shape[1])
+        layer.forward(x)  # one training step: running statistics that are not the defaults
+        layer.eval()
+
+        def run():
+            layer.forward(x)
+
+        run.layer = layer  # for the tests
+        impls = {"fastnorm": run}
+        torch = sys.modules.get("torch") if with_torch else None
+        if torch is not None:
+            stats = [torch.from_numpy(b.copy()) for b in (layer.running_mean, layer.running_var)]
+            params = [torch.from_numpy(layer.params[k].copy()) for k in ("weight", "bias")]
+            xt = torch.from_numpy(x)
+
+            def torch_eval():
+                with torch.no_grad():
+                    torch.nn.functional.batch_norm(xt, *stats, *params, training=False)
+
+            impls["torch"] = torch_eval
+        return impls
+
+    return make
 
 
 def measure_pair(make_after, make_before, repeat):

@@ -4,6 +4,7 @@ timed against it, row by row."""
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +43,20 @@ def test_rows_pair_both_versions_and_are_timed_in_turn(before_after):
     assert {"before", "after"} <= set(stats)
     assert all(len(s) == 4 and s["min"] > 0 for s in stats.values())
     assert name in module.format_row(name, stats)
+
+
+def test_eval_rows_time_each_versions_layer_in_eval_mode(before_after):
+    module, _, kernels, mlp = before_after
+    pairs = {name: (a, b) for name, a, b in module.paired_cases(kernels, mlp)}
+    make_after, make_before = pairs["batch_norm eval fwd (32, 64), per call"]
+    after, before = make_after(), make_before()
+    for impls, package in ((after, "fastnorm"), (before, "fastnorm_before")):
+        layer = impls["fastnorm"].layer
+        assert type(layer).__module__.startswith(package + ".") and not layer.training
+        y = layer.forward(np.random.default_rng(1).standard_normal((32, 64)).astype(np.float32))
+        assert y.shape == (32, 64)
+    stats = module.measure_pair(make_after, make_before, repeat=2)
+    assert {"before", "after"} <= set(stats)
 
 
 def test_a_path_that_is_not_a_checkout_is_refused(before_after, tmp_path, capsys):
