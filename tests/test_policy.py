@@ -109,6 +109,7 @@ def test_the_twins_give_the_same_bits_at_the_threshold():
         with policy.forced_threads() if forced else policy.kernel_threshold(1 << 17):
             for forward in (
                 lambda: F.batch_norm_forward(x, np.zeros(512), np.ones(512), training=True),
+                lambda: F.batch_norm_forward(x, np.zeros(512), np.ones(512), training=False),
                 lambda: F.layer_norm_forward(x, 512),
                 lambda: F.group_norm_forward(x, 32),
             ):

@@ -90,16 +90,17 @@ def test_plain_training_call_has_the_bits_of_the_general_path(
         _same(got_part, want_part)
 
 
+@pytest.mark.parametrize("eps", [0.0, 1e-5])
 @pytest.mark.parametrize("param_dtype", [None, np.float32, np.float64])
 @pytest.mark.parametrize("stats_dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("axis", [1, -1])
 @pytest.mark.parametrize("rows", [1, 40])
 def test_plain_eval_call_has_the_bits_of_the_general_path(
-    rows, axis, dtype, stats_dtype, param_dtype, rng, count_fast_calls
+    rows, axis, dtype, stats_dtype, param_dtype, eps, rng, count_fast_calls
 ):
     """Eval mode: the kernel's float64 mean, 1 / sqrt(var + eps) and scale round as the general
-    path's NumPy steps, including a zero variance with eps 0 (inf) and a negative one (NaN)."""
+    path's NumPy steps, including a zero variance (inf with eps 0) and a negative one (NaN)."""
     x = (rng.standard_normal((rows, 24)) * 3 + 100).astype(dtype)
     x[0, 2] = np.nan
     c = x.shape[1]
@@ -114,10 +115,10 @@ def test_plain_eval_call_has_the_bits_of_the_general_path(
         )
     rm_before, rv_before = rm.copy(), rv.copy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        y, ctx = F.batch_norm_forward(x, rm, rv, w, b, False, 0.1, 0.0, axis=axis)
+        y, ctx = F.batch_norm_forward(x, rm, rv, w, b, False, 0.1, eps, axis=axis)
         assert len(count_fast_calls) == 1
         y_general, ctx_general = F.batch_norm_forward(
-            x, rm, rv, w, b, False, 0.1, 0.0, axis=axis, out=np.empty_like(x)
+            x, rm, rv, w, b, False, 0.1, eps, axis=axis, out=np.empty_like(x)
         )
         assert len(count_fast_calls) == 1  # out= takes the general path
         _same(y, y_general)
@@ -126,6 +127,20 @@ def test_plain_eval_call_has_the_bits_of_the_general_path(
         g = rng.standard_normal(x.shape).astype(dtype)
         for got_part, want_part in zip(ctx.backward(g), ctx_general.backward(g)):
             _same(got_part, want_part)
+
+
+@pytest.mark.parametrize("shape", [(0, 6), (5, 0), (1, 6)])
+def test_eval_short_path_on_empty_single_row_and_read_only_statistics(shape, rng, count_fast_calls):
+    x = rng.standard_normal(shape).astype(np.float32)
+    rm, rv = _stats(rng, shape[1], np.float32)
+    rm.flags.writeable = rv.flags.writeable = False  # eval mode only reads them
+    y, ctx = F.batch_norm_forward(x, rm, rv, training=False)
+    assert len(count_fast_calls) == 1
+    y_general, ctx_general = F.batch_norm_forward(x, rm, rv, training=False, out=np.empty_like(x))
+    _same(y, y_general)
+    g = np.ones_like(x)
+    for got_part, want_part in zip(ctx.backward(g), ctx_general.backward(g)):
+        _same(got_part, want_part)
 
 
 @pytest.mark.parametrize(

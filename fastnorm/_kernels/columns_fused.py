@@ -181,6 +181,7 @@ def columns_normalize_backward(
     return grad_weight, s_dy
 
 
+# one parallel region (the element-wise pass): the default threshold, like columns_affine
 @parallel_kernel
 def columns_eval(x, running_mean, running_var, weight, bias, eps, out):
     """Batch norm of the columns of ``x`` (1, A, B) with constant statistics (eval mode):

@@ -2,7 +2,8 @@
 path's steps: C-contiguous (N, C) float features with plain arguments. At MLP sizes each step of
 Python costs about as much as the kernel's arithmetic. In training the kernel call
 (``batch_norm_columns``) and the context are the general path's, so the bits are too; in eval
-mode one kernel (``batch_norm_constant``) rounds as the general path's NumPy steps and kernel."""
+mode one kernel call (``ChannelRuns.batch_norm_constant``) rounds as the general path's NumPy
+steps and element-wise kernel."""
 
 import math
 
