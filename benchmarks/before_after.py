@@ -8,7 +8,7 @@ relative) and imported next to the current one, so that both are timed in the sa
 interleaved with PyTorch (A, B, C, A, B, C, ...): a slow spell of a shared machine lands on all
 of them. Rows: the bench's kernel table, the small shapes of the speed issue (fwd+bwd on
 (128, 512) and (64, 768), one forward on (32, 64) for the per-call overhead), batch norm at 2^17
-features, batch norm's eval-mode forward, and the MLP rows.
+features and on small feature maps, batch norm's eval-mode forward, and the MLP rows.
 ``--cold-start`` also times first calls on an empty compile cache in fresh processes, the two
 versions alternating.
 """
@@ -47,7 +47,10 @@ SMALL = (
             ("rms_norm", "rms", None),
         )
     ]
-    + [("batch_norm fwd+bwd (256, 512)", "batch", (256, 512), "fwd+bwd", 1)]
+    + [
+        ("batch_norm fwd+bwd (256, 512)", "batch", (256, 512), "fwd+bwd", 1),
+        ("batch_norm fwd+bwd (32, 64, 8, 8)", "batch", (32, 64, 8, 8), "fwd+bwd", 1),
+    ]
 )
 # batch norm in eval mode (running statistics from one training step), nn.BatchNorm.forward
 EVAL_ROWS = {

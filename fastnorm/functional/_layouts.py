@@ -18,6 +18,11 @@ NO_RUNNING_STATS = np.empty(0)  # running statistics not kept: the kernels skip 
 
 # Runs shorter than this are reduced as columns (vectorized across channels) instead of as rows.
 ROW_MIN = 64
+# The element-wise passes over runs read row by row take the runs_* kernels (one task per sample,
+# a loop per (sample, channel)) below this run length, from this many samples: a call per row
+# costs more there (developer.rst); the same bits either way (no reduction).
+RUNS_MAX_LENGTH = 4096
+RUNS_MIN_SAMPLES = 4
 
 
 def merge_equal_counts(mean, m2, count, axis):
@@ -48,6 +53,7 @@ class ChannelRuns:
         self.x = x3
         self.n, self.c, self.d = x3.shape
         self.use_rows = self.d >= ROW_MIN
+        self.short_rows = self.use_rows and self.d < RUNS_MAX_LENGTH and self.n >= RUNS_MIN_SAMPLES
 
     def _rows(self, arr):
         return arr.reshape(self.n * self.c, self.d)
@@ -192,6 +198,14 @@ class ChannelRuns:
         src = self.x if source is None else source
         if self._per_sample_runs(centre):
             elementwise.runs_affine(src, centre, scale, shift, out.reshape(self.x.shape))
+        elif self.short_rows:
+            elementwise.runs_affine(
+                src.reshape(self.x.shape),
+                self._per_sample(centre),
+                self._per_sample(scale),
+                self._per_sample(shift),
+                out.reshape(self.x.shape),
+            )
         elif self.use_rows:
             elementwise.rows_affine(
                 self._rows(src),
@@ -210,6 +224,12 @@ class ChannelRuns:
                 self._per_column(shift),
                 self._columns(out, n_p),
             )
+
+    def _per_sample(self, param):
+        """(Np, C) parameters as (N, C), C-contiguous (the runs_* kernels' argument type)."""
+        if param.shape[0] == self.n:
+            return np.ascontiguousarray(param)
+        return np.ascontiguousarray(np.broadcast_to(param, (self.n, self.c)))
 
     def _per_sample_runs(self, param):
         """Parameters per (sample, channel) over short runs: the column passes would need a copy
@@ -255,6 +275,16 @@ class ChannelRuns:
         if self._per_sample_runs(centre):
             elementwise.runs_grad_input(
                 dy, self.x, centre, alpha, beta, gamma, out.reshape(self.x.shape)
+            )
+        elif self.short_rows:
+            elementwise.runs_grad_input(
+                dy.reshape(self.x.shape),
+                self.x,
+                self._per_sample(centre),
+                self._per_sample(alpha),
+                self._per_sample(beta),
+                self._per_sample(gamma),
+                out.reshape(self.x.shape),
             )
         elif self.use_rows:
             elementwise.rows_grad_input(

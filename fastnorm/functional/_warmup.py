@@ -26,7 +26,13 @@ def _fwd_bwd(forward, x, *args, **kwargs):
 
 def _batch(dtype):
     c = 6
-    for shape, axis in (((16, c), 1), ((2, c, 8, 8), 1), ((4, c, 2, 2), 1), ((2, 3, 3, c), -1)):
+    for shape, axis in (
+        ((16, c), 1),
+        ((2, c, 8, 8), 1),  # runs read row by row
+        ((4, c, 8, 8), 1),  # the same, element-wise passes by sample (_layouts.short_rows)
+        ((4, c, 2, 2), 1),
+        ((2, 3, 3, c), -1),
+    ):
         x = _data(shape, dtype)
         for stats in (dtype, None):  # running statistics of x's dtype, or none
             rm = None if stats is None else np.zeros(c, stats)
