@@ -27,25 +27,22 @@ import numpy as np
 import fastnorm
 from fastnorm._bench import kernel_cases, mlp_cases, runner
 
+# (name, op, channel axis) of the small-shape rows
+SMALL_OPS = (
+    ("batch_norm", "batch", 1),
+    ("layer_norm", "layer", None),
+    ("group_norm 32", "group", 1),
+    ("rms_norm", "rms", None),
+)
 SMALL = (
     [
         (f"{name} fwd+bwd {shape}", op, shape, "fwd+bwd", axis)
         for shape in ((128, 512), (64, 768))
-        for name, op, axis in (
-            ("batch_norm", "batch", 1),
-            ("layer_norm", "layer", None),
-            ("group_norm 32", "group", 1),
-            ("rms_norm", "rms", None),
-        )
+        for name, op, axis in SMALL_OPS
     ]
     + [
         (f"{name} fwd (32, 64), per call", op, (32, 64), "fwd", axis)
-        for name, op, axis in (
-            ("batch_norm", "batch", 1),
-            ("layer_norm", "layer", None),
-            ("group_norm 32", "group", 1),
-            ("rms_norm", "rms", None),
-        )
+        for name, op, axis in SMALL_OPS
     ]
     + [
         ("batch_norm fwd+bwd (256, 512)", "batch", (256, 512), "fwd+bwd", 1),

@@ -6,7 +6,7 @@ NumPy steps exceeds the arithmetic."""
 import numpy as np
 from numba import njit, prange
 
-from ._flags import EXACT, parallel_kernel
+from ._flags import EXACT, KERNEL, parallel_kernel
 from ._loops import run_add
 from .elementwise import (
     block_column_affine,
@@ -89,6 +89,16 @@ def columns_normalize(
         for j in range(B):
             unbiased[j] = m2[j] / count
         update_running_stats(running_mean, running_var, mean, unbiased, momentum)
+    _affine_tasks(x, mean, scale, shifts, out, relu)
+    return mean, m2, rstd
+
+
+# inlined: threaded in a parallel twin (a call would run its prange serially)
+@njit(inline="always", **KERNEL)
+def _affine_tasks(x, mean, scale, shift, out, relu):
+    """The element-wise pass of (1, A, B) ``x`` in tasks of rows: (x - mean) * scale + shift,
+    per column, then ReLU where ``relu`` is not None."""
+    A, B = x.shape[1], x.shape[2]
     rows = rows_per_task(B)
     for t in prange((A + rows - 1) // rows):
         block_column_affine(
@@ -98,12 +108,11 @@ def columns_normalize(
             min(A, (t + 1) * rows),
             mean.reshape((1, B)),
             scale.reshape((1, B)),
-            shifts.reshape((1, B)),
+            shift.reshape((1, B)),
             out,
         )
         if relu is not None:
             block_relu(out, t * rows, min(A, (t + 1) * rows))
-    return mean, m2, rstd
 
 
 @parallel_kernel(min_elements=THREADS_FROM)
@@ -192,18 +201,7 @@ def columns_eval(x, running_mean, running_var, weight, bias, eps, out):
     rstd = np.empty(B)
     scale = np.empty(B)
     constant_scale(running_mean, running_var, weight, eps, mean, rstd, scale)
-    rows = rows_per_task(B)
-    for t in prange((A + rows - 1) // rows):
-        block_column_affine(
-            x,
-            0,
-            t * rows,
-            min(A, (t + 1) * rows),
-            mean.reshape((1, B)),
-            scale.reshape((1, B)),
-            bias.reshape((1, B)),
-            out,
-        )
+    _affine_tasks(x, mean, scale, bias, out, None)
     return mean, rstd
 
 

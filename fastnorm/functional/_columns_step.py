@@ -57,7 +57,10 @@ def columns_step(x, running_mean, running_var, weight, bias, training, momentum,
 def _eval_step(x, running_mean, running_var, weight, bias, eps, relu):
     """Eval mode: the running statistics are constants (``columns_fused.columns_eval``)."""
     n, channels = x.shape
-    if relu or not (_constant(running_mean, channels) and _constant(running_var, channels)):
+    if relu or not (
+        _plain_buffer(running_mean, channels, "c_contiguous")
+        and _plain_buffer(running_var, channels, "c_contiguous")
+    ):
         return None
     w, b = _parameters(weight, bias, channels)
     out = np.empty_like(x)
@@ -72,23 +75,16 @@ def _parameters(weight, bias, channels):
     return w, b
 
 
-def _constant(v, length):
-    return (
-        type(v) is np.ndarray
-        and v.shape == (length,)
-        and v.dtype in FLOAT_DTYPES
-        and v.flags.c_contiguous
-    )
-
-
 def _plain_vector(v, length):
     return v is None or (type(v) is np.ndarray and v.shape == (length,) and v.dtype in FLOAT_DTYPES)
 
 
-def _plain_buffer(v, length):
+def _plain_buffer(v, length, flag="writeable"):
+    """A float buffer of ``length`` values with ``flag`` set: "writeable" for running statistics
+    that are updated, "c_contiguous" for ones the eval kernel only reads."""
     return (
         type(v) is np.ndarray
         and v.shape == (length,)
         and v.dtype in FLOAT_DTYPES
-        and v.flags.writeable
+        and getattr(v.flags, flag)
     )
