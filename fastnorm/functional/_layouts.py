@@ -196,16 +196,10 @@ class ChannelRuns:
         """out = (x - centre) * scale + shift, parameters of shape (Np, C); ``source`` (an array
         of x's shape) replaces x when given."""
         src = self.x if source is None else source
-        if self._per_sample_runs(centre):
-            elementwise.runs_affine(src, centre, scale, shift, out.reshape(self.x.shape))
-        elif self.short_rows:
-            elementwise.runs_affine(
-                src.reshape(self.x.shape),
-                self._per_sample(centre),
-                self._per_sample(scale),
-                self._per_sample(shift),
-                out.reshape(self.x.shape),
-            )
+        if self._per_sample_runs(centre) or self.short_rows:
+            shape = self.x.shape
+            centre, scale, shift = self._per_sample(centre, scale, shift)
+            elementwise.runs_affine(src.reshape(shape), centre, scale, shift, out.reshape(shape))
         elif self.use_rows:
             elementwise.rows_affine(
                 self._rows(src),
@@ -225,11 +219,9 @@ class ChannelRuns:
                 self._columns(out, n_p),
             )
 
-    def _per_sample(self, param):
+    def _per_sample(self, *params):
         """(Np, C) parameters as (N, C), C-contiguous (the runs_* kernels' argument type)."""
-        if param.shape[0] == self.n:
-            return np.ascontiguousarray(param)
-        return np.ascontiguousarray(np.broadcast_to(param, (self.n, self.c)))
+        return [np.ascontiguousarray(np.broadcast_to(p, (self.n, self.c))) for p in params]
 
     def _per_sample_runs(self, param):
         """Parameters per (sample, channel) over short runs: the column passes would need a copy
@@ -272,20 +264,10 @@ class ChannelRuns:
 
     def grad_input(self, dy, centre, alpha, beta, gamma, out):
         """out = alpha * dy + beta * (x - centre) + gamma, parameters of shape (Np, C)."""
-        if self._per_sample_runs(centre):
-            elementwise.runs_grad_input(
-                dy, self.x, centre, alpha, beta, gamma, out.reshape(self.x.shape)
-            )
-        elif self.short_rows:
-            elementwise.runs_grad_input(
-                dy.reshape(self.x.shape),
-                self.x,
-                self._per_sample(centre),
-                self._per_sample(alpha),
-                self._per_sample(beta),
-                self._per_sample(gamma),
-                out.reshape(self.x.shape),
-            )
+        if self._per_sample_runs(centre) or self.short_rows:
+            shape = self.x.shape
+            params = self._per_sample(centre, alpha, beta, gamma)
+            elementwise.runs_grad_input(dy.reshape(shape), self.x, *params, out.reshape(shape))
         elif self.use_rows:
             elementwise.rows_grad_input(
                 self._rows(dy),
