@@ -3,13 +3,15 @@ instance norm with running statistics): runs shorter than ``RUNS_MAX_LENGTH``, f
 ``RUNS_MIN_SAMPLES`` samples, go through the ``runs_*`` kernels (one task per sample) instead of
 the row kernels (a call per row); the same bits either way, and the float64 reference."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import reference as ref
 from cases import assert_close
 
 import fastnorm.functional as F
-from fastnorm._kernels import elementwise
+from fastnorm._kernels import elementwise, policy
 from fastnorm.functional import _layouts
 
 SHAPES = [(4, 3, 8, 8), (8, 5, 100), (5, 2, 4095), (6, 7, 70)]
@@ -40,10 +42,15 @@ def _forward_backward(op, x, dy, stats):
     return (y, *F.channel_norm_backward(ctx, dy), *stats)
 
 
+@pytest.mark.parametrize("threaded", [False, True], ids=["serial", "threaded"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("op", ["batch train", "batch eval", "instance eval"])
-def test_runs_kernels_give_the_bits_of_the_row_kernels(op, shape, dtype, monkeypatch, rng):
+def test_runs_kernels_give_the_bits_of_the_row_kernels(
+    op, shape, dtype, threaded, monkeypatch, rng
+):
+    """Threaded: the runs kernels' threaded twins (``forced_threads``) against the serial row
+    kernels."""
     x = (rng.standard_normal(shape) * 3 + 100).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
     stats = (
@@ -60,7 +67,9 @@ def test_runs_kernels_give_the_bits_of_the_row_kernels(op, shape, dtype, monkeyp
             monkeypatch.setattr(_layouts, "RUNS_MIN_SAMPLES", 1 << 30)  # the row kernels
             assert not _short(shape)
             served = len(calls)
-        results.append(_forward_backward(op, x, dy, tuple(s.copy() for s in stats)))
+        forcing = policy.forced_threads() if threaded and short else contextlib.nullcontext()
+        with forcing:
+            results.append(_forward_backward(op, x, dy, tuple(s.copy() for s in stats)))
     assert served > 0 and len(calls) == served  # the runs kernel served the first call only
     for got, want in zip(*results):
         assert got.dtype == want.dtype and got.tobytes() == want.tobytes()

@@ -20,7 +20,8 @@ NO_RUNNING_STATS = np.empty(0)  # running statistics not kept: the kernels skip 
 ROW_MIN = 64
 # The element-wise passes over runs read row by row take the runs_* kernels (one task per sample,
 # a loop per (sample, channel)) below this run length, from this many samples: a call per row
-# costs more there (developer.rst); the same bits either way (no reduction).
+# costs more there, and with fewer samples threads would idle (developer.rst); the same bits
+# either way (no reduction).
 RUNS_MAX_LENGTH = 4096
 RUNS_MIN_SAMPLES = 4
 
@@ -220,8 +221,14 @@ class ChannelRuns:
             )
 
     def _per_sample(self, *params):
-        """(Np, C) parameters as (N, C), C-contiguous (the runs_* kernels' argument type)."""
-        return [np.ascontiguousarray(np.broadcast_to(p, (self.n, self.c))) for p in params]
+        """(Np, C) parameters as writeable, C-contiguous (N, C) arrays (the runs_* kernels'
+        argument type: a read-only view would compile another specialization)."""
+        return [
+            np.ascontiguousarray(
+                p if p.shape[0] == self.n else np.broadcast_to(p, (self.n, self.c))
+            )
+            for p in params
+        ]
 
     def _per_sample_runs(self, param):
         """Parameters per (sample, channel) over short runs: the column passes would need a copy
