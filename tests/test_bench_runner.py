@@ -104,6 +104,23 @@ def test_record_command_says_when_torch_compile_was_timed(monkeypatch):
     assert record.new_record(["bench"])["command"].startswith("FASTNORM_BENCH_COMPILE=1 python")
 
 
+def test_kernel_table_times_each_operation_forward_alone_and_with_backward():
+    """The speed targets hold for the forward pass alone and for forward + backward: every
+    operation with a PyTorch peer has both rows in the bench's table, at the same shape."""
+    from fastnorm._bench import kernel_cases as kc
+
+    modes = {}
+    for name, op, shape, mode, *_ in kc.TABLE:
+        if op not in kc.FASTNORM_ONLY:
+            modes.setdefault((op, shape), set()).add(mode)
+    ops = {op for op, _ in modes}
+    assert ops == {"batch", "layer", "group", "instance", "rms"}
+    for op in ops:
+        both = [shape for (o, shape), m in modes.items() if o == op and m == {"fwd", "fwd+bwd"}]
+        assert both, f"{op} has no shape timed both forward alone and with backward"
+    assert ("batch", (4096, 1024)) in modes and modes["batch", (4096, 1024)] == {"fwd", "fwd+bwd"}
+
+
 def test_preallocated_ratio_compares_the_out_calls():
     stats = runner.summarize(
         {
