@@ -48,7 +48,7 @@ def test_block_merge_equals_the_scalar_merge_bitwise(shape, special):
     rng = np.random.default_rng(sum(shape))
     parts = _partials(rng, *shape, special)
     want = _merged_one_by_one(parts)
-    got = np.array(moments.merge_blocks(parts.copy()))  # in tasks of MERGE_COLUMNS columns
+    got = np.array(moments.merge_blocks(parts.copy(), True))  # in tasks of MERGE_COLUMNS columns
     assert_array_equal(got.view(np.int64), want.view(np.int64))
 
 
@@ -86,3 +86,70 @@ def test_row_groups_with_empty_blocks_match_the_reference():
         np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
         np.testing.assert_allclose(got[1], want[1], rtol=1e-13)
         np.testing.assert_allclose(got[2], want[2] * want[0], rtol=1e-11, atol=1e-12)
+
+
+def _normalize(x3, merges, relu, w=None, renorm=None, running=True):
+    """``columns_normalize`` on (1, A, B) ``x3`` with its shape's schedule: (out, stats...)."""
+    from fastnorm._kernels import columns_fused
+
+    B = x3.shape[2]
+    rng = np.random.default_rng(1)
+    weight, bias = rng.standard_normal(B), rng.standard_normal(B)
+    rm, rv = (np.zeros(B), np.ones(B)) if running else (np.empty(0), np.empty(0))
+    rd = None if renorm is None else np.empty((2, B))
+    out = np.empty_like(x3)
+    stats = columns_fused.columns_normalize.serial(
+        x3, w, weight, bias, 1e-5, rm, rv, 0.1, *schedule.column_blocks(*x3.shape[1:]),
+        out, renorm, rd, relu, merges,
+    )  # fmt: skip
+    return (out, *stats, rm, rv) + (() if rd is None else (rd,))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 3), (7, 5), (64, 64), (512, 64), (8, 4096)])
+@pytest.mark.parametrize("variant", ["plain", "relu", "weights", "renorm", "no running stats"])
+def test_one_block_without_the_merge_code_gives_the_same_bits(dtype, shape, variant):
+    """Inputs of one row block compile batch norm's fused kernel without the block-merge code
+    (``merges`` None): the merges it leaves out would change nothing, bit for bit."""
+    assert schedule.column_blocks(*shape)[0] >= shape[0]  # one block of rows
+    rng = np.random.default_rng(0)
+    x3 = (rng.standard_normal((1, *shape)) * 3 + 1e4).astype(dtype)
+    x3[0, 0, -1] = np.nan
+    kwargs = {
+        "relu": True if variant == "relu" else None,
+        "w": rng.uniform(0, 2, shape[0]) if variant == "weights" else None,
+        "renorm": np.array([3.0, 5.0]) if variant == "renorm" else None,
+        "running": variant != "no running stats",
+    }
+    general = _normalize(x3, True, **kwargs)
+    one_block = _normalize(x3, None, **kwargs)
+    assert len(general) == len(one_block)
+    for a, b in zip(general, one_block):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("channels", [6, 64, 1000])
+def test_the_merge_code_is_left_out_only_for_one_block(monkeypatch, channels):
+    """The layout passes ``merges`` None for at most one block of rows, and True beyond: one row
+    past the block gives statistics that need the merge (checked against the reference)."""
+    from fastnorm._kernels import columns_fused
+
+    seen = []
+    kernel = columns_fused.columns_normalize
+
+    def recorded(*args):
+        seen.append(args[-1])
+        return kernel(*args)
+
+    monkeypatch.setattr(columns_fused, "columns_normalize", recorded)
+    rows = schedule.column_blocks(10**6, channels)[0]
+    rng = np.random.default_rng(0)
+    for n, expected in ((rows, None), (rows + 1, True)):
+        x = rng.standard_normal((n, channels)) + 1e3
+        x[-1] += 50.0  # the last row, alone in its block when there are two
+        rm, rv = np.zeros(channels), np.ones(channels)
+        F.batch_norm(x, rm, rv, training=True, momentum=1.0)
+        assert seen[-1] is expected
+        _, mean, var = weighted_moments(x)
+        np.testing.assert_allclose(rm, mean, rtol=1e-13)
+        np.testing.assert_allclose(rv, var * n / (n - 1), rtol=1e-10)

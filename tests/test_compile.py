@@ -42,6 +42,8 @@ x = np.random.default_rng(0).standard_normal((64, 64))
 with event.install_recorder("numba:compile") as rec:
     y, ctx = F.batch_norm_forward(x, np.zeros(64), np.ones(64), training=True)
     ctx.backward(np.ones_like(y))
+    y, ctx = F.batch_norm_forward(np.vstack([x] * 9), np.zeros(64), np.ones(64), training=True)
+    ctx.backward(np.ones_like(y))  # rows of several blocks: the kernel with its merge code
     y, ctx = F.layer_norm_forward(x, 64)
     ctx.backward(np.ones_like(y))
     fastnorm.group_norm(x.reshape(4, 16, 8, 8), 4)

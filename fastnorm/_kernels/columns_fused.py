@@ -42,6 +42,7 @@ def columns_normalize(
     renorm=None,
     rd=None,
     relu=None,
+    merges=True,
 ):
     """Normalize each column of ``x`` (1, A, B) with its own statistics, then scale by ``weight``
     and shift by ``bias``; returns the (mean, M2, rstd) of each column. Non-empty running
@@ -56,10 +57,12 @@ def columns_normalize(
     ``d = clip((mean_B - running_mean) / sigma, -d_max, d_max)``, the output
     ``(xhat * r + d) * weight + bias``; r and d are written into ``rd`` (2, B).
 
-    ``relu`` True: the output goes through ReLU in the same pass (None: not compiled)."""
+    ``relu`` True: the output goes through ReLU in the same pass (None: not compiled).
+    ``merges`` None where the rows are one block (``row_block >= A``): the block-merge code is
+    not compiled (``moments.grouped_moments``)."""
     _, A, B = x.shape
     # the moments of moments.column_moments, NaN not skipped: a NaN gives NaN statistics (torch)
-    cnt, mean2, m22, _ = grouped_moments(x, w, None, row_block, col_block)
+    cnt, mean2, m22, _ = grouped_moments(x, w, None, row_block, col_block, merges)
     mean = mean2[0].copy()
     m2 = m22[0].copy()
     total = float(A) if w is None else (cnt[0, 0] if B > 0 else 0.0)

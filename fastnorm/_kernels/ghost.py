@@ -115,7 +115,7 @@ def ghost_normalize(
     # sub-batches of several blocks: the blocks' moments, merged in block order, then the affine
     # pass over the flat rows
     # NaN not skipped: a NaN gives NaN statistics, as plain batch norm (torch)
-    _, mean2, m22, _ = grouped_moments(x, None, None, row_block, col_block)
+    _, mean2, m22, _ = grouped_moments(x, None, None, row_block, col_block, True)
     mean = np.ascontiguousarray(mean2)  # views into the partials: C-contiguous copies
     m2 = np.ascontiguousarray(m22)
     rstd = np.empty((G, B))

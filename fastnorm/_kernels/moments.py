@@ -274,11 +274,12 @@ def merge_block_step(cnt, mean, mean_lo, m2, m2_lo, cnt_b, mean_b, mean_lo_b, m2
 
 # inlined into the kernels: as a call it cost a first batch-norm call ~0.2 s more compiling
 @njit(inline="always", **KERNEL)
-def group_moments(x, w, skip_nan, p, g, i0, i1, row_block, c0, c1, parts):
+def group_moments(x, w, skip_nan, p, g, i0, i1, row_block, c0, c1, parts, merges):
     """Row blocks i0:i1 (``row_block`` rows each) of the columns c0:c1 of ``x[p]``: each block's
     moments (``block_moments``), merged in block order into ``parts[:, p, g, c0:c1]`` while the
     block is still in cache; returns the ``nonfinite`` flag. Only one block's partials exist at a
-    time, so the scratch does not grow with the rows."""
+    time, so the scratch does not grow with the rows. ``merges`` None: the rows are one block,
+    and the merge code is not compiled (True: it is)."""
     A = x.shape[1]
     bad = block_moments(
         x,
@@ -293,37 +294,38 @@ def group_moments(x, w, skip_nan, p, g, i0, i1, row_block, c0, c1, parts):
         parts[2, p, g, c0:c1],
         parts[3, p, g, c0:c1],
     )
-    if i1 - i0 > 1:
-        block = np.empty((4, c1 - c0))
-        m2_lo = np.zeros(c1 - c0)
-        slow = np.zeros(c1 - c0, dtype=np.bool_)
-        for i in range(i0 + 1, i1):
-            r0 = i * row_block
-            bad |= block_moments(
-                x,
-                w,
-                skip_nan,
-                p,
-                r0,
-                min(A, r0 + row_block),
-                c0,
-                block[0],
-                block[1],
-                block[2],
-                block[3],
-            )
-            merge_block_step(
-                parts[0, p, g, c0:c1],
-                parts[1, p, g, c0:c1],
-                parts[2, p, g, c0:c1],
-                parts[3, p, g, c0:c1],
-                m2_lo,
-                block[0],
-                block[1],
-                block[2],
-                block[3],
-                slow,
-            )
+    if merges is not None:  # a None argument prunes the merge code
+        if i1 - i0 > 1:
+            block = np.empty((4, c1 - c0))
+            m2_lo = np.zeros(c1 - c0)
+            slow = np.zeros(c1 - c0, dtype=np.bool_)
+            for i in range(i0 + 1, i1):
+                r0 = i * row_block
+                bad |= block_moments(
+                    x,
+                    w,
+                    skip_nan,
+                    p,
+                    r0,
+                    min(A, r0 + row_block),
+                    c0,
+                    block[0],
+                    block[1],
+                    block[2],
+                    block[3],
+                )
+                merge_block_step(
+                    parts[0, p, g, c0:c1],
+                    parts[1, p, g, c0:c1],
+                    parts[2, p, g, c0:c1],
+                    parts[3, p, g, c0:c1],
+                    m2_lo,
+                    block[0],
+                    block[1],
+                    block[2],
+                    block[3],
+                    slow,
+                )
     return bad
 
 
@@ -331,30 +333,37 @@ MERGE_COLUMNS = 128  # columns per task of a threaded merge
 
 
 @njit(inline="always", **KERNEL)
-def merge_blocks(parts):
+def merge_blocks(parts, merges):
     """Merge the block partials ``parts`` (4, P, n_rb, B) in block order, in tasks of
     MERGE_COLUMNS columns (``merge_block_columns``), threaded when inlined in a parallel twin
     (inlined: a call would compile its task index twice, as for ``grouped_moments``); returns views
-    (cnt, mean, m2) of block 0's slots, each (P, B)."""
+    (cnt, mean, m2) of block 0's slots, each (P, B). Nothing to merge, and no merge code
+    compiled, where ``merges`` is None."""
     _, P, n_rb, B = parts.shape
     n_chunks = (B + MERGE_COLUMNS - 1) // MERGE_COLUMNS
-    if n_rb > 1:
-        for t in prange(P * n_chunks):
-            c0 = (t % n_chunks) * MERGE_COLUMNS
-            merge_block_columns(parts, t // n_chunks, c0, min(B, c0 + MERGE_COLUMNS))
+    if merges is not None:
+        if n_rb > 1:
+            for t in prange(P * n_chunks):
+                c0 = (t % n_chunks) * MERGE_COLUMNS
+                merge_block_columns(parts, t // n_chunks, c0, min(B, c0 + MERGE_COLUMNS))
     return parts[0, :, 0, :], parts[1, :, 0, :], parts[3, :, 0, :]
 
 
 # inlined: the prange index of a parallel twin is typed int64, then uint64 in its gufunc; a call
 # taking it would compile its callees twice
 @njit(inline="always", **KERNEL)
-def grouped_moments(x, w, skip_nan, row_block, col_block):
+def grouped_moments(x, w, skip_nan, row_block, col_block, merges):
     """Moments of each column of ``x`` (P, A, B) over axis 1: the rows cut into blocks of
     ``row_block`` rows, the blocks into ``schedule.row_groups`` consecutive groups, one task per
     (p, group, column block) merging its blocks in order (``group_moments``), then the groups
     merged in order (``merge_blocks``), threaded when inlined in a parallel twin. Returns
     ``(sum_w, mean, m2, nonfinite)``: views (P, B) into the partials, and a flag per task (its
-    ``any()`` is a compile of its own, which batch norm does not need)."""
+    ``any()`` is a compile of its own, which batch norm does not need).
+
+    ``merges`` True, or None only where ``row_block >= A`` (one block of rows, nothing to merge):
+    a specialization without the merge code, which a first call on a small input then does not
+    compile; the same bits, since the merges it leaves out would do nothing. (Numba prunes a
+    branch on ``is None`` for a None argument, not for a bool one.)"""
     P, A, B = x.shape
     n_rb = (A + row_block - 1) // row_block
     n_cb = (B + col_block - 1) // col_block
@@ -368,9 +377,9 @@ def grouped_moments(x, w, skip_nan, row_block, col_block):
         i0 = g * n_rb // n_g
         i1 = (g + 1) * n_rb // n_g
         bad[t] = group_moments(
-            x, w, skip_nan, p, g, i0, i1, row_block, c0, min(B, c0 + col_block), parts
+            x, w, skip_nan, p, g, i0, i1, row_block, c0, min(B, c0 + col_block), parts, merges
         )
-    cnt, mean, m2 = merge_blocks(parts)
+    cnt, mean, m2 = merge_blocks(parts, merges)
     return cnt, mean, m2, bad
 
 
@@ -387,5 +396,5 @@ def column_moments(x, w, skip_nan, row_block, col_block):
     centred sum of squares, and a flag set when ``skip_nan`` met an infinite value (or an
     overflowing sum).
     """
-    cnt, mean, m2, bad = grouped_moments(x, w, skip_nan, row_block, col_block)
+    cnt, mean, m2, bad = grouped_moments(x, w, skip_nan, row_block, col_block, True)
     return cnt, mean, m2, bad.any()

@@ -266,7 +266,7 @@ def csr_column_moments(data, indices, indptr, n_cols, w, row_block):
             parts[2, 0, b],
             parts[3, 0, b],
         )
-    cnt, mean, m2 = merge_blocks(parts)
+    cnt, mean, m2 = merge_blocks(parts, True)
     return cnt[0], mean[0], m2[0], bad.any()
 
 

@@ -89,14 +89,14 @@ class ChannelRuns:
         relu=None,
     ):
         """Batch norm with batch statistics in one kernel call, running statistics (if not None)
-        updated in place; returns (mean, M2, rstd, rd). ``sample_weight``: None or one float64
-        weight per row; ``renorm``: None or the (r_max, d_max) of batch renormalization, whose
-        (2, C) factors r, d are returned as ``rd`` (None without renorm); ``relu`` True: ReLU
-        applied in the same pass."""
+        updated in place; returns (mean, M2, rstd, rd). ``sample_weight``: None or a float64
+        weight per row; ``renorm``: None or (r_max, d_max) of batch renormalization, whose (2, C)
+        factors r, d are ``rd`` (else None); ``relu`` True: ReLU applied in the same pass."""
         if running_mean is None:
             running_mean = running_var = NO_RUNNING_STATS
         columns = (1, self.n, self.c * self.d)  # _columns(arr, 1), written out: a per-step call
         rd = None if renorm is None else np.empty((2, self.c))
+        blocks = schedule.column_blocks(self.n, self.c)
         mean, m2, rstd = columns_fused.columns_normalize(
             self.x.reshape(columns),
             sample_weight,
@@ -106,11 +106,12 @@ class ChannelRuns:
             running_mean,
             running_var,
             momentum,
-            *schedule.column_blocks(self.n, self.c),
+            *blocks,
             out.reshape(columns),
             renorm,
             rd,
             relu,
+            None if blocks[0] >= self.n else True,  # rows of one block: no merge code compiled
         )
         return mean, m2, rstd, rd
 

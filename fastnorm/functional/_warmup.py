@@ -27,7 +27,8 @@ def _fwd_bwd(forward, x, *args, **kwargs):
 def _batch(dtype):
     c = 6
     for shape, axis in (
-        ((16, c), 1),
+        ((16, c), 1),  # rows of one block: the fused kernel without its block-merge code
+        ((6000, c), 1),  # rows of several blocks: with it
         ((2, c, 8, 8), 1),  # runs read row by row
         ((4, c, 8, 8), 1),  # the same, element-wise passes by sample (_layouts.short_rows)
         ((4, c, 2, 2), 1),
@@ -45,7 +46,7 @@ def _batch(dtype):
         _fwd_bwd(batch_norm_forward, x, rm, rv, np.ones(c), np.zeros(c), axis=axis)  # eval
         if len(shape) == 2:
             for activation in (None, "relu"):
-                weights = np.ones(16)
+                weights = np.ones(shape[0])
                 relu = {"activation": activation}
                 _fwd_bwd(
                     batch_norm_forward, x, rm, rv, training=True, sample_weight=weights, **relu
