@@ -73,8 +73,9 @@ def _rst_table(markdown_rows):
 
 
 def write_bench_tables(record_path=ROOT / "benchmarks" / "readme_run.json"):
-    """``_generated/bench_table.inc`` (the README's table, from the same generator) and
-    ``_generated/roofline_table.inc``, from the committed bench record."""
+    """``_generated/bench_table.inc`` (the README's table, from the same generator),
+    ``_generated/roofline_table.inc`` and ``_generated/targets_table.inc`` (each row's target,
+    met or not), from the committed bench record."""
     import json
 
     from fastnorm._bench import record as bench_record
@@ -118,6 +119,8 @@ def write_bench_tables(record_path=ROOT / "benchmarks" / "readme_run.json"):
     )
     table = ["| " + " | ".join(head) + " |", "|---|", *rows]
     (target / "roofline_table.inc").write_text("\n".join(_rst_table(table) + ["", note, ""]))
+    targets = bench_record.targets_table(record).splitlines()
+    (target / "targets_table.inc").write_text("\n".join(_rst_table(targets) + [""]))
 
 
 write_bench_tables()

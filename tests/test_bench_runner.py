@@ -95,6 +95,40 @@ def test_readme_table_is_generated_from_a_record(tmp_path):
         record.update_readme(loaded, readme)
 
 
+def test_targets_table_says_which_clause_each_thread_count_meets():
+    from fastnorm._bench import record
+
+    def stats(fastnorm, torch, noisy=False):
+        lib = {"min": fastnorm, "median": fastnorm, "spread": 1.0, "noisy": False}
+        peer = {"min": torch, "median": torch, "spread": 1.0, "noisy": noisy}
+        return {"fastnorm": lib, "torch": peer}
+
+    rows = {
+        "1": [
+            {"case": "a", "target": ">= 1.5x torch, >= 85% roofline", "roofline": 0.9,
+             "stats": stats(1.0, 2.0)},
+            {"case": "b", "target": "<= 1.2x batch", "stats": stats(1.0, 1.0)},
+            {"case": "c", "target": ">= 1.5x torch", "roofline": "in cache",
+             "stats": stats(1.0, 1.2)},
+        ],
+        "2": [
+            {"case": "a", "target": ">= 1.5x torch, >= 85% roofline", "roofline": 0.5,
+             "stats": stats(1.0, 1.0)},
+            {"case": "c", "target": ">= 1.5x torch", "stats": stats(1.0, 9.0, noisy=True)},
+        ],
+    }  # fmt: skip
+    lines = record.targets_table({"results": rows}).splitlines()
+    assert lines[0] == "| case | target | 1T | 2T |"
+    assert lines[2:] == [
+        "| a | >= 1.5x torch, >= 85% roofline | yes, 2.00x; yes, 90 % | no, 1.00x; no, 50 % |",
+        "| c | >= 1.5x torch | no, 1.20x | noisy |",
+    ]  # "b" is relative to another row: not checked
+    assert record.target_clauses(">= 1.3x torch, >= 1.3x faster than sklearn (no BN)") == [
+        ("torch", 1.3),
+        ("sklearn", 1.3),
+    ]
+
+
 def test_record_command_says_when_torch_compile_was_timed(monkeypatch):
     from fastnorm._bench import record
 
@@ -110,7 +144,7 @@ def test_kernel_table_times_each_operation_forward_alone_and_with_backward():
     from fastnorm._bench import kernel_cases as kc
 
     modes = {}
-    for name, op, shape, mode, *_ in kc.TABLE:
+    for _, op, shape, mode, *_ in kc.TABLE:
         if op not in kc.FASTNORM_ONLY:
             modes.setdefault((op, shape), set()).add(mode)
     ops = {op for op, _ in modes}

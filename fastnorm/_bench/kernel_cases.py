@@ -5,7 +5,9 @@ import numpy as np
 from .. import nn
 from .case import BenchCase
 
-# (name, operation, shape, mode, channel axis, target)
+# (name, operation, shape, mode, channel axis, target); the targets are the speed issue's: every
+# row >= 1.5x PyTorch eager, forward alone and with backward, at 1 and at all threads, and more on
+# the large shapes
 TABLE = [
     (
         "batch_norm fwd (256, 64, 56, 56)",
@@ -13,7 +15,7 @@ TABLE = [
         (256, 64, 56, 56),
         "fwd",
         1,
-        ">= 3x torch, >= 60% roofline",
+        ">= 1.5x torch, >= 85% roofline",
     ),
     (
         "batch_norm fwd+bwd (256, 64, 56, 56)",
@@ -21,23 +23,30 @@ TABLE = [
         (256, 64, 56, 56),
         "fwd+bwd",
         1,
-        ">= 2x torch",
+        ">= 3x torch",
     ),
     ("batch_norm fwd (32, 256, 28, 28)", "batch", (32, 256, 28, 28), "fwd", 1, ">= 1.5x torch"),
-    ("batch_norm fwd (32, 28, 28, 256) channels-last", "batch", (32, 28, 28, 256), "fwd", -1, ""),
+    (
+        "batch_norm fwd (32, 28, 28, 256) channels-last",
+        "batch",
+        (32, 28, 28, 256),
+        "fwd",
+        -1,
+        ">= 1.5x torch",
+    ),
     ("batch_norm fwd (4096, 1024)", "batch", (4096, 1024), "fwd", 1, ">= 1.5x torch"),
-    ("batch_norm fwd+bwd (4096, 1024)", "batch", (4096, 1024), "fwd+bwd", 1, ">= 1x torch"),
+    ("batch_norm fwd+bwd (4096, 1024)", "batch", (4096, 1024), "fwd+bwd", 1, ">= 1.5x torch"),
     ("batch_norm fwd (128, 512)", "batch", (128, 512), "fwd", 1, ">= 1.5x torch"),
     ("batch_norm fwd+bwd (128, 512)", "batch", (128, 512), "fwd+bwd", 1, ">= 1.5x torch"),
     ("layer_norm fwd (8192, 1024)", "layer", (8192, 1024), "fwd", None, ">= 1.5x torch"),
-    ("layer_norm fwd+bwd (8192, 1024)", "layer", (8192, 1024), "fwd+bwd", None, ">= 1x torch"),
+    ("layer_norm fwd+bwd (8192, 1024)", "layer", (8192, 1024), "fwd+bwd", None, ">= 1.5x torch"),
     (
         "group_norm 32 fwd (32, 256, 28, 28)",
         "group",
         (32, 256, 28, 28),
         "fwd",
         1,
-        ">= 1.5x torch",
+        ">= 2x torch",
     ),
     (
         "group_norm 32 fwd+bwd (32, 256, 28, 28)",
@@ -45,12 +54,19 @@ TABLE = [
         (32, 256, 28, 28),
         "fwd+bwd",
         1,
-        ">= 1x torch",
+        ">= 2x torch",
     ),
     ("instance_norm fwd (32, 64, 56, 56)", "instance", (32, 64, 56, 56), "fwd", 1, ">= 1.5x torch"),
-    ("instance_norm fwd+bwd (32, 64, 56, 56)", "instance", (32, 64, 56, 56), "fwd+bwd", 1, ""),
+    (
+        "instance_norm fwd+bwd (32, 64, 56, 56)",
+        "instance",
+        (32, 64, 56, 56),
+        "fwd+bwd",
+        1,
+        ">= 1.5x torch",
+    ),
     ("rms_norm fwd (8192, 1024)", "rms", (8192, 1024), "fwd", None, ">= 1.5x torch"),
-    ("rms_norm fwd+bwd (8192, 1024)", "rms", (8192, 1024), "fwd+bwd", None, ""),
+    ("rms_norm fwd+bwd (8192, 1024)", "rms", (8192, 1024), "fwd+bwd", None, ">= 1.5x torch"),
     # small-batch remedies, against the plain batch_norm rows of the same shapes
     ("batch_renorm fwd+bwd (4096, 1024)", "renorm", (4096, 1024), "fwd+bwd", 1, "<= 1.2x batch"),
     ("batch_renorm fwd+bwd (128, 512)", "renorm", (128, 512), "fwd+bwd", 1, "<= 1.2x batch"),

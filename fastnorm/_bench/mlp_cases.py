@@ -173,6 +173,7 @@ def build_cases(n_rows=N_ROWS):
             name=f"MLP predict_proba {k}k x 256, (512, 512) BN",
             group="mlp",
             make=_make_inference(fold=False, n_rows=n_rows),
+            target=">= 1x torch",
             repeat=5,
         ),
         BenchCase(
@@ -187,6 +188,7 @@ def build_cases(n_rows=N_ROWS):
             name="MLP predict_proba 64 x 256, (512, 512) BN",
             group="mlp",
             make=_make_inference(fold=False, n_rows=64),
+            target=">= 1x torch",
             repeat=200,
         ),
         BenchCase(

@@ -9,6 +9,7 @@ README's performance table generated from it: the README's numbers are never typ
 import json
 import os
 import platform
+import re
 import sys
 from importlib import metadata
 
@@ -116,6 +117,60 @@ def table(record, peers=("torch", "torch out=", "compile", "numpy", "sklearn")):
         "interleaved repetitions; 'noisy': a library's repetitions spread over 2x; 'torch out=': "
         "both libraries writing into preallocated outputs (`out=` forward and backward)."
     )
+    return "\n".join(lines)
+
+
+# the clauses of a case's target that a record can check: ">= 1.5x torch", ">= 5x sklearn",
+# ">= 1.3x faster than sklearn (no BN)", ">= 85% roofline"; others (relative to another row) are not
+_CLAUSE = re.compile(r">= ([0-9.]+)(x|%) (?:faster than )?(\w+)")
+
+
+def target_clauses(target):
+    """[(peer, minimum)] of the checkable clauses of ``target``: a peer's time / fastnorm's,
+    or the roofline fraction (peer "roofline", minimum a fraction)."""
+    clauses = []
+    for value, unit, peer in _CLAUSE.findall(target):
+        clauses.append((peer, float(value) / (100.0 if unit == "%" else 1.0)))
+    return clauses
+
+
+def _check(row, peer, minimum):
+    if peer == "roofline":
+        roof = row.get("roofline")
+        if not isinstance(roof, float):
+            return roof or "-"
+        return f"{'yes' if roof >= minimum else 'no'}, {100 * roof:.0f} %"
+    stats = row["stats"]
+    if peer not in stats or "fastnorm" not in stats:
+        return "-"
+    if stats[peer]["noisy"] or stats["fastnorm"]["noisy"]:
+        return "noisy"
+    r = stats[peer]["min"] / stats["fastnorm"]["min"]
+    return f"{'yes' if r >= minimum else 'no'}, {r:.2f}x"
+
+
+def targets_table(record):
+    """Markdown: each case with a checkable target, and whether the record meets each clause at
+    every thread count ("yes, 2.31x" / "no, 0.82x"; "noisy": the ratio was withheld)."""
+    results = record["results"]
+    counts = sorted(results, key=int)
+    lines = ["| case | target | " + " | ".join(f"{n}T" for n in counts) + " |"]
+    lines.append("|" + "---|" * (2 + len(counts)))
+    rows = {}
+    for n in counts:
+        for row in results[n]:
+            rows.setdefault(row["case"], {})[n] = row
+    for case, per_count in rows.items():
+        target = next(iter(per_count.values())).get("target", "")
+        clauses = target_clauses(target)
+        if not clauses:
+            continue
+        cells = [case, target]
+        for n in counts:
+            row = per_count.get(n)
+            checks = [] if row is None else [_check(row, p, m) for p, m in clauses]
+            cells.append("; ".join(checks) or "-")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
