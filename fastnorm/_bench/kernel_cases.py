@@ -5,25 +5,21 @@ import numpy as np
 from .. import nn
 from .case import BenchCase
 
+
+def _fwd_and_bwd(name, op, shape, axis, target, bwd_target=None):
+    """The forward-alone row and the forward+backward row of one operation on one shape."""
+    return [
+        (f"{name} fwd {shape}", op, shape, "fwd", axis, target),
+        (f"{name} fwd+bwd {shape}", op, shape, "fwd+bwd", axis, bwd_target or target),
+    ]
+
+
 # (name, operation, shape, mode, channel axis, target); the targets are the speed issue's: every
 # row >= 1.5x PyTorch eager, forward alone and with backward, at 1 and at all threads, and more on
 # the large shapes
 TABLE = [
-    (
-        "batch_norm fwd (256, 64, 56, 56)",
-        "batch",
-        (256, 64, 56, 56),
-        "fwd",
-        1,
-        ">= 1.5x torch, >= 85% roofline",
-    ),
-    (
-        "batch_norm fwd+bwd (256, 64, 56, 56)",
-        "batch",
-        (256, 64, 56, 56),
-        "fwd+bwd",
-        1,
-        ">= 3x torch",
+    *_fwd_and_bwd(
+        "batch_norm", "batch", (256, 64, 56, 56), 1, ">= 1.5x torch, >= 85% roofline", ">= 3x torch"
     ),
     ("batch_norm fwd (32, 256, 28, 28)", "batch", (32, 256, 28, 28), "fwd", 1, ">= 1.5x torch"),
     (
@@ -34,39 +30,12 @@ TABLE = [
         -1,
         ">= 1.5x torch",
     ),
-    ("batch_norm fwd (4096, 1024)", "batch", (4096, 1024), "fwd", 1, ">= 1.5x torch"),
-    ("batch_norm fwd+bwd (4096, 1024)", "batch", (4096, 1024), "fwd+bwd", 1, ">= 1.5x torch"),
-    ("batch_norm fwd (128, 512)", "batch", (128, 512), "fwd", 1, ">= 1.5x torch"),
-    ("batch_norm fwd+bwd (128, 512)", "batch", (128, 512), "fwd+bwd", 1, ">= 1.5x torch"),
-    ("layer_norm fwd (8192, 1024)", "layer", (8192, 1024), "fwd", None, ">= 1.5x torch"),
-    ("layer_norm fwd+bwd (8192, 1024)", "layer", (8192, 1024), "fwd+bwd", None, ">= 1.5x torch"),
-    (
-        "group_norm 32 fwd (32, 256, 28, 28)",
-        "group",
-        (32, 256, 28, 28),
-        "fwd",
-        1,
-        ">= 2x torch",
-    ),
-    (
-        "group_norm 32 fwd+bwd (32, 256, 28, 28)",
-        "group",
-        (32, 256, 28, 28),
-        "fwd+bwd",
-        1,
-        ">= 2x torch",
-    ),
-    ("instance_norm fwd (32, 64, 56, 56)", "instance", (32, 64, 56, 56), "fwd", 1, ">= 1.5x torch"),
-    (
-        "instance_norm fwd+bwd (32, 64, 56, 56)",
-        "instance",
-        (32, 64, 56, 56),
-        "fwd+bwd",
-        1,
-        ">= 1.5x torch",
-    ),
-    ("rms_norm fwd (8192, 1024)", "rms", (8192, 1024), "fwd", None, ">= 1.5x torch"),
-    ("rms_norm fwd+bwd (8192, 1024)", "rms", (8192, 1024), "fwd+bwd", None, ">= 1.5x torch"),
+    *_fwd_and_bwd("batch_norm", "batch", (4096, 1024), 1, ">= 1.5x torch"),
+    *_fwd_and_bwd("batch_norm", "batch", (128, 512), 1, ">= 1.5x torch"),
+    *_fwd_and_bwd("layer_norm", "layer", (8192, 1024), None, ">= 1.5x torch"),
+    *_fwd_and_bwd("group_norm 32", "group", (32, 256, 28, 28), 1, ">= 2x torch"),
+    *_fwd_and_bwd("instance_norm", "instance", (32, 64, 56, 56), 1, ">= 1.5x torch"),
+    *_fwd_and_bwd("rms_norm", "rms", (8192, 1024), None, ">= 1.5x torch"),
     # small-batch remedies, against the plain batch_norm rows of the same shapes
     ("batch_renorm fwd+bwd (4096, 1024)", "renorm", (4096, 1024), "fwd+bwd", 1, "<= 1.2x batch"),
     ("batch_renorm fwd+bwd (128, 512)", "renorm", (128, 512), "fwd+bwd", 1, "<= 1.2x batch"),
