@@ -115,6 +115,11 @@ def test_targets_table_says_which_clause_each_thread_count_meets():
             {"case": "a", "target": ">= 1.5x torch, >= 85% roofline", "roofline": 0.5,
              "stats": stats(1.0, 1.0)},
             {"case": "c", "target": ">= 1.5x torch", "stats": stats(1.0, 9.0, noisy=True)},
+            {"case": "d", "target": ">= 60% roofline", "roofline": "in cache",
+             "stats": stats(1.0, 1.0)},
+            {"case": "e", "target": ">= 60% roofline", "roofline": 0.9,
+             "stats": {"fastnorm": {**stats(1.0, 1.0)["fastnorm"], "noisy": True}}},
+            {"case": "f", "target": ">= 2x torch out=", "stats": stats(1.0, 3.0)},
         ],
     }  # fmt: skip
     lines = record.targets_table({"results": rows}).splitlines()
@@ -122,7 +127,9 @@ def test_targets_table_says_which_clause_each_thread_count_meets():
     assert lines[2:] == [
         "| a | >= 1.5x torch, >= 85% roofline | yes, 2.00x; yes, 90 % | no, 1.00x; no, 50 % |",
         "| c | >= 1.5x torch | no, 1.20x | noisy |",
-    ]  # "b" is relative to another row: not checked
+        "| d | >= 60% roofline | - | in cache |",  # no row at one thread
+        "| e | >= 60% roofline | - | noisy |",  # the roofline is fastnorm's noisy time
+    ]  # "b" is relative to another row, "f" to a peer's out= column: not checked
     assert record.target_clauses(">= 1.3x torch, >= 1.3x faster than sklearn (no BN)") == [
         ("torch", 1.3),
         ("sklearn", 1.3),

@@ -88,8 +88,9 @@ def test_row_groups_with_empty_blocks_match_the_reference():
         np.testing.assert_allclose(got[2], want[2] * want[0], rtol=1e-11, atol=1e-12)
 
 
-def _normalize(x3, merges, relu, w=None, renorm=None, running=True):
-    """``columns_normalize`` on (1, A, B) ``x3`` with its shape's schedule: (out, stats...)."""
+def _normalize(x3, merges, relu, w=None, renorm=None, running=True, twin="serial"):
+    """``columns_normalize`` (its ``twin``) on (1, A, B) ``x3`` with its shape's schedule:
+    (out, stats...)."""
     from fastnorm._kernels import columns_fused
 
     B = x3.shape[2]
@@ -98,7 +99,7 @@ def _normalize(x3, merges, relu, w=None, renorm=None, running=True):
     rm, rv = (np.zeros(B), np.ones(B)) if running else (np.empty(0), np.empty(0))
     rd = None if renorm is None else np.empty((2, B))
     out = np.empty_like(x3)
-    stats = columns_fused.columns_normalize.serial(
+    stats = getattr(columns_fused.columns_normalize, twin)(
         x3, w, weight, bias, 1e-5, rm, rv, 0.1, *schedule.column_blocks(*x3.shape[1:]),
         out, renorm, rd, relu, merges,
     )  # fmt: skip
@@ -126,6 +127,21 @@ def test_one_block_without_the_merge_code_gives_the_same_bits(dtype, shape, vari
     assert len(general) == len(one_block)
     for a, b in zip(general, one_block):
         assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def test_one_block_in_the_threaded_twin_gives_the_same_bits():
+    """One block of rows can be large enough for threads (8 rows of 20,000 columns, ten column
+    blocks): the threaded twin without the merge code gives the bits of the general one."""
+    shape = (8, 20000)
+    assert schedule.column_blocks(*shape)[0] >= shape[0]
+    x3 = (np.random.default_rng(0).standard_normal((1, *shape)) * 3 + 1e4).astype(np.float32)
+    general = _normalize(x3, True, None, twin="parallel")
+    one_block = _normalize(x3, None, None, twin="parallel")
+    for a, b in zip(general, one_block, strict=True):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    serial = _normalize(x3, None, None)
+    for a, b in zip(one_block, serial, strict=True):
+        assert a.tobytes() == b.tobytes()
 
 
 @pytest.mark.parametrize("channels", [6, 64, 1000])

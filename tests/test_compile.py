@@ -38,17 +38,45 @@ import json, numpy as np
 from numba.core import event
 import fastnorm
 from fastnorm import functional as F
+from fastnorm._kernels import schedule
 x = np.random.default_rng(0).standard_normal((64, 64))
 with event.install_recorder("numba:compile") as rec:
     y, ctx = F.batch_norm_forward(x, np.zeros(64), np.ones(64), training=True)
     ctx.backward(np.ones_like(y))
-    y, ctx = F.batch_norm_forward(np.vstack([x] * 9), np.zeros(64), np.ones(64), training=True)
-    ctx.backward(np.ones_like(y))  # rows of several blocks: the kernel with its merge code
+    rows = schedule.column_blocks(10**6, 64)[0] + 1  # rows of two blocks: the merge code
+    x2 = np.resize(x, (rows, 64))
+    y, ctx = F.batch_norm_forward(x2, np.zeros(64), np.ones(64), training=True)
+    ctx.backward(np.ones_like(y))
     y, ctx = F.layer_norm_forward(x, 64)
     ctx.backward(np.ones_like(y))
     fastnorm.group_norm(x.reshape(4, 16, 8, 8), 4)
 print(json.dumps(sum(1 for _, e in rec.buffer if e.is_start)))
 """
+
+
+_MERGE_CODE = """
+import numpy as np
+from fastnorm import functional as F
+from fastnorm._kernels import moments, schedule
+def compiled():
+    return len(moments.merge_block_step.signatures) + len(moments.merge_block_columns.signatures)
+for rows in (64, schedule.column_blocks(10**6, 32)[0] + 1):  # one block of rows, then two
+    x = np.random.default_rng(0).standard_normal((rows, 32)).astype(np.float32)
+    y, ctx = F.batch_norm_forward(x, training=True)
+    ctx.backward(np.ones_like(y))
+    print(compiled())
+"""
+
+
+def test_a_first_batch_norm_on_one_block_of_rows_compiles_no_merge_code(tmp_path):
+    """What a first small batch-norm call leaves out of its compile (``merges`` None): the
+    block-merge functions, compiled by the first input of several row blocks."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    run = subprocess.run(
+        [sys.executable, "-c", _MERGE_CODE], env=env, check=True, capture_output=True, text=True
+    )
+    one_block, two_blocks = (int(n) for n in run.stdout.split())
+    assert one_block == 0 and two_blocks > 0
 
 
 @pytest.mark.slow

@@ -121,8 +121,11 @@ def table(record, peers=("torch", "torch out=", "compile", "numpy", "sklearn")):
 
 
 # the clauses of a case's target that a record can check: ">= 1.5x torch", ">= 5x sklearn",
-# ">= 1.3x faster than sklearn (no BN)", ">= 85% roofline"; others (relative to another row) are not
-_CLAUSE = re.compile(r">= ([0-9.]+)(x|%) (?:faster than )?(\w+)")
+# ">= 1.3x faster than sklearn (no BN)", ">= 85% roofline"; others (relative to another row, or a
+# peer's out= column) are not
+_CLAUSE = re.compile(
+    r">= ([0-9.]+)(x|%) (?:faster than )?(torch|compile|numpy|sklearn|roofline)\b(?! out=)"
+)
 
 
 def target_clauses(target):
@@ -135,13 +138,19 @@ def target_clauses(target):
 
 
 def _check(row, peer, minimum):
+    stats = row["stats"]
+    if "fastnorm" not in stats:
+        return "-"
     if peer == "roofline":
         roof = row.get("roofline")
-        if not isinstance(roof, float):
-            return roof or "-"
+        if isinstance(roof, str):  # "in cache"
+            return roof
+        if not isinstance(roof, (int, float)):
+            return "-"
+        if stats["fastnorm"]["noisy"]:  # the roofline comes from fastnorm's time
+            return "noisy"
         return f"{'yes' if roof >= minimum else 'no'}, {100 * roof:.0f} %"
-    stats = row["stats"]
-    if peer not in stats or "fastnorm" not in stats:
+    if peer not in stats:
         return "-"
     if stats[peer]["noisy"] or stats["fastnorm"]["noisy"]:
         return "noisy"

@@ -5,6 +5,7 @@ the public functions so that the arguments have exactly the types real calls giv
 
 import numpy as np
 
+from .._kernels import schedule
 from .._kernels.policy import forced_threads
 from .affine import columns_affine
 from .batch_norm import batch_norm_forward, feature_moments
@@ -28,7 +29,7 @@ def _batch(dtype):
     c = 6
     for shape, axis in (
         ((16, c), 1),  # rows of one block: the fused kernel without its block-merge code
-        ((6000, c), 1),  # rows of several blocks: with it
+        ((schedule.column_blocks(10**6, c)[0] + 1, c), 1),  # rows of two blocks: with it
         ((2, c, 8, 8), 1),  # runs read row by row
         ((4, c, 8, 8), 1),  # the same, element-wise passes by sample (_layouts.short_rows)
         ((4, c, 2, 2), 1),
