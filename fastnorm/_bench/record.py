@@ -150,10 +150,9 @@ def _check(row, peer, minimum):
         if stats["fastnorm"]["noisy"]:  # the roofline comes from fastnorm's time
             return "noisy"
         return f"{'yes' if roof >= minimum else 'no'}, {100 * roof:.0f} %"
-    if peer not in stats:
-        return "-"
-    if stats[peer]["noisy"] or stats["fastnorm"]["noisy"]:
-        return "noisy"
+    text = _ratio(stats, peer)  # "-" or "noisy" where there is no ratio
+    if not text.endswith("x"):
+        return text
     r = stats[peer]["min"] / stats["fastnorm"]["min"]
     return f"{'yes' if r >= minimum else 'no'}, {r:.2f}x"
 
